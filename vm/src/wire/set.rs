@@ -1,7 +1,7 @@
 //! Set Headers and the walk over the Sets of a Message (RFC 7011 §3.3).
 
 use crate::error::{DecodeError, DecodeErrorKind};
-use crate::wire::ids::SetId;
+use crate::wire::ids::{SetId, TemplateId};
 use crate::wire::reader::Reader;
 use crate::wire::{HEADER_LEN, SET_HEADER_LEN};
 
@@ -16,7 +16,39 @@ pub struct Set<'a> {
     pub offset: usize,
 }
 
+/// What a Set holds, by its Set ID (RFC 7011 §3.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// A Template Set (ID 2).
+    Template,
+    /// An Options Template Set (ID 3).
+    OptionsTemplate,
+    /// A Data Set for the template with this ID (256 and up).
+    Data(TemplateId),
+}
+
 impl<'a> Set<'a> {
+    /// Classifies the Set by its ID.
+    ///
+    /// # Errors
+    /// [`DecodeErrorKind::ReservedSetId`] for IDs 0, 1 and 4..=255.
+    pub fn kind(&self) -> Result<SetKind, DecodeError> {
+        //= https://www.rfc-editor.org/rfc/rfc7011#section-3.3.2
+        //# Set ID value identifies the Set.  A value of 2 is reserved for
+        //# Template Sets.  A value of 3 is reserved for Options Template Sets.
+        //# Values from 4 to 255 are reserved for future use.  Values 256 and
+        //# above are used for Data Sets.
+        match self.id {
+            SetId::TEMPLATE => Ok(SetKind::Template),
+            SetId::OPTIONS_TEMPLATE => Ok(SetKind::OptionsTemplate),
+            id if id.is_data() => Ok(SetKind::Data(TemplateId(id.0))),
+            id => Err(DecodeError::new(
+                DecodeErrorKind::ReservedSetId(id.0),
+                self.offset - SET_HEADER_LEN,
+            )),
+        }
+    }
+
     /// A cursor over the Set's content.
     pub fn reader(&self) -> Reader<'a> {
         Reader::at(self.body, self.offset)
