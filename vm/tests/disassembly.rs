@@ -1,6 +1,8 @@
 //! Snapshots of the disassembly of representative templates, so compiler changes are reviewed
 //! as listings.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use flowvm_vm::Compiler;
 use flowvm_vm::wire::VARIABLE_LENGTH;
 use flowvm_vm::wire::ids::TemplateId;

@@ -5,6 +5,13 @@
 //! lengths), records are random octets encoded with the vm writer, and all three decoders must
 //! produce the same `RecordBatch`.
 
+#![expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_lossless,
+    clippy::unwrap_used,
+    reason = "the reference decoder is deliberately naive: plain casts and unwraps"
+)]
+
 mod common;
 
 use std::sync::Arc;

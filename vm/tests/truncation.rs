@@ -2,6 +2,8 @@
 //! strict prefix is rejected, mutated lengths and IDs give the exact error kind, and nothing
 //! panics.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::path::Path;

@@ -3,7 +3,10 @@
 #![allow(
     dead_code,
     clippy::allow_attributes,
-    reason = "each test binary uses a different subset"
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: each test binary uses a different subset, and failing loudly is the point"
 )]
 
 use std::collections::BTreeMap;
@@ -34,7 +37,7 @@ pub(crate) fn parse_hex(text: &str) -> Vec<u8> {
         .map(|l| l.split('#').next().unwrap_or(""))
         .flat_map(|l| l.bytes().filter(u8::is_ascii_hexdigit))
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
