@@ -1,9 +1,16 @@
 //! flowvm: an IPFIX (RFC 7011) collector that compiles every template into a small bytecode
-//! program and runs it over the Data Sets straight into Arrow columns.
+//! program and runs it over the Data Sets straight into Arrow columns, archived as Parquet.
 //!
-//! This crate is the command line and the edges around the pure `flowvm-vm` core: reading
-//! files, printing programs. The binary in `main.rs` only parses arguments and maps errors to
-//! an exit code.
+//! ```text
+//! UDP/TCP ─► TransportSession ─► Decoder (templates, pending, sequence) ─► batches ─► archive
+//! ```
+//!
+//! This crate holds the collector and the command line around the pure `flowvm-vm` core. The
+//! decoder core (`collector::decode`) is synchronous and takes `now` as an argument; sockets,
+//! threads and the clock live at the edges (`clock.rs`, the listeners, the archive thread).
 
 pub mod cli;
+pub mod clock;
+pub mod collector;
 pub mod disasm;
+pub mod telemetry;

@@ -1,0 +1,879 @@
+//! The collector's pure core: Messages in, Arrow batches out, with template state, held data,
+//! sequence accounting and counters. No socket, no clock: callers pass `now`.
+//!
+//! Each Message is handled in two passes (RFC 7011 §9.1, "check, then decode"): the first
+//! frames every Set, decodes every Template Record and checks every Data Set whose template is
+//! known against its Set Length; only if all of that holds does the second pass install
+//! templates and append rows. A malformed Message therefore adds nothing.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use flowvm_vm::wire::header::Message;
+use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
+use flowvm_vm::wire::set::{Set, SetKind};
+use flowvm_vm::wire::template::{TemplateDef, TemplateRecord, TemplateRecords};
+use flowvm_vm::{CompileError, Compiler, DecodeError, Program};
+use tracing::{debug, error, warn};
+
+use crate::collector::batch::{Batcher, RowContext};
+use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
+use crate::collector::sequence::{SequenceEvent, SequenceTracker};
+use crate::collector::session::TransportSession;
+use crate::collector::templates::{TemplateKey, TemplateLimits, TemplateState, TemplateStore};
+use crate::telemetry::{Counters, DropReason, LogLimiter};
+
+/// Settings of the decoder core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// Template table bounds and the UDP template lifetime.
+    pub templates: TemplateLimits,
+    /// Bounds of the buffer for data that arrives before its template.
+    pub pending: PendingLimits,
+    /// Rows after which a program's columns are handed over as a batch.
+    pub batch_rows: usize,
+}
+
+/// One step of a checked Message, applied in the second pass.
+enum Step<'a> {
+    Define {
+        def: TemplateDef,
+        compiled: Result<Arc<Program>, CompileError>,
+        options: bool,
+    },
+    Withdraw(TemplateId),
+    WithdrawAll(SetId),
+    Data(Set<'a>, TemplateId),
+}
+
+/// Decodes the Messages of every Transport Session into batches.
+#[derive(Debug)]
+pub struct Decoder {
+    compiler: Compiler,
+    /// Identical templates, from any exporter, share one program and one batch.
+    programs: HashMap<TemplateDef, Weak<Program>>,
+    templates: TemplateStore,
+    pending: PendingStore,
+    sequences: SequenceTracker,
+    batchers: HashMap<usize, Batcher>,
+    exporters: HashMap<TransportSession, Arc<str>>,
+    counters: Arc<Counters>,
+    limiter: LogLimiter,
+    batch_rows: usize,
+}
+
+impl Decoder {
+    /// A decoder with no template yet.
+    pub fn new(compiler: Compiler, config: DecoderConfig, counters: Arc<Counters>) -> Self {
+        Self {
+            compiler,
+            programs: HashMap::new(),
+            templates: TemplateStore::new(config.templates),
+            pending: PendingStore::new(config.pending),
+            sequences: SequenceTracker::new(),
+            batchers: HashMap::new(),
+            exporters: HashMap::new(),
+            counters,
+            limiter: LogLimiter::new(Duration::from_secs(10)),
+            batch_rows: config.batch_rows.max(1),
+        }
+    }
+
+    /// The shared counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// The sequence tracker, for per-exporter loss figures.
+    pub fn sequences(&self) -> &SequenceTracker {
+        &self.sequences
+    }
+
+    fn warn_dropped(&mut self, session: TransportSession, err: DecodeError, now: Instant) {
+        let ip = session
+            .exporter_ip()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Some(suppressed) = self.limiter.allow(ip, err.kind.label(), now) {
+            warn!(%session, reason = err.kind.label(), offset = err.offset, suppressed, "Dropped malformed IPFIX message.");
+        }
+    }
+
+    fn compile(&mut self, def: &TemplateDef) -> Result<Arc<Program>, CompileError> {
+        if let Some(program) = self.programs.get(def).and_then(Weak::upgrade) {
+            return Ok(program);
+        }
+        let program = Arc::new(self.compiler.compile(def)?);
+        self.programs.insert(def.clone(), Arc::downgrade(&program));
+        Ok(program)
+    }
+
+    /// The program a Data Set will meet in pass two: defined earlier in this Message, or held.
+    fn program_for(&self, key: &TemplateKey, plan: &[Step<'_>]) -> Option<Arc<Program>> {
+        for step in plan.iter().rev() {
+            match step {
+                Step::Define { def, compiled, .. } if def.template_id == key.template_id => {
+                    return compiled.as_ref().ok().cloned();
+                }
+                _ => {}
+            }
+        }
+        match self.templates.get(key) {
+            Some(TemplateState::Ready(p)) => Some(Arc::clone(p)),
+            _ => None,
+        }
+    }
+
+    /// First pass: frame, decode templates, check data; nothing changes state.
+    fn plan<'a>(
+        &mut self,
+        session: TransportSession,
+        message: &Message<'a>,
+    ) -> Result<Vec<Step<'a>>, DecodeError> {
+        let domain = message.header.observation_domain_id;
+        let mut plan = Vec::new();
+        for set in message.sets() {
+            let set = set?;
+            let kind = match set.kind() {
+                Ok(kind) => kind,
+                Err(e) => {
+                    //= https://www.rfc-editor.org/rfc/rfc7011#section-3.3.2
+                    //# Values from 4 to 255 are reserved for future use.
+                    // Judgement: skip the Set, keep the rest of the Message (COMPLIANCE.md).
+                    debug!(%session, set_id = set.id.0, "Skipped a Set with a reserved Set ID.");
+                    self.counters.record_drop(DropReason::from(e.kind), 1);
+                    continue;
+                }
+            };
+            match kind {
+                SetKind::Template | SetKind::OptionsTemplate => {
+                    for record in TemplateRecords::new(&set) {
+                        plan.push(match record? {
+                            TemplateRecord::Definition(def) => {
+                                let compiled = self.compile(&def);
+                                Step::Define {
+                                    options: def.is_options(),
+                                    def,
+                                    compiled,
+                                }
+                            }
+                            TemplateRecord::Withdrawal(id) => Step::Withdraw(id),
+                            TemplateRecord::WithdrawAll(set_id) => Step::WithdrawAll(set_id),
+                        });
+                    }
+                }
+                SetKind::Data(template_id) => {
+                    let key = TemplateKey {
+                        session,
+                        domain,
+                        template_id,
+                    };
+                    if let Some(program) = self.program_for(&key, &plan) {
+                        program.check(&set)?;
+                    }
+                    plan.push(Step::Data(set, template_id));
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Decodes one whole IPFIX Message from `session`, appending full batches to `out`.
+    /// Malformed input is counted, logged at a rate-limited warning and skipped.
+    pub fn handle(
+        &mut self,
+        session: TransportSession,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<RecordBatch>,
+    ) {
+        self.counters.messages_received.add(1);
+        self.counters
+            .bytes_received
+            .add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+        //= https://www.rfc-editor.org/rfc/rfc7011#section-9.1
+        //# If the Collecting Process receives a malformed IPFIX Message, it
+        //# MUST discard the IPFIX Message and SHOULD log the error.
+        let checked =
+            Message::decode(bytes).and_then(|m| self.plan(session, &m).map(|plan| (m, plan)));
+        let (message, plan) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.counters.messages_dropped.add(1);
+                self.counters.record_drop(DropReason::from(e.kind), 1);
+                self.warn_dropped(session, e, now);
+                return;
+            }
+        };
+        let domain = message.header.observation_domain_id;
+        let export_time = message.header.export_time;
+        let mut records = Some(0_u32);
+        for step in plan {
+            match step {
+                Step::Define {
+                    def,
+                    compiled,
+                    options,
+                } => self.define(session, domain, def, compiled, options, now, out),
+                Step::Withdraw(template_id) => self.withdraw(
+                    session,
+                    TemplateKey {
+                        session,
+                        domain,
+                        template_id,
+                    },
+                ),
+                Step::WithdrawAll(set_id) => {
+                    if session.is_udp() {
+                        self.counters
+                            .record_drop(DropReason::UdpWithdrawalIgnored, 1);
+                    } else {
+                        let n = self.templates.withdraw_all(session, domain, set_id);
+                        self.counters
+                            .templates_removed
+                            .add(u64::try_from(n).unwrap_or(0));
+                    }
+                }
+                Step::Data(set, template_id) => {
+                    let key = TemplateKey {
+                        session,
+                        domain,
+                        template_id,
+                    };
+                    let decoded = self.data(key, &set, export_time, now, out);
+                    records = records.zip(decoded).map(|(a, b)| a.saturating_add(b));
+                }
+            }
+        }
+        match self
+            .sequences
+            .observe(session, domain, message.header.sequence_number, records)
+        {
+            SequenceEvent::Lost(n) => {
+                debug!(%session, domain = domain.0, lost = n, "Sequence gap.");
+                self.counters.records_lost.add(u64::from(n));
+            }
+            SequenceEvent::Reordered => self.counters.messages_reordered.add(1),
+            SequenceEvent::Restart => {
+                debug!(%session, domain = domain.0, "Exporter restart detected from sequence numbers.");
+                self.counters.exporter_restarts.add(1);
+            }
+            SequenceEvent::Synced | SequenceEvent::InOrder => {}
+        }
+        self.counters
+            .templates_live
+            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the parts of one template step"
+    )]
+    fn define(
+        &mut self,
+        session: TransportSession,
+        domain: ObservationDomainId,
+        def: TemplateDef,
+        compiled: Result<Arc<Program>, CompileError>,
+        options: bool,
+        now: Instant,
+        out: &mut Vec<RecordBatch>,
+    ) {
+        let key = TemplateKey {
+            session,
+            domain,
+            template_id: def.template_id,
+        };
+        let state = match compiled {
+            Ok(program) => TemplateState::Ready(program),
+            Err(e) => {
+                let ip = session
+                    .exporter_ip()
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                if self.limiter.allow(ip, e.label(), now).is_some() {
+                    warn!(%session, domain = domain.0, reason = e.label(), "Rejected template: {e}.");
+                }
+                self.counters.templates_rejected.add(1);
+                TemplateState::Rejected { options }
+            }
+        };
+        let ready = matches!(state, TemplateState::Ready(_));
+        if self.templates.install(key, state, now).is_err() {
+            self.counters.record_drop(DropReason::TemplateLimit, 1);
+            let ip = session
+                .exporter_ip()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            if self
+                .limiter
+                .allow(ip, DropReason::TemplateLimit.label(), now)
+                .is_some()
+            {
+                warn!(%session, domain = domain.0, template_id = def.template_id.0, "Template table full; template not installed.");
+            }
+            return;
+        }
+        self.counters.templates_installed.add(1);
+        if ready {
+            self.resolve_pending(key, now, out);
+        }
+    }
+
+    fn withdraw(&mut self, session: TransportSession, key: TemplateKey) {
+        //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
+        //# If a Collecting Process receives a Template Withdrawal Message over UDP, the
+        //# Collecting Process MUST ignore it
+        if session.is_udp() {
+            self.counters
+                .record_drop(DropReason::UdpWithdrawalIgnored, 1);
+            return;
+        }
+        if self.templates.withdraw(&key) {
+            self.counters.templates_removed.add(1);
+        } else {
+            //= https://www.rfc-editor.org/rfc/rfc7011#section-8.1
+            //# If the Collecting Process receives a Template Withdrawal for a Template
+            //# that is not currently defined, it SHOULD log an error
+            warn!(%session, template_id = key.template_id.0, "Withdrawal of an unknown template.");
+            self.counters.record_drop(DropReason::UnknownWithdrawal, 1);
+        }
+    }
+
+    fn exporter(&mut self, session: TransportSession) -> Arc<str> {
+        Arc::clone(
+            self.exporters
+                .entry(session)
+                .or_insert_with(|| Arc::from(session.exporter_text())),
+        )
+    }
+
+    /// Decodes a Data Set; returns its record count, `None` when it could not be counted.
+    fn data(
+        &mut self,
+        key: TemplateKey,
+        set: &Set<'_>,
+        export_time: u32,
+        now: Instant,
+        out: &mut Vec<RecordBatch>,
+    ) -> Option<u32> {
+        match self.templates.get(&key) {
+            Some(TemplateState::Ready(program)) => {
+                let program = Arc::clone(program);
+                self.run(&program, key, set, export_time, out).ok()
+            }
+            Some(TemplateState::Rejected { .. }) => {
+                self.counters.record_drop(DropReason::TemplateRejected, 1);
+                None
+            }
+            None => {
+                //= https://www.rfc-editor.org/rfc/rfc7011#section-8
+                //# the Collecting Process MAY buffer the Data Record
+                //# for later processing.
+                debug!(session = %key.session, template_id = key.template_id.0, "Holding data for a template not yet received.");
+                let held = PendingSet {
+                    body: set.body.to_vec(),
+                    offset: set.offset,
+                    export_time,
+                    arrived: now,
+                };
+                let dropped = self.pending.push(key, held);
+                self.counters
+                    .record_drop(DropReason::PendingOverflow, dropped);
+                self.pending_gauges();
+                None
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        program: &Arc<Program>,
+        key: TemplateKey,
+        set: &Set<'_>,
+        export_time: u32,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<u32, DecodeError> {
+        let exporter = self.exporter(key.session);
+        let context = RowContext {
+            exporter: &exporter,
+            domain: key.domain,
+            export_time,
+        };
+        let batcher = self
+            .batchers
+            .entry(Arc::as_ptr(program) as usize)
+            .or_insert_with(|| Batcher::new(Arc::clone(program)));
+        let stats = batcher.run(set, &context)?;
+        self.counters.records_decoded.add(stats.records);
+        self.counters
+            .record_drop(DropReason::InvalidValue, stats.invalid_values);
+        // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
+        if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
+            Self::emit(batcher, &self.counters, out);
+        }
+        Ok(u32::try_from(stats.records).unwrap_or(u32::MAX))
+    }
+
+    fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
+        match batcher.flush() {
+            Ok(Some(batch)) => out.push(batch),
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "Lost a batch: columns broke an invariant.");
+                counters.archive_errors.add(1);
+            }
+        }
+    }
+
+    fn resolve_pending(&mut self, key: TemplateKey, now: Instant, out: &mut Vec<RecordBatch>) {
+        let held = self.pending.take(&key);
+        if held.is_empty() {
+            return;
+        }
+        let Some(TemplateState::Ready(program)) = self.templates.get(&key).cloned() else {
+            return;
+        };
+        for p in held {
+            let set = Set {
+                id: SetId(key.template_id.0),
+                body: &p.body,
+                offset: p.offset,
+            };
+            match self.run(&program, key, &set, p.export_time, out) {
+                Ok(records) => self.counters.records_decoded_late.add(u64::from(records)),
+                Err(e) => {
+                    self.counters.record_drop(DropReason::from(e.kind), 1);
+                    self.warn_dropped(key.session, e, now);
+                }
+            }
+        }
+        self.pending_gauges();
+    }
+
+    fn pending_gauges(&self) {
+        self.counters
+            .pending_sets
+            .set(u64::try_from(self.pending.sets()).unwrap_or(u64::MAX));
+        self.counters
+            .pending_bytes
+            .set(u64::try_from(self.pending.bytes()).unwrap_or(u64::MAX));
+    }
+
+    /// Applies the timers: UDP template lifetimes and the age bound of held data. Harmless to
+    /// call early or often.
+    pub fn expire(&mut self, now: Instant) {
+        let expired = self.templates.expire(now);
+        self.counters
+            .templates_removed
+            .add(u64::try_from(expired).unwrap_or(0));
+        self.counters
+            .record_drop(DropReason::PendingExpired, self.pending.expire(now));
+        self.programs.retain(|_, p| p.strong_count() > 0);
+        self.counters
+            .templates_live
+            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
+        self.pending_gauges();
+    }
+
+    /// Hands over every buffered row, and forgets the columns of programs no template uses.
+    pub fn flush(&mut self, out: &mut Vec<RecordBatch>) {
+        for batcher in self.batchers.values_mut() {
+            Self::emit(batcher, &self.counters, out);
+        }
+        // Only the batcher itself still holds a program nobody uses.
+        self.batchers
+            .retain(|_, b| Arc::strong_count(b.program()) > 1);
+    }
+
+    /// Forgets a session that ended (a closed TCP connection): its templates, held data and
+    /// sequence state.
+    pub fn close_session(&mut self, session: TransportSession) {
+        let removed = self.templates.remove_session(session);
+        self.counters
+            .templates_removed
+            .add(u64::try_from(removed).unwrap_or(0));
+        self.counters.record_drop(
+            DropReason::PendingUnresolved,
+            self.pending.remove_session(session),
+        );
+        self.sequences.remove_session(session);
+        self.exporters.remove(&session);
+        self.counters
+            .templates_live
+            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
+        self.pending_gauges();
+    }
+
+    /// Hands over everything at shutdown; data still waiting for a template is counted lost.
+    pub fn finish(&mut self, out: &mut Vec<RecordBatch>) {
+        self.flush(out);
+        let unresolved = self.pending.clear();
+        if unresolved > 0 {
+            warn!(
+                sets = unresolved,
+                "Data Sets whose template never arrived were dropped at shutdown."
+            );
+        }
+        self.counters
+            .record_drop(DropReason::PendingUnresolved, unresolved);
+        self.pending_gauges();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
+    use flowvm_vm::wire::template::FieldSpecifier;
+    use flowvm_vm::wire::writer::MessageWriter;
+
+    use super::*;
+
+    fn config() -> DecoderConfig {
+        DecoderConfig {
+            templates: TemplateLimits {
+                max_templates: 100,
+                max_per_session: 10,
+                lifetime: Duration::from_secs(1800),
+            },
+            pending: PendingLimits {
+                max_bytes: 1 << 20,
+                max_session_bytes: 1 << 18,
+                max_sets_per_template: 8,
+                max_age: Duration::from_secs(60),
+            },
+            batch_rows: 1 << 16,
+        }
+    }
+
+    fn decoder() -> Decoder {
+        Decoder::new(Compiler::default(), config(), Arc::new(Counters::default()))
+    }
+
+    fn udp(port: u16) -> TransportSession {
+        let exporter: SocketAddr = ([192, 0, 2, 1], port).into();
+        TransportSession::Udp {
+            exporter,
+            collector: ([127, 0, 0, 1], 4739).into(),
+        }
+    }
+
+    fn tcp(connection: u64) -> TransportSession {
+        TransportSession::Tcp {
+            exporter: ([198, 51, 100, 7], 40_000).into(),
+            connection,
+        }
+    }
+
+    /// Template 256 as (element, length) pairs.
+    fn template(fields: &[(u16, u16)]) -> TemplateDef {
+        let fields = fields
+            .iter()
+            .map(|&(id, len)| FieldSpecifier::iana(id, len))
+            .collect();
+        TemplateDef {
+            template_id: TemplateId(256),
+            scope_field_count: 0,
+            fields,
+        }
+    }
+
+    fn template_message(def: &TemplateDef, domain: u32) -> Vec<u8> {
+        let mut w = MessageWriter::new(1500);
+        w.begin_set(SetId::TEMPLATE);
+        w.put_template(def);
+        assert!(w.commit());
+        w.finish(100, 0, ObservationDomainId(domain)).to_vec()
+    }
+
+    /// A Data Set of template 256 with `records` records of raw octets.
+    fn data_message(records: &[&[u8]], sequence: u32, domain: u32) -> Vec<u8> {
+        let mut w = MessageWriter::new(1500);
+        w.begin_set(SetId(256));
+        for r in records {
+            w.put_bytes(r);
+            assert!(w.commit());
+        }
+        w.finish(200, sequence, ObservationDomainId(domain))
+            .to_vec()
+    }
+
+    fn run(d: &mut Decoder, session: TransportSession, messages: &[Vec<u8>]) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        let now = crate::clock::now();
+        for m in messages {
+            d.handle(session, m, now, &mut out);
+        }
+        d.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn two_exporters_with_the_same_template_id_and_different_layouts_both_decode() {
+        let mut d = decoder();
+        let mut out = Vec::new();
+        let now = crate::clock::now();
+        // Port 1: 256 = sourceTransportPort(2) + packetDeltaCount(4);
+        // port 2: 256 = packetDeltaCount(8) alone. Same address, same domain.
+        d.handle(
+            udp(1),
+            &template_message(&template(&[(7, 2), (2, 4)]), 1),
+            now,
+            &mut out,
+        );
+        d.handle(
+            udp(2),
+            &template_message(&template(&[(2, 8)]), 1),
+            now,
+            &mut out,
+        );
+        d.handle(
+            udp(1),
+            &data_message(&[&[0, 80, 0, 0, 0, 5]], 0, 1),
+            now,
+            &mut out,
+        );
+        d.handle(
+            udp(2),
+            &data_message(&[&[0, 0, 0, 0, 0, 0, 0, 9]], 0, 1),
+            now,
+            &mut out,
+        );
+        d.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        let ports = out
+            .iter()
+            .find(|b| b.schema().field_with_name("sourceTransportPort").is_ok())
+            .unwrap();
+        assert_eq!(
+            ports
+                .column_by_name("sourceTransportPort")
+                .unwrap()
+                .as_primitive::<UInt16Type>()
+                .value(0),
+            80
+        );
+        assert_eq!(
+            ports
+                .column_by_name("packetDeltaCount")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .value(0),
+            5
+        );
+        let other = out
+            .iter()
+            .find(|b| b.schema().field_with_name("sourceTransportPort").is_err())
+            .unwrap();
+        assert_eq!(
+            other
+                .column_by_name("packetDeltaCount")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .value(0),
+            9
+        );
+        assert_eq!(other.column_by_name("exporter").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn data_before_its_template_is_decoded_when_the_template_comes() {
+        let mut d = decoder();
+        let out = run(
+            &mut d,
+            udp(1),
+            &[
+                data_message(&[&[0, 0, 0, 1], &[0, 0, 0, 2]], 0, 1),
+                data_message(&[&[0, 0, 0, 3]], 2, 1),
+                template_message(&template(&[(10, 4)]), 1),
+                data_message(&[&[0, 0, 0, 4]], 3, 1),
+            ],
+        );
+        let values: Vec<u32> = out
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("ingressInterface")
+                    .unwrap()
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, [1, 2, 3, 4]);
+        let c = d.counters();
+        assert_eq!(
+            (c.records_decoded.get(), c.records_decoded_late.get()),
+            (4, 3)
+        );
+        assert_eq!(c.pending_sets.get(), 0);
+        // The domain of another Message does not resolve held data of domain 1.
+        let mut d = decoder();
+        run(
+            &mut d,
+            udp(1),
+            &[
+                data_message(&[&[0, 0, 0, 1]], 0, 1),
+                template_message(&template(&[(10, 4)]), 2),
+            ],
+        );
+        assert_eq!(d.counters().records_decoded.get(), 0);
+        assert_eq!(d.counters().pending_sets.get(), 1);
+    }
+
+    #[test]
+    fn a_malformed_message_adds_nothing_even_after_a_good_set() {
+        let mut d = decoder();
+        let def = template(&[(10, 4)]);
+        let mut bad = template_message(&def, 1);
+        // Append a Data Set that claims 12 octets but holds 11: the record boundary is wrong.
+        bad.extend([1, 0, 0, 12, 0, 0, 0, 7, 0, 0, 0]);
+        let len = u16::try_from(bad.len()).unwrap();
+        bad[2..4].copy_from_slice(&len.to_be_bytes());
+        let out = run(&mut d, udp(1), &[data_message(&[&[0, 0, 0, 1]], 0, 1), bad]);
+        assert!(out.is_empty());
+        let c = d.counters();
+        assert_eq!(c.messages_dropped.get(), 1);
+        assert_eq!(c.dropped(DropReason::BadSetLength), 1);
+        assert_eq!(
+            c.templates_installed.get(),
+            0,
+            "the template in the bad message was not installed"
+        );
+    }
+
+    #[test]
+    fn withdrawals_are_honoured_on_tcp_and_ignored_on_udp() {
+        let def = template(&[(10, 4)]);
+        let mut withdrawal = MessageWriter::new(100);
+        withdrawal.begin_set(SetId::TEMPLATE);
+        withdrawal.put_u16(256);
+        withdrawal.put_u16(0);
+        assert!(withdrawal.commit());
+        let withdrawal = withdrawal.finish(0, 0, ObservationDomainId(1)).to_vec();
+        let data = data_message(&[&[0, 0, 0, 1]], 0, 1);
+
+        let mut d = decoder();
+        run(
+            &mut d,
+            udp(1),
+            &[template_message(&def, 1), withdrawal.clone(), data.clone()],
+        );
+        assert_eq!(d.counters().records_decoded.get(), 1);
+        assert_eq!(d.counters().dropped(DropReason::UdpWithdrawalIgnored), 1);
+
+        let mut d = decoder();
+        run(
+            &mut d,
+            tcp(1),
+            &[
+                template_message(&def, 1),
+                withdrawal.clone(),
+                data,
+                withdrawal,
+            ],
+        );
+        assert_eq!(d.counters().records_decoded.get(), 0);
+        assert_eq!(d.counters().pending_sets.get(), 1);
+        assert_eq!(d.counters().dropped(DropReason::UnknownWithdrawal), 1);
+        d.close_session(tcp(1));
+        assert_eq!(d.counters().dropped(DropReason::PendingUnresolved), 1);
+    }
+
+    #[test]
+    fn a_redefinition_applies_to_data_that_follows_and_keeps_rows_in_flight() {
+        let mut d = decoder();
+        let out = run(
+            &mut d,
+            udp(1),
+            &[
+                template_message(&template(&[(10, 4)]), 1),
+                data_message(&[&[0, 0, 0, 1]], 0, 1),
+                template_message(&template(&[(7, 2)]), 1),
+                data_message(&[&[0, 80]], 1, 1),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+        assert!(
+            out.iter()
+                .any(|b| b.column_by_name("ingressInterface").is_some())
+        );
+        assert!(
+            out.iter()
+                .any(|b| b.column_by_name("sourceTransportPort").is_some())
+        );
+    }
+
+    #[test]
+    fn sequence_gaps_count_lost_records() {
+        let mut d = decoder();
+        run(
+            &mut d,
+            udp(1),
+            &[
+                template_message(&template(&[(10, 4)]), 1),
+                data_message(&[&[0, 0, 0, 1], &[0, 0, 0, 2]], 0, 1),
+                data_message(&[&[0, 0, 0, 3]], 5, 1),
+                data_message(&[&[0, 0, 0, 4]], 6, 1),
+            ],
+        );
+        assert_eq!(d.counters().records_lost.get(), 3);
+        assert_eq!(d.sequences().lost().map(|(_, _, n)| n).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn rejected_templates_and_the_template_limit_are_counted() {
+        let mut d = decoder();
+        let mut out = Vec::new();
+        let now = crate::clock::now();
+        d.handle(
+            udp(1),
+            &template_message(&template(&[(8, 5)]), 1),
+            now,
+            &mut out,
+        );
+        d.handle(udp(1), &data_message(&[&[0; 5]], 0, 1), now, &mut out);
+        assert_eq!(d.counters().templates_rejected.get(), 1);
+        assert_eq!(d.counters().dropped(DropReason::TemplateRejected), 1);
+        for domain in 2..20 {
+            d.handle(
+                udp(1),
+                &template_message(&template(&[(10, 4)]), domain),
+                now,
+                &mut out,
+            );
+        }
+        assert_eq!(
+            d.counters().dropped(DropReason::TemplateLimit),
+            9,
+            "10 per session"
+        );
+    }
+
+    #[test]
+    fn udp_templates_expire_and_held_data_ages_out() {
+        let mut d = decoder();
+        let mut out = Vec::new();
+        let t0 = crate::clock::now();
+        d.handle(
+            udp(1),
+            &template_message(&template(&[(10, 4)]), 1),
+            t0,
+            &mut out,
+        );
+        d.expire(t0 + Duration::from_secs(1800));
+        assert_eq!(d.counters().templates_live.get(), 0);
+        d.handle(
+            udp(1),
+            &data_message(&[&[0, 0, 0, 1]], 0, 1),
+            t0 + Duration::from_secs(1801),
+            &mut out,
+        );
+        assert_eq!(d.counters().pending_sets.get(), 1);
+        d.expire(t0 + Duration::from_secs(1900));
+        assert_eq!(d.counters().dropped(DropReason::PendingExpired), 1);
+    }
+}

@@ -1,0 +1,71 @@
+//! Transport Sessions (RFC 7011 §2): what templates and sequence numbers are scoped by.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// One Transport Session.
+///
+/// Over UDP it is the exporter's address *and* port together with the collector's address
+/// (§8.4: templates are scoped by the 5-tuple); over TCP, one connection; offline, one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TransportSession {
+    /// Datagrams from `exporter` to `collector`.
+    Udp {
+        /// The Exporting Process's address and source port.
+        exporter: SocketAddr,
+        /// The address the datagrams arrived on.
+        collector: SocketAddr,
+    },
+    /// One accepted TCP connection.
+    Tcp {
+        /// The Exporting Process's address and port.
+        exporter: SocketAddr,
+        /// A number unique to the connection for the collector's lifetime.
+        connection: u64,
+    },
+    /// An IPFIX File (RFC 5655) read offline, by its index on the command line.
+    File {
+        /// Position of the file among those decoded.
+        index: u32,
+    },
+}
+
+impl TransportSession {
+    /// The exporter's IP address, when there is one.
+    pub fn exporter_ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Udp { exporter, .. } | Self::Tcp { exporter, .. } => Some(exporter.ip()),
+            Self::File { .. } => None,
+        }
+    }
+
+    /// Whether UDP rules apply: template lifetimes, withdrawals ignored (§8.4).
+    pub fn is_udp(&self) -> bool {
+        matches!(self, Self::Udp { .. })
+    }
+
+    /// The text stored in the `exporter` column: the exporter's IP address (IPv4-mapped IPv6
+    /// addresses as IPv4), or `file:N`.
+    pub fn exporter_text(&self) -> String {
+        match self.exporter_ip() {
+            Some(IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            Some(ip) => ip.to_string(),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TransportSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Udp { exporter, .. } => write!(f, "udp:{exporter}"),
+            Self::Tcp {
+                exporter,
+                connection,
+            } => write!(f, "tcp:{exporter}#{connection}"),
+            Self::File { index } => write!(f, "file:{index}"),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The template table: (Transport Session, Observation Domain, Template ID) -> compiled
+//! program, with the lifetimes and withdrawals of RFC 7011 §8.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowvm_vm::Program;
+use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
+
+use crate::collector::session::TransportSession;
+
+/// Where a template lives: templates of different sessions or domains never mix (§8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateKey {
+    /// The Transport Session it arrived on.
+    pub session: TransportSession,
+    /// The Observation Domain of the Message that carried it.
+    pub domain: ObservationDomainId,
+    /// Its Template ID.
+    pub template_id: TemplateId,
+}
+
+/// A template as the collector holds it.
+#[derive(Clone, Debug)]
+pub enum TemplateState {
+    /// Compiled and ready for Data Sets.
+    Ready(Arc<Program>),
+    /// Refused; its Data Sets are counted as `template_rejected`. `options` says which Set
+    /// type defined it, for All Template Withdrawals.
+    Rejected {
+        /// Whether it came in an Options Template Set.
+        options: bool,
+    },
+}
+
+impl TemplateState {
+    fn is_options(&self) -> bool {
+        match self {
+            Self::Ready(p) => p.scope_field_count() > 0,
+            Self::Rejected { options } => *options,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: TemplateState,
+    refreshed: Instant,
+}
+
+/// The table is full: the template was not installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+/// Bounds and lifetimes of the template table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TemplateLimits {
+    /// Templates over all sessions.
+    pub max_templates: usize,
+    /// Templates of one Transport Session (and all its domains).
+    pub max_per_session: usize,
+    /// UDP template lifetime (§8.4): a template not refreshed for this long is forgotten.
+    pub lifetime: Duration,
+}
+
+/// All templates the collector knows.
+#[derive(Debug)]
+pub struct TemplateStore {
+    map: HashMap<TemplateKey, Entry>,
+    per_session: HashMap<TransportSession, usize>,
+    limits: TemplateLimits,
+}
+
+impl TemplateStore {
+    /// An empty table.
+    pub fn new(limits: TemplateLimits) -> Self {
+        Self {
+            map: HashMap::new(),
+            per_session: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// Templates held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no template is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The template at `key`.
+    pub fn get(&self, key: &TemplateKey) -> Option<&TemplateState> {
+        self.map.get(key).map(|e| &e.state)
+    }
+
+    /// Installs (or redefines, or refreshes) the template at `key`.
+    ///
+    /// # Errors
+    /// [`TableFull`] when a new key would pass either bound; an existing key is always
+    /// replaced.
+    pub fn install(
+        &mut self,
+        key: TemplateKey,
+        state: TemplateState,
+        now: Instant,
+    ) -> Result<(), TableFull> {
+        if let Some(entry) = self.map.get_mut(&key) {
+            *entry = Entry {
+                state,
+                refreshed: now,
+            };
+            return Ok(());
+        }
+        let in_session = self.per_session.get(&key.session).copied().unwrap_or(0);
+        if self.map.len() >= self.limits.max_templates || in_session >= self.limits.max_per_session
+        {
+            return Err(TableFull);
+        }
+        self.map.insert(
+            key,
+            Entry {
+                state,
+                refreshed: now,
+            },
+        );
+        *self.per_session.entry(key.session).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn removed(&mut self, session: TransportSession, n: usize) {
+        if let Some(count) = self.per_session.get_mut(&session) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_session.remove(&session);
+            }
+        }
+    }
+
+    /// Withdraws one template (§8.1); `false` if it was unknown.
+    pub fn withdraw(&mut self, key: &TemplateKey) -> bool {
+        let found = self.map.remove(key).is_some();
+        if found {
+            self.removed(key.session, 1);
+        }
+        found
+    }
+
+    /// Withdraws every template of `domain` defined by Sets of `set_id` (2 or 3) (§8.1).
+    pub fn withdraw_all(
+        &mut self,
+        session: TransportSession,
+        domain: ObservationDomainId,
+        set_id: SetId,
+    ) -> usize {
+        let options = set_id == SetId::OPTIONS_TEMPLATE;
+        let before = self.map.len();
+        self.map.retain(|k, e| {
+            !(k.session == session && k.domain == domain && e.state.is_options() == options)
+        });
+        let n = before - self.map.len();
+        self.removed(session, n);
+        n
+    }
+
+    /// Forgets UDP templates not refreshed within the lifetime (§8.4); returns how many.
+    /// Calling it early or often is harmless.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let lifetime = self.limits.lifetime;
+        let mut gone: HashMap<TransportSession, usize> = HashMap::new();
+        self.map.retain(|k, e| {
+            let keep = !k.session.is_udp() || now.saturating_duration_since(e.refreshed) < lifetime;
+            if !keep {
+                *gone.entry(k.session).or_insert(0) += 1;
+            }
+            keep
+        });
+        gone.into_iter()
+            .map(|(session, n)| {
+                self.removed(session, n);
+                n
+            })
+            .sum()
+    }
+
+    /// Forgets every template of a session that ended (a closed TCP connection, §8.1).
+    pub fn remove_session(&mut self, session: TransportSession) -> usize {
+        let before = self.map.len();
+        self.map.retain(|k, _| k.session != session);
+        self.per_session.remove(&session);
+        before - self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowvm_vm::Compiler;
+    use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
+
+    fn program(scope: u16) -> Arc<Program> {
+        let def = TemplateDef {
+            template_id: TemplateId(256),
+            scope_field_count: scope,
+            fields: vec![FieldSpecifier::iana(8, 4)],
+        };
+        Arc::new(Compiler::default().compile(&def).unwrap())
+    }
+
+    fn key(port: u16, id: u16) -> TemplateKey {
+        let session = TransportSession::Udp {
+            exporter: ([192, 0, 2, 1], port).into(),
+            collector: ([0, 0, 0, 0], 4739).into(),
+        };
+        TemplateKey {
+            session,
+            domain: ObservationDomainId(1),
+            template_id: TemplateId(id),
+        }
+    }
+
+    fn limits() -> TemplateLimits {
+        TemplateLimits {
+            max_templates: 3,
+            max_per_session: 2,
+            lifetime: Duration::from_secs(1800),
+        }
+    }
+
+    #[test]
+    fn enforces_both_bounds_but_always_replaces() {
+        let mut s = TemplateStore::new(limits());
+        let now = crate::clock::now();
+        assert_eq!(
+            s.install(key(1, 256), TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+        assert_eq!(
+            s.install(key(1, 257), TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+        assert_eq!(
+            s.install(key(1, 258), TemplateState::Ready(program(0)), now),
+            Err(TableFull)
+        );
+        assert_eq!(
+            s.install(key(1, 257), TemplateState::Rejected { options: false }, now),
+            Ok(())
+        );
+        assert_eq!(
+            s.install(key(2, 256), TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+        assert_eq!(
+            s.install(key(3, 256), TemplateState::Ready(program(0)), now),
+            Err(TableFull)
+        );
+        assert!(s.withdraw(&key(1, 256)));
+        assert!(!s.withdraw(&key(1, 256)));
+        assert_eq!(
+            s.install(key(1, 258), TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn udp_templates_expire_after_their_lifetime() {
+        let mut s = TemplateStore::new(limits());
+        let t0 = crate::clock::now();
+        s.install(key(1, 256), TemplateState::Ready(program(0)), t0)
+            .unwrap();
+        s.install(
+            key(1, 257),
+            TemplateState::Ready(program(0)),
+            t0 + Duration::from_secs(1000),
+        )
+        .unwrap();
+        assert_eq!(s.expire(t0 + Duration::from_secs(1799)), 0);
+        assert_eq!(s.expire(t0 + Duration::from_secs(1800)), 1);
+        assert!(s.get(&key(1, 257)).is_some());
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn withdraw_all_takes_only_the_set_type_named() {
+        let mut s = TemplateStore::new(TemplateLimits {
+            max_templates: 10,
+            max_per_session: 10,
+            ..limits()
+        });
+        let now = crate::clock::now();
+        s.install(key(1, 256), TemplateState::Ready(program(0)), now)
+            .unwrap();
+        s.install(key(1, 257), TemplateState::Ready(program(1)), now)
+            .unwrap();
+        s.install(key(2, 256), TemplateState::Ready(program(0)), now)
+            .unwrap();
+        assert_eq!(
+            s.withdraw_all(key(1, 0).session, ObservationDomainId(1), SetId::TEMPLATE),
+            1
+        );
+        assert!(s.get(&key(1, 257)).is_some());
+        assert!(s.get(&key(2, 256)).is_some());
+        assert_eq!(s.remove_session(key(2, 0).session), 1);
+    }
+}

@@ -1,0 +1,380 @@
+//! Logging set-up, the shared counters, and a limiter that keeps warnings about bad input to
+//! one line per (exporter, reason) per interval.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flowvm_vm::DecodeErrorKind;
+
+/// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Scope Field Count zero or above the Field Count.
+    BadScopeFieldCount,
+    /// A Set Length below 4 or past the Message.
+    BadSetLength,
+    /// A Template ID below 256.
+    BadTemplateId,
+    /// A TCP connection over the connection limit.
+    ConnectionLimit,
+    /// A value repaired on decoding (non-UTF-8 string, boolean other than 1 or 2).
+    InvalidValue,
+    /// Message Length disagrees with the datagram or frame.
+    LengthMismatch,
+    /// Data held for a template that never came: dropped at a bound of the pending buffer.
+    PendingOverflow,
+    /// Data held for a template that never came: too old.
+    PendingExpired,
+    /// Data still held for a missing template when the collector stopped.
+    PendingUnresolved,
+    /// A decoded queue was full (receive -> decode, or decode -> archive).
+    QueueFull,
+    /// A Set ID reserved by RFC 7011 §3.3.2; the Set is skipped.
+    ReservedSetId,
+    /// A Data Set for a template that was refused (limits or invalid lengths).
+    TemplateRejected,
+    /// A template refused because the template table is full.
+    TemplateLimit,
+    /// A length field promised more than was there.
+    Truncated,
+    /// A Version Number other than 10.
+    UnsupportedVersion,
+    /// A withdrawal of a template that was never defined (§8.1).
+    UnknownWithdrawal,
+    /// A withdrawal received over UDP, ignored as §8.4 requires.
+    UdpWithdrawalIgnored,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [Self; 17] = [
+        Self::BadScopeFieldCount,
+        Self::BadSetLength,
+        Self::BadTemplateId,
+        Self::ConnectionLimit,
+        Self::InvalidValue,
+        Self::LengthMismatch,
+        Self::PendingOverflow,
+        Self::PendingExpired,
+        Self::PendingUnresolved,
+        Self::QueueFull,
+        Self::ReservedSetId,
+        Self::TemplateRejected,
+        Self::TemplateLimit,
+        Self::Truncated,
+        Self::UnsupportedVersion,
+        Self::UnknownWithdrawal,
+        Self::UdpWithdrawalIgnored,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BadScopeFieldCount => "bad_scope_field_count",
+            Self::BadSetLength => "bad_set_length",
+            Self::BadTemplateId => "bad_template_id",
+            Self::ConnectionLimit => "connection_limit",
+            Self::InvalidValue => "invalid_value",
+            Self::LengthMismatch => "length_mismatch",
+            Self::PendingOverflow => "pending_overflow",
+            Self::PendingExpired => "pending_expired",
+            Self::PendingUnresolved => "pending_unresolved",
+            Self::QueueFull => "queue_full",
+            Self::ReservedSetId => "reserved_set_id",
+            Self::TemplateRejected => "template_rejected",
+            Self::TemplateLimit => "template_limit",
+            Self::Truncated => "truncated",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::UnknownWithdrawal => "unknown_withdrawal",
+            Self::UdpWithdrawalIgnored => "udp_withdrawal_ignored",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|&r| r == self).unwrap_or(0)
+    }
+}
+
+impl From<DecodeErrorKind> for DropReason {
+    fn from(kind: DecodeErrorKind) -> Self {
+        match kind {
+            DecodeErrorKind::BadScopeFieldCount(_) => Self::BadScopeFieldCount,
+            DecodeErrorKind::BadSetLength(_) => Self::BadSetLength,
+            DecodeErrorKind::BadTemplateId(_) => Self::BadTemplateId,
+            DecodeErrorKind::LengthMismatch { .. } => Self::LengthMismatch,
+            DecodeErrorKind::ReservedSetId(_) => Self::ReservedSetId,
+            DecodeErrorKind::UnsupportedVersion(_) => Self::UnsupportedVersion,
+            _ => Self::Truncated,
+        }
+    }
+}
+
+/// A plain counter (`Relaxed`: counts, not synchronisation).
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Every counter and gauge the collector exports, shared by all threads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// IPFIX Messages received (before any check).
+    pub messages_received: Counter,
+    /// Octets of those Messages.
+    pub bytes_received: Counter,
+    /// Messages discarded whole (§9.1).
+    pub messages_dropped: Counter,
+    /// Data Records decoded into columns.
+    pub records_decoded: Counter,
+    /// Data Records decoded late, from the pending buffer, when their template came.
+    pub records_decoded_late: Counter,
+    /// Data Records lost according to sequence numbers (§3.1).
+    pub records_lost: Counter,
+    /// Messages that arrived out of order or twice according to sequence numbers.
+    pub messages_reordered: Counter,
+    /// Exporter restarts detected from sequence numbers.
+    pub exporter_restarts: Counter,
+    /// Templates installed (new or redefined).
+    pub templates_installed: Counter,
+    /// Templates refused by the compiler (limits, illegal field lengths).
+    pub templates_rejected: Counter,
+    /// Templates live now (gauge).
+    pub templates_live: Counter,
+    /// Templates expired by lifetime (UDP, §8.4) or withdrawn.
+    pub templates_removed: Counter,
+    /// Data Sets waiting for their template now (gauge).
+    pub pending_sets: Counter,
+    /// Octets waiting for their template now (gauge).
+    pub pending_bytes: Counter,
+    /// Messages waiting between receive and decode (gauge).
+    pub decode_queue_depth: Counter,
+    /// Batches waiting between decode and archive (gauge).
+    pub archive_queue_depth: Counter,
+    /// Parquet files completed and renamed into place.
+    pub files_written: Counter,
+    /// Rows written to Parquet.
+    pub rows_written: Counter,
+    /// Archive write failures (data lost inside flowvm: logged at error).
+    pub archive_errors: Counter,
+    /// TCP connections accepted.
+    pub connections_accepted: Counter,
+    /// TCP connections open now (gauge).
+    pub connections_open: Counter,
+    /// Datagrams the kernel dropped on the UDP sockets (gauge, read from the kernel).
+    pub udp_kernel_drops: Counter,
+    dropped: [Counter; DropReason::ALL.len()],
+}
+
+impl Counters {
+    /// Counts `n` drops for `reason`.
+    pub fn record_drop(&self, reason: DropReason, n: u64) {
+        if let Some(c) = self.dropped.get(reason.index()) {
+            c.add(n);
+        }
+    }
+
+    /// Drops so far for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.get(reason.index()).map_or(0, Counter::get)
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let plain: [(&str, &str, &Counter); 22] = [
+            (
+                "flowvm_messages_received_total",
+                "counter",
+                &self.messages_received,
+            ),
+            (
+                "flowvm_bytes_received_total",
+                "counter",
+                &self.bytes_received,
+            ),
+            (
+                "flowvm_messages_dropped_total",
+                "counter",
+                &self.messages_dropped,
+            ),
+            (
+                "flowvm_records_decoded_total",
+                "counter",
+                &self.records_decoded,
+            ),
+            (
+                "flowvm_records_decoded_late_total",
+                "counter",
+                &self.records_decoded_late,
+            ),
+            ("flowvm_records_lost_total", "counter", &self.records_lost),
+            (
+                "flowvm_messages_reordered_total",
+                "counter",
+                &self.messages_reordered,
+            ),
+            (
+                "flowvm_exporter_restarts_total",
+                "counter",
+                &self.exporter_restarts,
+            ),
+            (
+                "flowvm_templates_installed_total",
+                "counter",
+                &self.templates_installed,
+            ),
+            (
+                "flowvm_templates_rejected_total",
+                "counter",
+                &self.templates_rejected,
+            ),
+            ("flowvm_templates_live", "gauge", &self.templates_live),
+            (
+                "flowvm_templates_removed_total",
+                "counter",
+                &self.templates_removed,
+            ),
+            ("flowvm_pending_sets", "gauge", &self.pending_sets),
+            ("flowvm_pending_bytes", "gauge", &self.pending_bytes),
+            (
+                "flowvm_decode_queue_depth",
+                "gauge",
+                &self.decode_queue_depth,
+            ),
+            (
+                "flowvm_archive_queue_depth",
+                "gauge",
+                &self.archive_queue_depth,
+            ),
+            ("flowvm_files_written_total", "counter", &self.files_written),
+            ("flowvm_rows_written_total", "counter", &self.rows_written),
+            (
+                "flowvm_archive_errors_total",
+                "counter",
+                &self.archive_errors,
+            ),
+            (
+                "flowvm_connections_accepted_total",
+                "counter",
+                &self.connections_accepted,
+            ),
+            ("flowvm_connections_open", "gauge", &self.connections_open),
+            ("flowvm_udp_kernel_drops", "gauge", &self.udp_kernel_drops),
+        ];
+        for (name, kind, counter) in plain {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", counter.get());
+        }
+        let _ = writeln!(out, "# TYPE flowvm_dropped_total counter");
+        for reason in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "flowvm_dropped_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                self.dropped(reason)
+            );
+        }
+        out
+    }
+}
+
+/// Lets the first warning per (exporter, reason) through, then one per `interval` with the
+/// number suppressed in between.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    seen: HashMap<(IpAddr, &'static str), (Instant, u64)>,
+}
+
+impl LogLimiter {
+    /// At most one line per key per `interval`; remembers at most 4096 keys.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be logged now, with how many were held back since
+    /// the last one; `None` to stay quiet.
+    pub fn allow(&mut self, exporter: IpAddr, reason: &'static str, now: Instant) -> Option<u64> {
+        if self.seen.len() >= 4096 && !self.seen.contains_key(&(exporter, reason)) {
+            self.seen
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < self.interval);
+        }
+        let entry = self
+            .seen
+            .entry((exporter, reason))
+            .or_insert((now - self.interval * 2, 0));
+        if now.saturating_duration_since(entry.0) >= self.interval || entry.0 > now {
+            let suppressed = std::mem::take(&mut entry.1);
+            entry.0 = now;
+            Some(suppressed)
+        } else {
+            entry.1 += 1;
+            None
+        }
+    }
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` if set, otherwise `level`.
+pub fn init(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let t0 = crate::clock::now();
+        assert_eq!(l.allow(ip, "truncated", t0), Some(0));
+        assert_eq!(l.allow(ip, "truncated", t0 + Duration::from_secs(1)), None);
+        assert_eq!(l.allow(ip, "truncated", t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            l.allow(ip, "bad_set_length", t0 + Duration::from_secs(2)),
+            Some(0)
+        );
+        assert_eq!(
+            l.allow(ip, "truncated", t0 + Duration::from_secs(11)),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn renders_every_reason() {
+        let c = Counters::default();
+        c.record_drop(DropReason::QueueFull, 3);
+        let text = c.render();
+        assert!(text.contains("flowvm_dropped_total{reason=\"queue_full\"} 3"));
+        assert_eq!(
+            text.matches("flowvm_dropped_total{").count(),
+            DropReason::ALL.len()
+        );
+    }
+}
