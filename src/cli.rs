@@ -1,8 +1,11 @@
 //! The command line (`flowvm --help`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
 
 /// IPFIX collector and exporter: templates compiled to bytecode, flows archived as Parquet.
 #[derive(Debug, Parser)]
@@ -16,6 +19,25 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Receive IPFIX on UDP and TCP and archive it as Parquet (defaults: UDP and TCP on
+    /// 0.0.0.0:4739 and [::]:4739, archive in ./flows, metrics on 127.0.0.1:9739).
+    Collect(CollectArgs),
+    /// Decode IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX over UDP into the
+    /// archive.
+    Decode {
+        /// IPFIX files or captures, decoded in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Archive directory.
+        #[arg(long, default_value = "flows")]
+        out: PathBuf,
+        /// Extra Information Elements (CSV: pen,id,name,data_type,data_semantics,units,status).
+        #[arg(long, value_name = "CSV")]
+        elements: Option<PathBuf>,
+        /// Log level when RUST_LOG is not set.
+        #[arg(long, default_value = "warn")]
+        log_level: String,
+    },
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
     /// IPFIX Messages).
     Disasm {
@@ -26,4 +48,89 @@ pub enum Command {
         #[arg(long, value_name = "CSV")]
         elements: Option<PathBuf>,
     },
+}
+
+/// Options of `flowvm collect`; each overrides the config file, which overrides the defaults.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// TOML config file (keys as printed at start-up).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for UDP and TCP (repeat for several) [default: 0.0.0.0:4739, [::]:4739].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Do not listen on UDP.
+    #[arg(long)]
+    pub no_udp: bool,
+    /// Do not listen on TCP.
+    #[arg(long)]
+    pub no_tcp: bool,
+    /// Archive directory [default: flows].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Rotation window of archive files, in seconds [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub rotate: Option<u64>,
+    /// Complete an archive file early past this size, in octets [default: 268435456].
+    #[arg(long, value_name = "OCTETS")]
+    pub max_file_bytes: Option<u64>,
+    /// UDP receive buffer, in octets [default: 33554432].
+    #[arg(long, value_name = "OCTETS")]
+    pub rcvbuf: Option<usize>,
+    /// UDP template lifetime, in seconds [default: 1800].
+    #[arg(long, value_name = "SECONDS")]
+    pub template_lifetime: Option<u64>,
+    /// Templates held over all exporters [default: 65536].
+    #[arg(long)]
+    pub max_templates: Option<usize>,
+    /// Octets of data held for templates not yet received [default: 67108864].
+    #[arg(long, value_name = "OCTETS")]
+    pub pending_max_bytes: Option<usize>,
+    /// Seconds data waits for its template before it is dropped [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub pending_max_age: Option<u64>,
+    /// Concurrent TCP connections [default: 256].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Prometheus metrics address, or "off" [default: 127.0.0.1:9739].
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub metrics: Option<String>,
+    /// Log level when RUST_LOG is not set [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Extra Information Elements (CSV with the registry's columns).
+    #[arg(long, value_name = "CSV")]
+    pub elements: Option<PathBuf>,
+}
+
+impl CollectArgs {
+    /// The effective configuration: defaults, then the file, then these options.
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file, a bad `--metrics`, or a value `validate` refuses.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            c.listen.clone_from(&self.listen);
+        }
+        c.udp &= !self.no_udp;
+        c.tcp &= !self.no_tcp;
+        macro_rules! set {
+            ($($field:ident),*) => {$(if let Some(v) = &self.$field { c.$field = v.clone(); })*};
+        }
+        set!(out, rotate, max_file_bytes, rcvbuf, template_lifetime, max_templates, pending_max_bytes, pending_max_age, max_connections, log_level);
+        if self.elements.is_some() {
+            c.elements.clone_from(&self.elements);
+        }
+        match self.metrics.as_deref() {
+            None => {}
+            Some("off") => c.metrics = None,
+            Some(addr) => c.metrics = Some(addr.parse().map_err(|e| format!("--metrics {addr}: {e}"))?),
+        }
+        c.validate()?;
+        Ok(c)
+    }
 }

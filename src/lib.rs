@@ -11,6 +11,11 @@
 
 pub mod cli;
 pub mod clock;
+pub mod command;
 pub mod collector;
+pub mod config;
 pub mod disasm;
+pub mod offline;
+pub mod pcap;
+pub mod sink;
 pub mod telemetry;

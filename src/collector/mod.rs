@@ -1,9 +1,301 @@
-//! The Collecting Process: sessions, templates, held data, sequence accounting, and the
-//! decoder core that turns Messages into batches.
+//! The Collecting Process: UDP and TCP listeners feed one decode thread through a bounded
+//! queue; the decode thread feeds the archive thread through another. Receiving never waits on
+//! disk, and every drop at a full queue is counted.
+//!
+//! ```text
+//! udp.rs / tcp.rs ─► Inbound queue ─► decode thread (Decoder) ─► archive queue ─► archive thread
+//! ```
 
 pub mod batch;
 pub mod decode;
 pub mod pending;
 pub mod sequence;
 pub mod session;
+pub mod tcp;
 pub mod templates;
+pub mod udp;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use flowvm_vm::Compiler;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
+
+use crate::clock;
+use crate::collector::decode::Decoder;
+use crate::collector::session::TransportSession;
+use crate::config::Config;
+use crate::sink::parquet::Archive;
+use crate::telemetry::Counters;
+
+/// What the receive side hands the decode thread.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One whole IPFIX Message.
+    Message {
+        /// Where it came from.
+        session: TransportSession,
+        /// The Message, header included.
+        bytes: Vec<u8>,
+        /// When it was received.
+        at: Instant,
+    },
+    /// A TCP connection ended.
+    Closed(TransportSession),
+    /// Once a second: timers, flushes, gauges.
+    Tick,
+}
+
+/// What the decode thread hands the archive thread.
+#[derive(Debug)]
+enum Outbound {
+    Batch(RecordBatch),
+    Tick,
+}
+
+/// A bound collector: sockets open, nothing running yet.
+#[derive(Debug)]
+pub struct Collector {
+    config: Config,
+    compiler: Compiler,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+    metrics: Option<TcpListener>,
+    counters: Arc<Counters>,
+}
+
+impl Collector {
+    /// Binds every listener of `config`.
+    ///
+    /// # Errors
+    /// A socket that cannot be bound, with its address.
+    pub async fn bind(config: Config, compiler: Compiler) -> Result<Self, String> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for &addr in &config.listen {
+            if config.udp {
+                let socket = udp::bind(addr, config.rcvbuf).map_err(|e| format!("udp {addr}: {e}"))?;
+                udp.push(socket);
+            }
+            if config.tcp {
+                let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() };
+                let listener = socket
+                    .and_then(|s| {
+                        if addr.is_ipv6() {
+                            socket2::SockRef::from(&s).set_only_v6(true)?;
+                        }
+                        s.set_reuseaddr(true)?;
+                        s.bind(addr)?;
+                        s.listen(1024)
+                    })
+                    .map_err(|e| format!("tcp {addr}: {e}"))?;
+                tcp.push(listener);
+            }
+        }
+        let metrics = match config.metrics {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("metrics {addr}: {e}"))?),
+            None => None,
+        };
+        Ok(Self { config, compiler, udp, tcp, metrics, counters: Arc::new(Counters::default()) })
+    }
+
+    /// Addresses the UDP sockets are bound to.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// Addresses the TCP listeners are bound to.
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// Address of the metrics endpoint.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The counters, shared with every thread.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Runs until `shutdown` turns true, then completes every file and returns.
+    ///
+    /// # Errors
+    /// A thread that could not be started or that panicked.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+        let Self { config, compiler, udp, tcp, metrics, counters } = self;
+        for socket in &udp {
+            info!(addr = %socket.local_addr().map_err(|e| e.to_string())?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
+        }
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.queue);
+        let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
+        let losses = Arc::new(Mutex::new(String::new()));
+        let archive_depth = Arc::new(AtomicU64::new(0));
+
+        let archive = {
+            let (counters, depth) = (Arc::clone(&counters), Arc::clone(&archive_depth));
+            let mut archive = Archive::new(config.archive(), Arc::clone(&counters));
+            std::thread::Builder::new()
+                .name("flowvm-archive".into())
+                .spawn(move || archive_loop(&mut archive, &outbound_rx, &counters, &depth))
+                .map_err(|e| e.to_string())?
+        };
+        let decoder = Decoder::new(compiler, config.decoder(), Arc::clone(&counters));
+        let decode = {
+            let (losses, depth) = (Arc::clone(&losses), Arc::clone(&archive_depth));
+            std::thread::Builder::new()
+                .name("flowvm-decode".into())
+                .spawn(move || decode_loop(decoder, inbound_rx, &outbound_tx, &losses, &depth))
+                .map_err(|e| e.to_string())?
+        };
+
+        let udp_ports: Vec<u16> = udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.port()).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for socket in udp {
+            tasks.spawn(udp::receive(socket, inbound_tx.clone(), Arc::clone(&counters), shutdown.clone()));
+        }
+        for listener in tcp {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "Listening on TCP.");
+            }
+            let idle = Duration::from_secs(config.tcp_idle_timeout);
+            tasks.spawn(tcp::accept(listener, inbound_tx.clone(), Arc::clone(&counters), config.max_connections, idle, shutdown.clone()));
+        }
+        tasks.spawn(tick(inbound_tx, Arc::clone(&counters), udp_ports, config.queue, shutdown.clone()));
+        let metrics_task = metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "Serving Prometheus metrics.");
+            }
+            tokio::spawn(serve_metrics(listener, Arc::clone(&counters), losses))
+        });
+
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                error!(error = %e, "A listener task failed.");
+            }
+        }
+        // Every sender is gone: the decode thread drains the queue, completes, and ends.
+        let joined = tokio::task::spawn_blocking(move || (decode.join().is_ok(), archive.join().is_ok())).await;
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        match joined {
+            Ok((true, true)) => Ok(()),
+            _ => Err("the decode or archive thread panicked".to_owned()),
+        }
+    }
+}
+
+/// Once a second: a Tick for the decode thread, and the gauges only the receive side sees.
+async fn tick(inbound: mpsc::Sender<Inbound>, counters: Arc<Counters>, udp_ports: Vec<u16>, queue: usize, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                counters.decode_queue_depth.set(u64::try_from(queue - inbound.capacity()).unwrap_or(0));
+                counters.udp_kernel_drops.set(udp::kernel_drops(&udp_ports));
+                let _ = inbound.send(Inbound::Tick).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+fn decode_loop(
+    mut decoder: Decoder,
+    mut inbound: mpsc::Receiver<Inbound>,
+    outbound: &std_mpsc::SyncSender<Outbound>,
+    losses: &Mutex<String>,
+    archive_depth: &AtomicU64,
+) {
+    let mut batches = Vec::new();
+    let send = |batches: &mut Vec<RecordBatch>| {
+        for batch in batches.drain(..) {
+            archive_depth.fetch_add(1, Ordering::Relaxed);
+            // Back-pressure: a slow disk fills this queue, then the receive queue, where the
+            // drop is counted.
+            if outbound.send(Outbound::Batch(batch)).is_err() {
+                archive_depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    };
+    while let Some(item) = inbound.blocking_recv() {
+        match item {
+            Inbound::Message { session, bytes, at } => decoder.handle(session, &bytes, at, &mut batches),
+            Inbound::Closed(session) => decoder.close_session(session),
+            Inbound::Tick => {
+                decoder.expire(clock::now());
+                decoder.flush(&mut batches);
+                if let Ok(mut text) = losses.lock() {
+                    *text = render_losses(&decoder);
+                }
+                send(&mut batches);
+                let _ = outbound.send(Outbound::Tick);
+            }
+        }
+        send(&mut batches);
+    }
+    decoder.finish(&mut batches);
+    send(&mut batches);
+}
+
+fn archive_loop(archive: &mut Archive, outbound: &std_mpsc::Receiver<Outbound>, counters: &Counters, depth: &AtomicU64) {
+    while let Ok(item) = outbound.recv() {
+        match item {
+            Outbound::Batch(batch) => {
+                depth.fetch_sub(1, Ordering::Relaxed);
+                counters.archive_queue_depth.set(depth.load(Ordering::Relaxed));
+                if let Err(e) = archive.write(&batch, clock::unix_seconds()) {
+                    error!(error = %e, rows = batch.num_rows(), "Lost a batch: the archive could not write it.");
+                    counters.archive_errors.add(1);
+                }
+            }
+            Outbound::Tick => archive.rotate(clock::unix_seconds()),
+        }
+    }
+    archive.close();
+}
+
+/// `flowvm_exporter_records_lost_total{exporter, observation_domain_id}` lines.
+fn render_losses(decoder: &Decoder) -> String {
+    let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    for (session, domain, lost) in decoder.sequences().lost() {
+        *by_exporter.entry((session.exporter_text(), domain.0)).or_insert(0) += lost;
+    }
+    let mut out = String::from("# TYPE flowvm_exporter_records_lost_total counter\n");
+    for ((exporter, domain), lost) in by_exporter {
+        let _ = writeln!(out, "flowvm_exporter_records_lost_total{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}");
+    }
+    out
+}
+
+/// A minimal HTTP endpoint: any request gets the Prometheus text of every counter.
+async fn serve_metrics(listener: TcpListener, counters: Arc<Counters>, losses: Arc<Mutex<String>>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let mut body = counters.render();
+        if let Ok(text) = losses.lock() {
+            body.push_str(&text);
+        }
+        tokio::spawn(async move {
+            let mut request = [0_u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

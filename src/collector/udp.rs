@@ -1,0 +1,85 @@
+//! UDP receive: one datagram is one IPFIX Message (RFC 7011 §10.3.2).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock;
+use crate::collector::Inbound;
+use crate::collector::session::TransportSession;
+use crate::telemetry::{Counters, DropReason};
+
+/// Binds a UDP socket with a large receive buffer; IPv6 sockets take only IPv6.
+///
+/// # Errors
+/// The socket cannot be created or bound.
+pub fn bind(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    // The kernel may cap the size (net.core.rmem_max); what it granted is logged by the caller.
+    let _ = socket.set_recv_buffer_size(rcvbuf);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// The receive buffer size the kernel granted.
+pub fn granted_rcvbuf(socket: &UdpSocket) -> usize {
+    socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
+}
+
+/// Receives datagrams until shutdown, then drains what the kernel still holds, so nothing
+/// received before the signal is lost.
+pub async fn receive(
+    socket: UdpSocket,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let collector = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut buf = vec![0_u8; 65_536];
+    loop {
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((len, exporter)) => forward(&buf, len, exporter, collector, &inbound, &counters),
+                Err(e) => tracing::debug!(error = %e, "UDP receive error."),
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    while let Ok((len, exporter)) = socket.try_recv_from(&mut buf) {
+        forward(&buf, len, exporter, collector, &inbound, &counters);
+    }
+}
+
+fn forward(buf: &[u8], len: usize, exporter: SocketAddr, collector: SocketAddr, inbound: &mpsc::Sender<Inbound>, counters: &Counters) {
+    let session = TransportSession::Udp { exporter, collector };
+    let bytes = buf.get(..len).unwrap_or_default().to_vec();
+    // Never block the receive loop on a slow decoder: a full queue is a counted drop.
+    if inbound.try_send(Inbound::Message { session, bytes, at: clock::now() }).is_err() {
+        counters.record_drop(DropReason::QueueFull, 1);
+    }
+}
+
+/// Datagrams the kernel dropped on the UDP sockets bound to `ports`, from `/proc/net/udp{,6}`
+/// (the last column); 0 where that is not available.
+pub fn kernel_drops(ports: &[u16]) -> u64 {
+    let mut total = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let port = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            if port.is_some_and(|p| ports.contains(&p)) {
+                total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}

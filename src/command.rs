@@ -1,0 +1,114 @@
+//! What each subcommand does, between the parsed command line and the exit code.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use flowvm_vm::{Compiler, Limits, Registry};
+
+use crate::cli::{CollectArgs, Command};
+use crate::collector::Collector;
+use crate::collector::decode::Decoder;
+use crate::config::Config;
+use crate::sink::parquet::Archive;
+use crate::telemetry::{self, Counters};
+use crate::{clock, disasm, offline};
+
+/// A failure to report on standard error before exiting non-zero.
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs one subcommand.
+///
+/// # Errors
+/// Whatever stopped it, for printing.
+pub fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Collect(args) => collect(&args),
+        Command::Decode { files, out, elements, log_level } => {
+            telemetry::init(&log_level);
+            let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
+            let config = Config { out, ..Config::default() };
+            let counters = Arc::new(Counters::default());
+            let mut decoder = Decoder::new(compiler, config.decoder(), Arc::clone(&counters));
+            let mut archive = Archive::new(config.archive(), Arc::clone(&counters));
+            offline::decode_files(&files, &mut decoder, &mut archive, clock::now())?;
+            println!(
+                "flowvm decode: {} messages, {} records ({} decoded late), {} messages dropped, {} records lost, {} files written to {}",
+                counters.messages_received.get(),
+                counters.records_decoded.get(),
+                counters.records_decoded_late.get(),
+                counters.messages_dropped.get(),
+                counters.records_lost.get(),
+                counters.files_written.get(),
+                config.out.display()
+            );
+            Ok(())
+        }
+        Command::Disasm { files, elements } => {
+            let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
+            let mut out = std::io::stdout().lock();
+            for path in files {
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                writeln!(out, "; file {}", path.display())?;
+                let s = disasm::disassemble(&bytes, &compiler, &mut out)?;
+                writeln!(out, "; {} messages, {} templates, {} rejected, {} malformed", s.messages, s.templates, s.rejected, s.malformed)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn registry(elements: Option<&Path>) -> Result<Registry, Failure> {
+    let mut registry = Registry::new();
+    if let Some(path) = elements {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        registry.add_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(registry)
+}
+
+fn collect(args: &CollectArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    telemetry::init(&config.log_level);
+    let compiler = Compiler::new(registry(config.elements.as_deref())?, Limits::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let collector = Collector::bind(config.clone(), compiler).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "# flowvm collect: effective configuration\n{}", config.to_toml())?;
+        for addr in collector.udp_addrs() {
+            writeln!(out, "listening udp {addr}")?;
+        }
+        for addr in collector.tcp_addrs() {
+            writeln!(out, "listening tcp {addr}")?;
+        }
+        if let Some(addr) = collector.metrics_addr() {
+            writeln!(out, "metrics http://{addr}/metrics")?;
+        }
+        out.flush()?;
+        drop(out);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("Shutting down: completing every open file.");
+            let _ = stop.send(true);
+        });
+        collector.run(shutdown).await?;
+        Ok::<(), Failure>(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The collector's configuration: defaults, a TOML file (`--config`), then command-line
+//! overrides; validated once, printed at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collector::decode::DecoderConfig;
+use crate::collector::pending::PendingLimits;
+use crate::collector::templates::TemplateLimits;
+use crate::sink::parquet::ArchiveConfig;
+
+/// Everything `flowvm collect` can be told. Every field has a default; a config file may set
+/// any subset, and unknown keys are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses to listen on, for both UDP and TCP unless one is turned off.
+    pub listen: Vec<SocketAddr>,
+    /// Listen on UDP.
+    pub udp: bool,
+    /// Listen on TCP.
+    pub tcp: bool,
+    /// Archive directory.
+    pub out: PathBuf,
+    /// Rotation window of the archive files, in seconds.
+    pub rotate: u64,
+    /// A file is completed early past this many octets.
+    pub max_file_bytes: u64,
+    /// UDP socket receive buffer, in octets (SO_RCVBUF).
+    pub rcvbuf: usize,
+    /// UDP template lifetime in seconds (RFC 7011 §8.4).
+    pub template_lifetime: u64,
+    /// Templates held over all exporters.
+    pub max_templates: usize,
+    /// Templates held for one Transport Session.
+    pub max_templates_per_session: usize,
+    /// Octets of data held for templates not yet received, over all exporters.
+    pub pending_max_bytes: usize,
+    /// Octets of such data held for one Transport Session.
+    pub pending_max_session_bytes: usize,
+    /// Data Sets held for one template.
+    pub pending_max_sets: usize,
+    /// Seconds such data is held before it is dropped.
+    pub pending_max_age: u64,
+    /// Concurrent TCP connections.
+    pub max_connections: usize,
+    /// Seconds a TCP connection may stay silent mid-stream before it is closed.
+    pub tcp_idle_timeout: u64,
+    /// Messages queued between receive and decode.
+    pub queue: usize,
+    /// Rows per batch handed to the archive.
+    pub batch_rows: usize,
+    /// Prometheus metrics address; empty to turn metrics off.
+    pub metrics: Option<SocketAddr>,
+    /// Log level when `RUST_LOG` is not set.
+    pub log_level: String,
+    /// Extra Information Elements (CSV with the registry's columns).
+    pub elements: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 4739)), SocketAddr::from(([0_u16; 8], 4739))],
+            udp: true,
+            tcp: true,
+            out: PathBuf::from("flows"),
+            rotate: 60,
+            max_file_bytes: 256 << 20,
+            rcvbuf: 32 << 20,
+            template_lifetime: 1800,
+            max_templates: 65_536,
+            max_templates_per_session: 4096,
+            pending_max_bytes: 64 << 20,
+            pending_max_session_bytes: 16 << 20,
+            pending_max_sets: 256,
+            pending_max_age: 60,
+            max_connections: 256,
+            tcp_idle_timeout: 600,
+            queue: 16_384,
+            batch_rows: 65_536,
+            metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9739))),
+            log_level: "info".to_owned(),
+            elements: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, or names a key that does not exist.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Checks values that would make the collector useless or unbounded.
+    ///
+    /// # Errors
+    /// A message naming the first bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("rotate", self.rotate),
+            ("max_file_bytes", self.max_file_bytes),
+            ("template_lifetime", self.template_lifetime),
+            ("pending_max_age", self.pending_max_age),
+            ("tcp_idle_timeout", self.tcp_idle_timeout),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be above 0"));
+            }
+        }
+        for (name, value) in [
+            ("max_templates", self.max_templates),
+            ("max_templates_per_session", self.max_templates_per_session),
+            ("max_connections", self.max_connections),
+            ("queue", self.queue),
+            ("batch_rows", self.batch_rows),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be above 0"));
+            }
+        }
+        if self.listen.is_empty() || !(self.udp || self.tcp) {
+            return Err("nothing to listen on: give --listen, and keep UDP or TCP on".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for the start-up banner.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# unprintable: {e}\n"))
+    }
+
+    /// The decoder core's part.
+    pub fn decoder(&self) -> DecoderConfig {
+        DecoderConfig {
+            templates: TemplateLimits {
+                max_templates: self.max_templates,
+                max_per_session: self.max_templates_per_session,
+                lifetime: Duration::from_secs(self.template_lifetime),
+            },
+            pending: PendingLimits {
+                max_bytes: self.pending_max_bytes,
+                max_session_bytes: self.pending_max_session_bytes,
+                max_sets_per_template: self.pending_max_sets,
+                max_age: Duration::from_secs(self.pending_max_age),
+            },
+            batch_rows: self.batch_rows,
+        }
+    }
+
+    /// The archive's part.
+    pub fn archive(&self) -> ArchiveConfig {
+        ArchiveConfig {
+            out: self.out.clone(),
+            rotate_seconds: i64::try_from(self.rotate).unwrap_or(i64::MAX),
+            max_file_bytes: self.max_file_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_4739_for_udp_and_tcp_on_both_families() {
+        let c = Config::default();
+        assert_eq!(c.listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:4739", "[::]:4739"]);
+        assert!(c.udp && c.tcp);
+        assert_eq!(c.out, PathBuf::from("flows"));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_file_sets_a_subset_and_unknown_keys_are_refused() {
+        let c: Config = toml::from_str("rotate = 5\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+        assert_eq!((c.rotate, c.udp, c.listen.len()), (5, true, 1));
+        assert!(toml::from_str::<Config>("rotat = 5\n").is_err());
+        let printed: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(printed, c);
+        assert!(Config { rotate: 0, ..c }.validate().is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Where decoded batches go: the Parquet archive.
+
+pub mod parquet;

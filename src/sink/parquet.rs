@@ -1,0 +1,281 @@
+//! The Parquet archive: one file per output schema per rotation window, under
+//! `<out>/date=YYYY-MM-DD/hour=HH/`, written under a hidden temporary name and renamed into
+//! place when complete, so a reader never sees half a file.
+//!
+//! Addresses are written as text (`192.0.2.1`, `2001:db8::1`, `00:11:22:33:44:55`) so a user
+//! can filter on an address as written; the decoder keeps them binary for speed, and the
+//! conversion runs here, on the archive thread, beside the Parquet encoding that dominates it.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use tracing::{error, info};
+
+use crate::telemetry::Counters;
+
+/// Settings of the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// The archive's root directory.
+    pub out: PathBuf,
+    /// Length of a rotation window in seconds (files are completed when it ends).
+    pub rotate_seconds: i64,
+    /// A file is completed early when it grows past this many octets.
+    pub max_file_bytes: u64,
+}
+
+/// Why the archive could not write.
+#[derive(Debug)]
+pub enum ArchiveError {
+    /// Creating, writing or renaming a file failed.
+    Io(std::io::Error),
+    /// Encoding Parquet failed.
+    Parquet(ParquetError),
+    /// Converting a batch failed.
+    Arrow(ArrowError),
+}
+
+impl std::fmt::Display for ArchiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::Parquet(e) => write!(f, "{e}"),
+            Self::Arrow(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ArchiveError {}
+
+impl From<std::io::Error> for ArchiveError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<ParquetError> for ArchiveError {
+    fn from(e: ParquetError) -> Self {
+        Self::Parquet(e)
+    }
+}
+
+impl From<ArrowError> for ArchiveError {
+    fn from(e: ArrowError) -> Self {
+        Self::Arrow(e)
+    }
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    temporary: PathBuf,
+    path: PathBuf,
+    window: i64,
+}
+
+/// Writes batches into the archive; owned by the archive thread.
+#[derive(Debug)]
+pub struct Archive {
+    config: ArchiveConfig,
+    open: HashMap<u64, OpenFile>,
+    sequence: u64,
+    counters: Arc<Counters>,
+}
+
+impl Archive {
+    /// An archive under `config.out` (created when the first file is).
+    pub fn new(config: ArchiveConfig, counters: Arc<Counters>) -> Self {
+        Self { config, open: HashMap::new(), sequence: 0, counters }
+    }
+
+    /// Files open now.
+    pub fn open_files(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Writes `batch`, received at `now` (UNIX seconds), into the file of its schema and window.
+    ///
+    /// # Errors
+    /// An I/O, Parquet or Arrow error; the batch is lost and counted by the caller.
+    pub fn write(&mut self, batch: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
+        let batch = addresses_as_text(batch)?;
+        let key = fingerprint(batch.schema_ref());
+        let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
+        if self.open.get(&key).is_some_and(|f| f.window != window) {
+            self.complete(key)?;
+        }
+        let file = match self.open.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.sequence += 1;
+                v.insert(create(&self.config.out, batch.schema(), window, key, self.sequence)?)
+            }
+        };
+        file.writer.write(&batch)?;
+        self.counters.rows_written.add(u64::try_from(batch.num_rows()).unwrap_or(0));
+        if file.writer.bytes_written() + file.writer.in_progress_size() >= usize::try_from(self.config.max_file_bytes).unwrap_or(usize::MAX) {
+            self.complete(key)?;
+        }
+        Ok(())
+    }
+
+    /// Completes every file whose window ended before `now`. Harmless to call early.
+    pub fn rotate(&mut self, now: i64) {
+        let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
+        let ended: Vec<u64> = self.open.iter().filter(|(_, f)| f.window < window).map(|(k, _)| *k).collect();
+        for key in ended {
+            if let Err(e) = self.complete(key) {
+                error!(error = %e, "Failed to complete a Parquet file.");
+                self.counters.archive_errors.add(1);
+            }
+        }
+    }
+
+    /// Completes every open file (shutdown).
+    pub fn close(&mut self) {
+        let keys: Vec<u64> = self.open.keys().copied().collect();
+        for key in keys {
+            if let Err(e) = self.complete(key) {
+                error!(error = %e, "Failed to complete a Parquet file.");
+                self.counters.archive_errors.add(1);
+            }
+        }
+    }
+
+    fn complete(&mut self, key: u64) -> Result<(), ArchiveError> {
+        let Some(file) = self.open.remove(&key) else { return Ok(()) };
+        file.writer.close()?;
+        std::fs::rename(&file.temporary, &file.path)?;
+        self.counters.files_written.add(1);
+        info!(path = %file.path.display(), "Completed Parquet file.");
+        Ok(())
+    }
+}
+
+fn create(out: &Path, schema: SchemaRef, window: i64, key: u64, sequence: u64) -> Result<OpenFile, ArchiveError> {
+    let (date, hour) = civil(window);
+    let dir = out.join(format!("date={date}")).join(format!("hour={hour:02}"));
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("flows-{window}-{key:016x}-{sequence}.parquet");
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    let writer = ArrowWriter::try_new(File::create(&temporary)?, schema, Some(props))?;
+    Ok(OpenFile { writer, temporary, path, window })
+}
+
+/// `YYYY-MM-DD` and the hour of a UNIX time, in UTC (days-from-civil inverted, after
+/// Howard Hinnant's `civil_from_days`).
+fn civil(unix: i64) -> (String, i64) {
+    let days = unix.div_euclid(86_400);
+    let hour = unix.rem_euclid(86_400) / 3600;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (format!("{year:04}-{month:02}-{day:02}"), hour)
+}
+
+/// Identifies an output schema: column names and types.
+fn fingerprint(schema: &SchemaRef) -> u64 {
+    let mut h = DefaultHasher::new();
+    for f in schema.fields() {
+        f.name().hash(&mut h);
+        f.data_type().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Rewrites ipv4Address, ipv6Address and macAddress columns as text.
+fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let kinds: Vec<Option<&str>> = schema
+        .fields()
+        .iter()
+        .map(|f| f.metadata().get("ipfix.data_type").map(String::as_str))
+        .map(|t| t.filter(|t| matches!(*t, "ipv4Address" | "ipv6Address" | "macAddress")))
+        .collect();
+    if kinds.iter().all(Option::is_none) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(kinds.len());
+    let mut columns = Vec::with_capacity(kinds.len());
+    for ((field, column), kind) in schema.fields().iter().zip(batch.columns()).zip(&kinds) {
+        match kind {
+            Some(kind) => {
+                columns.push(text(column, kind)?);
+                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()).with_metadata(field.metadata().clone()));
+            }
+            None => {
+                columns.push(Arc::clone(column));
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn text(column: &ArrayRef, kind: &str) -> Result<ArrayRef, ArrowError> {
+    let mut out = StringBuilder::with_capacity(column.len(), column.len() * 16);
+    let invalid = || ArrowError::InvalidArgumentError(format!("{kind} column of type {}", column.data_type()));
+    match kind {
+        "ipv4Address" => {
+            let values = column.as_primitive_opt::<UInt32Type>().ok_or_else(invalid)?;
+            for v in values.values() {
+                let _ = write!(out, "{}", Ipv4Addr::from(*v));
+                out.append_value("");
+            }
+        }
+        "ipv6Address" => {
+            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
+            for v in values.iter() {
+                let octets: [u8; 16] = v.and_then(|b| b.try_into().ok()).unwrap_or_default();
+                let _ = write!(out, "{}", Ipv6Addr::from(octets));
+                out.append_value("");
+            }
+        }
+        _ => {
+            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
+            for v in values.iter() {
+                for (i, b) in v.unwrap_or_default().iter().enumerate() {
+                    let _ = write!(out, "{}{b:02x}", if i == 0 { "" } else { ":" });
+                }
+                out.append_value("");
+            }
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        assert_eq!(civil(0), ("1970-01-01".to_owned(), 0));
+        assert_eq!(civil(951_782_400 + 3600 * 13), ("2000-02-29".to_owned(), 13));
+        assert_eq!(civil(1_795_305_600), ("2026-11-22".to_owned(), 0));
+    }
+}
