@@ -121,14 +121,27 @@ impl CollectArgs {
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = &self.$field { c.$field = v.clone(); })*};
         }
-        set!(out, rotate, max_file_bytes, rcvbuf, template_lifetime, max_templates, pending_max_bytes, pending_max_age, max_connections, log_level);
+        set!(
+            out,
+            rotate,
+            max_file_bytes,
+            rcvbuf,
+            template_lifetime,
+            max_templates,
+            pending_max_bytes,
+            pending_max_age,
+            max_connections,
+            log_level
+        );
         if self.elements.is_some() {
             c.elements.clone_from(&self.elements);
         }
         match self.metrics.as_deref() {
             None => {}
             Some("off") => c.metrics = None,
-            Some(addr) => c.metrics = Some(addr.parse().map_err(|e| format!("--metrics {addr}: {e}"))?),
+            Some(addr) => {
+                c.metrics = Some(addr.parse().map_err(|e| format!("--metrics {addr}: {e}"))?)
+            }
         }
         c.validate()?;
         Ok(c)

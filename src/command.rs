@@ -24,10 +24,18 @@ pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Collect(args) => collect(&args),
-        Command::Decode { files, out, elements, log_level } => {
+        Command::Decode {
+            files,
+            out,
+            elements,
+            log_level,
+        } => {
             telemetry::init(&log_level);
             let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
-            let config = Config { out, ..Config::default() };
+            let config = Config {
+                out,
+                ..Config::default()
+            };
             let counters = Arc::new(Counters::default());
             let mut decoder = Decoder::new(compiler, config.decoder(), Arc::clone(&counters));
             let mut archive = Archive::new(config.archive(), Arc::clone(&counters));
@@ -51,7 +59,11 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                 writeln!(out, "; file {}", path.display())?;
                 let s = disasm::disassemble(&bytes, &compiler, &mut out)?;
-                writeln!(out, "; {} messages, {} templates, {} rejected, {} malformed", s.messages, s.templates, s.rejected, s.malformed)?;
+                writeln!(
+                    out,
+                    "; {} messages, {} templates, {} rejected, {} malformed",
+                    s.messages, s.templates, s.rejected, s.malformed
+                )?;
             }
             Ok(())
         }
@@ -62,7 +74,9 @@ fn registry(elements: Option<&Path>) -> Result<Registry, Failure> {
     let mut registry = Registry::new();
     if let Some(path) = elements {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        registry.add_csv(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        registry
+            .add_csv(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(registry)
 }
@@ -71,11 +85,18 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
     let config = args.config()?;
     telemetry::init(&config.log_level);
     let compiler = Compiler::new(registry(config.elements.as_deref())?, Limits::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let collector = Collector::bind(config.clone(), compiler).await?;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "# flowvm collect: effective configuration\n{}", config.to_toml())?;
+        writeln!(
+            out,
+            "# flowvm collect: effective configuration\n{}",
+            config.to_toml()
+        )?;
         for addr in collector.udp_addrs() {
             writeln!(out, "listening udp {addr}")?;
         }

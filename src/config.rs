@@ -64,7 +64,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: vec![SocketAddr::from(([0, 0, 0, 0], 4739)), SocketAddr::from(([0_u16; 8], 4739))],
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 4739)),
+                SocketAddr::from(([0_u16; 8], 4739)),
+            ],
             udp: true,
             tcp: true,
             out: PathBuf::from("flows"),
@@ -173,7 +176,10 @@ mod tests {
     #[test]
     fn defaults_listen_on_4739_for_udp_and_tcp_on_both_families() {
         let c = Config::default();
-        assert_eq!(c.listen.iter().map(ToString::to_string).collect::<Vec<_>>(), ["0.0.0.0:4739", "[::]:4739"]);
+        assert_eq!(
+            c.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["0.0.0.0:4739", "[::]:4739"]
+        );
         assert!(c.udp && c.tcp);
         assert_eq!(c.out, PathBuf::from("flows"));
         assert!(c.validate().is_ok());

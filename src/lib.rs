@@ -11,8 +11,8 @@
 
 pub mod cli;
 pub mod clock;
-pub mod command;
 pub mod collector;
+pub mod command;
 pub mod config;
 pub mod disasm;
 pub mod offline;

@@ -25,30 +25,51 @@ use crate::telemetry::Counters;
 ///
 /// # Errors
 /// An input that cannot be read, or an archive write failure.
-pub fn decode_files(paths: &[impl AsRef<Path>], decoder: &mut Decoder, archive: &mut Archive, base: Instant) -> Result<(), String> {
-    let total: u64 = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+pub fn decode_files(
+    paths: &[impl AsRef<Path>],
+    decoder: &mut Decoder,
+    archive: &mut Archive,
+    base: Instant,
+) -> Result<(), String> {
+    let total: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let progress = ProgressBar::new(total);
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut batches = Vec::new();
-    let mut clock = Clock { base, first: None, last_unix: 0 };
+    let mut clock = Clock {
+        base,
+        first: None,
+        last_unix: 0,
+    };
     for (index, path) in paths.iter().enumerate() {
         let path = path.as_ref();
         progress.set_message(path.display().to_string());
         let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut head = [0_u8; 4];
-        let n = file.read(&mut head).map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = file
+            .read(&mut head)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let counted = progress.wrap_read(file);
         if pcap::is_capture(head.get(..n).unwrap_or_default()) {
             pcap::for_each_packet(counted, |ts, linktype, frame| {
-                let Some(d) = pcap::udp_datagram(linktype, frame) else { return };
+                let Some(d) = pcap::udp_datagram(linktype, frame) else {
+                    return;
+                };
                 if d.payload.get(..2) != Some(&[0, 10]) {
                     return;
                 }
                 let now = clock.at_nanos(ts);
-                let session = TransportSession::Udp { exporter: d.source, collector: d.destination };
+                let session = TransportSession::Udp {
+                    exporter: d.source,
+                    collector: d.destination,
+                };
                 decoder.handle(session, d.payload, now, &mut batches);
                 drain(&mut batches, archive, clock.last_unix, decoder.counters());
             })
@@ -56,12 +77,18 @@ pub fn decode_files(paths: &[impl AsRef<Path>], decoder: &mut Decoder, archive: 
         } else {
             let mut bytes = Vec::new();
             let mut counted = counted;
-            counted.read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            let session = TransportSession::File { index: u32::try_from(index).unwrap_or(u32::MAX) };
+            counted
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let session = TransportSession::File {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            };
             for message in Messages::new(&bytes) {
                 match message {
                     Ok(message) => {
-                        let export = MessageHeader::decode(message).map(|h| h.export_time).unwrap_or(0);
+                        let export = MessageHeader::decode(message)
+                            .map(|h| h.export_time)
+                            .unwrap_or(0);
                         let now = clock.at_nanos(i64::from(export) * 1_000_000_000);
                         decoder.handle(session, message, now, &mut batches);
                         drain(&mut batches, archive, clock.last_unix, decoder.counters());
@@ -100,12 +127,20 @@ impl Clock {
 
     fn now(&self) -> Instant {
         self.first.map_or(self.base, |first| {
-            self.base + Duration::from_secs(u64::try_from(self.last_unix - first.div_euclid(1_000_000_000)).unwrap_or(0))
+            self.base
+                + Duration::from_secs(
+                    u64::try_from(self.last_unix - first.div_euclid(1_000_000_000)).unwrap_or(0),
+                )
         })
     }
 }
 
-fn drain(batches: &mut Vec<RecordBatch>, archive: &mut Archive, unix: i64, counters: &Arc<Counters>) {
+fn drain(
+    batches: &mut Vec<RecordBatch>,
+    archive: &mut Archive,
+    unix: i64,
+    counters: &Arc<Counters>,
+) {
     for batch in batches.drain(..) {
         if let Err(e) = archive.write(&batch, unix) {
             tracing::error!(error = %e, "Lost a batch: the archive could not write it.");

@@ -13,7 +13,13 @@ use pcap_parser::{Linktype, PcapBlockOwned, PcapError, create_reader};
 pub fn is_capture(head: &[u8]) -> bool {
     matches!(
         head.get(..4),
-        Some([0xa1, 0xb2, 0xc3, 0xd4] | [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x4d, 0x3c, 0xb2, 0xa1] | [0x0a, 0x0d, 0x0d, 0x0a])
+        Some(
+            [0xa1, 0xb2, 0xc3, 0xd4]
+                | [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0xa1, 0xb2, 0x3c, 0x4d]
+                | [0x4d, 0x3c, 0xb2, 0xa1]
+                | [0x0a, 0x0d, 0x0d, 0x0a]
+        )
     )
 }
 
@@ -21,8 +27,12 @@ pub fn is_capture(head: &[u8]) -> bool {
 ///
 /// # Errors
 /// A capture that cannot be parsed; packets before the damage have been delivered.
-pub fn for_each_packet(input: impl Read + Send, mut packet: impl FnMut(i64, Linktype, &[u8])) -> Result<(), String> {
-    let mut reader = create_reader(1 << 20, input).map_err(|e| format!("not a pcap or pcapng capture: {e:?}"))?;
+pub fn for_each_packet(
+    input: impl Read + Send,
+    mut packet: impl FnMut(i64, Linktype, &[u8]),
+) -> Result<(), String> {
+    let mut reader = create_reader(1 << 20, input)
+        .map_err(|e| format!("not a pcap or pcapng capture: {e:?}"))?;
     let mut legacy = (Linktype::ETHERNET, 1_000_i64);
     let mut interfaces: Vec<(Linktype, u64, i64)> = Vec::new();
     loop {
@@ -30,24 +40,43 @@ pub fn for_each_packet(input: impl Read + Send, mut packet: impl FnMut(i64, Link
             Ok((offset, block)) => {
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
-                        legacy = (h.network, if h.is_nanosecond_precision() { 1 } else { 1_000 });
+                        legacy = (
+                            h.network,
+                            if h.is_nanosecond_precision() {
+                                1
+                            } else {
+                                1_000
+                            },
+                        );
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let ts = i64::from(b.ts_sec) * 1_000_000_000 + i64::from(b.ts_usec) * legacy.1;
+                        let ts =
+                            i64::from(b.ts_sec) * 1_000_000_000 + i64::from(b.ts_usec) * legacy.1;
                         packet(ts, legacy.0, b.data);
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        interfaces.push((idb.linktype, idb.ts_resolution().unwrap_or(1_000_000), idb.if_tsoffset));
+                        interfaces.push((
+                            idb.linktype,
+                            idb.ts_resolution().unwrap_or(1_000_000),
+                            idb.if_tsoffset,
+                        ));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         let (linktype, resolution, offset) = interfaces
                             .get(usize::try_from(epb.if_id).unwrap_or(usize::MAX))
                             .copied()
                             .unwrap_or((Linktype::ETHERNET, 1_000_000, 0));
-                        let (seconds, fraction) = epb.decode_ts(u64::try_from(offset).unwrap_or(0), resolution);
-                        let nanos = i64::try_from(u64::from(fraction) * 1_000_000_000 / resolution.max(1)).unwrap_or(0);
+                        let (seconds, fraction) =
+                            epb.decode_ts(u64::try_from(offset).unwrap_or(0), resolution);
+                        let nanos =
+                            i64::try_from(u64::from(fraction) * 1_000_000_000 / resolution.max(1))
+                                .unwrap_or(0);
                         let len = usize::try_from(epb.caplen).unwrap_or(0).min(epb.data.len());
-                        packet(i64::from(seconds) * 1_000_000_000 + nanos, linktype, epb.data.get(..len).unwrap_or_default());
+                        packet(
+                            i64::from(seconds) * 1_000_000_000 + nanos,
+                            linktype,
+                            epb.data.get(..len).unwrap_or_default(),
+                        );
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         let linktype = interfaces.first().map_or(Linktype::ETHERNET, |i| i.0);
@@ -83,7 +112,9 @@ pub fn udp_datagram(linktype: Linktype, frame: &[u8]) -> Option<Datagram<'_>> {
     let (mut ethertype, mut l3) = match get_packetdata(frame, linktype, caplen)? {
         PacketData::L3(ethertype, data) => (ethertype, data),
         PacketData::L2(data) => {
-            let (ethertype, rest) = data.split_at_checked(14).map(|(h, r)| (u16::from_be_bytes([h[12], h[13]]), r))?;
+            let (ethertype, rest) = data
+                .split_at_checked(14)
+                .map(|(h, r)| (u16::from_be_bytes([h[12], h[13]]), r))?;
             (ethertype, rest)
         }
         _ => return None,
@@ -109,8 +140,12 @@ fn ipv4(p: &[u8]) -> Option<Datagram<'_>> {
     if header[0] >> 4 != 4 || header[9] != 17 || fragmented || ihl < 20 {
         return None;
     }
-    let source = IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15]));
-    let destination = IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19]));
+    let source = IpAddr::V4(Ipv4Addr::new(
+        header[12], header[13], header[14], header[15],
+    ));
+    let destination = IpAddr::V4(Ipv4Addr::new(
+        header[16], header[17], header[18], header[19],
+    ));
     udp(source, destination, p.get(ihl..total.min(p.len()))?)
 }
 
@@ -121,7 +156,8 @@ fn ipv6(p: &[u8]) -> Option<Datagram<'_>> {
     }
     let mut next = header[6];
     let payload_len = usize::from(u16::from_be_bytes([header[4], header[5]]));
-    let octets = |range: std::ops::Range<usize>| -> Option<[u8; 16]> { header.get(range)?.try_into().ok() };
+    let octets =
+        |range: std::ops::Range<usize>| -> Option<[u8; 16]> { header.get(range)?.try_into().ok() };
     let source = IpAddr::V6(Ipv6Addr::from(octets(8..24)?));
     let destination = IpAddr::V6(Ipv6Addr::from(octets(24..40)?));
     let mut rest = p.get(40..(40 + payload_len).min(p.len()))?;

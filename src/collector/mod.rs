@@ -82,11 +82,16 @@ impl Collector {
         let mut tcp = Vec::new();
         for &addr in &config.listen {
             if config.udp {
-                let socket = udp::bind(addr, config.rcvbuf).map_err(|e| format!("udp {addr}: {e}"))?;
+                let socket =
+                    udp::bind(addr, config.rcvbuf).map_err(|e| format!("udp {addr}: {e}"))?;
                 udp.push(socket);
             }
             if config.tcp {
-                let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6() } else { tokio::net::TcpSocket::new_v4() };
+                let socket = if addr.is_ipv6() {
+                    tokio::net::TcpSocket::new_v6()
+                } else {
+                    tokio::net::TcpSocket::new_v4()
+                };
                 let listener = socket
                     .and_then(|s| {
                         if addr.is_ipv6() {
@@ -101,20 +106,37 @@ impl Collector {
             }
         }
         let metrics = match config.metrics {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("metrics {addr}: {e}"))?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("metrics {addr}: {e}"))?,
+            ),
             None => None,
         };
-        Ok(Self { config, compiler, udp, tcp, metrics, counters: Arc::new(Counters::default()) })
+        Ok(Self {
+            config,
+            compiler,
+            udp,
+            tcp,
+            metrics,
+            counters: Arc::new(Counters::default()),
+        })
     }
 
     /// Addresses the UDP sockets are bound to.
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Addresses the TCP listeners are bound to.
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Address of the metrics endpoint.
@@ -132,7 +154,14 @@ impl Collector {
     /// # Errors
     /// A thread that could not be started or that panicked.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), String> {
-        let Self { config, compiler, udp, tcp, metrics, counters } = self;
+        let Self {
+            config,
+            compiler,
+            udp,
+            tcp,
+            metrics,
+            counters,
+        } = self;
         for socket in &udp {
             info!(addr = %socket.local_addr().map_err(|e| e.to_string())?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
         }
@@ -158,19 +187,41 @@ impl Collector {
                 .map_err(|e| e.to_string())?
         };
 
-        let udp_ports: Vec<u16> = udp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.port()).collect();
+        let udp_ports: Vec<u16> = udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
         let mut tasks = tokio::task::JoinSet::new();
         for socket in udp {
-            tasks.spawn(udp::receive(socket, inbound_tx.clone(), Arc::clone(&counters), shutdown.clone()));
+            tasks.spawn(udp::receive(
+                socket,
+                inbound_tx.clone(),
+                Arc::clone(&counters),
+                shutdown.clone(),
+            ));
         }
         for listener in tcp {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "Listening on TCP.");
             }
             let idle = Duration::from_secs(config.tcp_idle_timeout);
-            tasks.spawn(tcp::accept(listener, inbound_tx.clone(), Arc::clone(&counters), config.max_connections, idle, shutdown.clone()));
+            tasks.spawn(tcp::accept(
+                listener,
+                inbound_tx.clone(),
+                Arc::clone(&counters),
+                config.max_connections,
+                idle,
+                shutdown.clone(),
+            ));
         }
-        tasks.spawn(tick(inbound_tx, Arc::clone(&counters), udp_ports, config.queue, shutdown.clone()));
+        tasks.spawn(tick(
+            inbound_tx,
+            Arc::clone(&counters),
+            udp_ports,
+            config.queue,
+            shutdown.clone(),
+        ));
         let metrics_task = metrics.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "Serving Prometheus metrics.");
@@ -184,7 +235,9 @@ impl Collector {
             }
         }
         // Every sender is gone: the decode thread drains the queue, completes, and ends.
-        let joined = tokio::task::spawn_blocking(move || (decode.join().is_ok(), archive.join().is_ok())).await;
+        let joined =
+            tokio::task::spawn_blocking(move || (decode.join().is_ok(), archive.join().is_ok()))
+                .await;
         if let Some(task) = metrics_task {
             task.abort();
         }
@@ -196,7 +249,13 @@ impl Collector {
 }
 
 /// Once a second: a Tick for the decode thread, and the gauges only the receive side sees.
-async fn tick(inbound: mpsc::Sender<Inbound>, counters: Arc<Counters>, udp_ports: Vec<u16>, queue: usize, mut shutdown: watch::Receiver<bool>) {
+async fn tick(
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<Counters>,
+    udp_ports: Vec<u16>,
+    queue: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -230,7 +289,9 @@ fn decode_loop(
     };
     while let Some(item) = inbound.blocking_recv() {
         match item {
-            Inbound::Message { session, bytes, at } => decoder.handle(session, &bytes, at, &mut batches),
+            Inbound::Message { session, bytes, at } => {
+                decoder.handle(session, &bytes, at, &mut batches)
+            }
             Inbound::Closed(session) => decoder.close_session(session),
             Inbound::Tick => {
                 decoder.expire(clock::now());
@@ -248,12 +309,19 @@ fn decode_loop(
     send(&mut batches);
 }
 
-fn archive_loop(archive: &mut Archive, outbound: &std_mpsc::Receiver<Outbound>, counters: &Counters, depth: &AtomicU64) {
+fn archive_loop(
+    archive: &mut Archive,
+    outbound: &std_mpsc::Receiver<Outbound>,
+    counters: &Counters,
+    depth: &AtomicU64,
+) {
     while let Ok(item) = outbound.recv() {
         match item {
             Outbound::Batch(batch) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
-                counters.archive_queue_depth.set(depth.load(Ordering::Relaxed));
+                counters
+                    .archive_queue_depth
+                    .set(depth.load(Ordering::Relaxed));
                 if let Err(e) = archive.write(&batch, clock::unix_seconds()) {
                     error!(error = %e, rows = batch.num_rows(), "Lost a batch: the archive could not write it.");
                     counters.archive_errors.add(1);
@@ -269,11 +337,16 @@ fn archive_loop(archive: &mut Archive, outbound: &std_mpsc::Receiver<Outbound>, 
 fn render_losses(decoder: &Decoder) -> String {
     let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
     for (session, domain, lost) in decoder.sequences().lost() {
-        *by_exporter.entry((session.exporter_text(), domain.0)).or_insert(0) += lost;
+        *by_exporter
+            .entry((session.exporter_text(), domain.0))
+            .or_insert(0) += lost;
     }
     let mut out = String::from("# TYPE flowvm_exporter_records_lost_total counter\n");
     for ((exporter, domain), lost) in by_exporter {
-        let _ = writeln!(out, "flowvm_exporter_records_lost_total{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}");
+        let _ = writeln!(
+            out,
+            "flowvm_exporter_records_lost_total{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}"
+        );
     }
     out
 }
@@ -281,7 +354,9 @@ fn render_losses(decoder: &Decoder) -> String {
 /// A minimal HTTP endpoint: any request gets the Prometheus text of every counter.
 async fn serve_metrics(listener: TcpListener, counters: Arc<Counters>, losses: Arc<Mutex<String>>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let mut body = counters.render();
         if let Ok(text) = losses.lock() {
             body.push_str(&text);

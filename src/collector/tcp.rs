@@ -50,13 +50,19 @@ pub async fn accept(
         };
         counters.connections_accepted.add(1);
         counters.connections_open.add(1);
-        let session = TransportSession::Tcp { exporter, connection: next.fetch_add(1, Ordering::Relaxed) };
-        let (inbound, counters, shutdown) = (inbound.clone(), Arc::clone(&counters), shutdown.clone());
+        let session = TransportSession::Tcp {
+            exporter,
+            connection: next.fetch_add(1, Ordering::Relaxed),
+        };
+        let (inbound, counters, shutdown) =
+            (inbound.clone(), Arc::clone(&counters), shutdown.clone());
         tokio::spawn(async move {
             let reason = connection(stream, session, &inbound, &counters, idle, shutdown).await;
             debug!(%session, reason, "TCP connection closed.");
             let _ = inbound.send(Inbound::Closed(session)).await;
-            counters.connections_open.set(counters.connections_open.get().saturating_sub(1));
+            counters
+                .connections_open
+                .set(counters.connections_open.get().saturating_sub(1));
             drop(permit);
         });
     }
@@ -71,7 +77,9 @@ async fn connection(
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> &'static str {
-    let exporter: SocketAddr = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let exporter: SocketAddr = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let mut header = [0_u8; HEADER_LEN];
         let read = tokio::select! {
@@ -97,7 +105,10 @@ async fn connection(
             }
         };
         let mut bytes = vec![0_u8; length];
-        bytes.get_mut(..HEADER_LEN).unwrap_or_default().copy_from_slice(&header);
+        bytes
+            .get_mut(..HEADER_LEN)
+            .unwrap_or_default()
+            .copy_from_slice(&header);
         let body = bytes.get_mut(HEADER_LEN..).unwrap_or_default();
         match tokio::time::timeout(idle, stream.read_exact(body)).await {
             Ok(Ok(_)) => {}
@@ -105,7 +116,15 @@ async fn connection(
             Err(_) => return "idle mid-message",
         }
         // TCP is reliable: wait for room rather than drop (back-pressure to the exporter).
-        if inbound.send(Inbound::Message { session, bytes, at: clock::now() }).await.is_err() {
+        if inbound
+            .send(Inbound::Message {
+                session,
+                bytes,
+                at: clock::now(),
+            })
+            .await
+            .is_err()
+        {
             return "shutdown";
         }
     }

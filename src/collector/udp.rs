@@ -31,7 +31,9 @@ pub fn bind(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<UdpSocket> {
 
 /// The receive buffer size the kernel granted.
 pub fn granted_rcvbuf(socket: &UdpSocket) -> usize {
-    socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0)
+    socket2::SockRef::from(socket)
+        .recv_buffer_size()
+        .unwrap_or(0)
 }
 
 /// Receives datagrams until shutdown, then drains what the kernel still holds, so nothing
@@ -42,7 +44,9 @@ pub async fn receive(
     counters: Arc<Counters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let collector = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let collector = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut buf = vec![0_u8; 65_536];
     loop {
         tokio::select! {
@@ -58,11 +62,28 @@ pub async fn receive(
     }
 }
 
-fn forward(buf: &[u8], len: usize, exporter: SocketAddr, collector: SocketAddr, inbound: &mpsc::Sender<Inbound>, counters: &Counters) {
-    let session = TransportSession::Udp { exporter, collector };
+fn forward(
+    buf: &[u8],
+    len: usize,
+    exporter: SocketAddr,
+    collector: SocketAddr,
+    inbound: &mpsc::Sender<Inbound>,
+    counters: &Counters,
+) {
+    let session = TransportSession::Udp {
+        exporter,
+        collector,
+    };
     let bytes = buf.get(..len).unwrap_or_default().to_vec();
     // Never block the receive loop on a slow decoder: a full queue is a counted drop.
-    if inbound.try_send(Inbound::Message { session, bytes, at: clock::now() }).is_err() {
+    if inbound
+        .try_send(Inbound::Message {
+            session,
+            bytes,
+            at: clock::now(),
+        })
+        .is_err()
+    {
         counters.record_drop(DropReason::QueueFull, 1);
     }
 }
@@ -72,10 +93,15 @@ fn forward(buf: &[u8], len: usize, exporter: SocketAddr, collector: SocketAddr, 
 pub fn kernel_drops(ports: &[u16]) -> u64 {
     let mut total = 0;
     for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let port = cols.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             if port.is_some_and(|p| ports.contains(&p)) {
                 total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
             }

@@ -99,7 +99,12 @@ pub struct Archive {
 impl Archive {
     /// An archive under `config.out` (created when the first file is).
     pub fn new(config: ArchiveConfig, counters: Arc<Counters>) -> Self {
-        Self { config, open: HashMap::new(), sequence: 0, counters }
+        Self {
+            config,
+            open: HashMap::new(),
+            sequence: 0,
+            counters,
+        }
     }
 
     /// Files open now.
@@ -122,12 +127,22 @@ impl Archive {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.sequence += 1;
-                v.insert(create(&self.config.out, batch.schema(), window, key, self.sequence)?)
+                v.insert(create(
+                    &self.config.out,
+                    batch.schema(),
+                    window,
+                    key,
+                    self.sequence,
+                )?)
             }
         };
         file.writer.write(&batch)?;
-        self.counters.rows_written.add(u64::try_from(batch.num_rows()).unwrap_or(0));
-        if file.writer.bytes_written() + file.writer.in_progress_size() >= usize::try_from(self.config.max_file_bytes).unwrap_or(usize::MAX) {
+        self.counters
+            .rows_written
+            .add(u64::try_from(batch.num_rows()).unwrap_or(0));
+        if file.writer.bytes_written() + file.writer.in_progress_size()
+            >= usize::try_from(self.config.max_file_bytes).unwrap_or(usize::MAX)
+        {
             self.complete(key)?;
         }
         Ok(())
@@ -136,7 +151,12 @@ impl Archive {
     /// Completes every file whose window ended before `now`. Harmless to call early.
     pub fn rotate(&mut self, now: i64) {
         let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
-        let ended: Vec<u64> = self.open.iter().filter(|(_, f)| f.window < window).map(|(k, _)| *k).collect();
+        let ended: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.window < window)
+            .map(|(k, _)| *k)
+            .collect();
         for key in ended {
             if let Err(e) = self.complete(key) {
                 error!(error = %e, "Failed to complete a Parquet file.");
@@ -157,7 +177,9 @@ impl Archive {
     }
 
     fn complete(&mut self, key: u64) -> Result<(), ArchiveError> {
-        let Some(file) = self.open.remove(&key) else { return Ok(()) };
+        let Some(file) = self.open.remove(&key) else {
+            return Ok(());
+        };
         file.writer.close()?;
         std::fs::rename(&file.temporary, &file.path)?;
         self.counters.files_written.add(1);
@@ -166,9 +188,17 @@ impl Archive {
     }
 }
 
-fn create(out: &Path, schema: SchemaRef, window: i64, key: u64, sequence: u64) -> Result<OpenFile, ArchiveError> {
+fn create(
+    out: &Path,
+    schema: SchemaRef,
+    window: i64,
+    key: u64,
+    sequence: u64,
+) -> Result<OpenFile, ArchiveError> {
     let (date, hour) = civil(window);
-    let dir = out.join(format!("date={date}")).join(format!("hour={hour:02}"));
+    let dir = out
+        .join(format!("date={date}"))
+        .join(format!("hour={hour:02}"));
     std::fs::create_dir_all(&dir)?;
     let name = format!("flows-{window}-{key:016x}-{sequence}.parquet");
     let temporary = dir.join(format!(".{name}.tmp"));
@@ -177,7 +207,12 @@ fn create(out: &Path, schema: SchemaRef, window: i64, key: u64, sequence: u64) -
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .build();
     let writer = ArrowWriter::try_new(File::create(&temporary)?, schema, Some(props))?;
-    Ok(OpenFile { writer, temporary, path, window })
+    Ok(OpenFile {
+        writer,
+        temporary,
+        path,
+        window,
+    })
 }
 
 /// `YYYY-MM-DD` and the hour of a UNIX time, in UTC (days-from-civil inverted, after
@@ -225,7 +260,10 @@ fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         match kind {
             Some(kind) => {
                 columns.push(text(column, kind)?);
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()).with_metadata(field.metadata().clone()));
+                fields.push(
+                    Field::new(field.name(), DataType::Utf8, field.is_nullable())
+                        .with_metadata(field.metadata().clone()),
+                );
             }
             None => {
                 columns.push(Arc::clone(column));
@@ -238,10 +276,14 @@ fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 
 fn text(column: &ArrayRef, kind: &str) -> Result<ArrayRef, ArrowError> {
     let mut out = StringBuilder::with_capacity(column.len(), column.len() * 16);
-    let invalid = || ArrowError::InvalidArgumentError(format!("{kind} column of type {}", column.data_type()));
+    let invalid = || {
+        ArrowError::InvalidArgumentError(format!("{kind} column of type {}", column.data_type()))
+    };
     match kind {
         "ipv4Address" => {
-            let values = column.as_primitive_opt::<UInt32Type>().ok_or_else(invalid)?;
+            let values = column
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(invalid)?;
             for v in values.values() {
                 let _ = write!(out, "{}", Ipv4Addr::from(*v));
                 out.append_value("");
@@ -275,7 +317,10 @@ mod tests {
     #[test]
     fn civil_dates_match_known_days() {
         assert_eq!(civil(0), ("1970-01-01".to_owned(), 0));
-        assert_eq!(civil(951_782_400 + 3600 * 13), ("2000-02-29".to_owned(), 13));
+        assert_eq!(
+            civil(951_782_400 + 3600 * 13),
+            ("2000-02-29".to_owned(), 13)
+        );
         assert_eq!(civil(1_795_305_600), ("2026-11-22".to_owned(), 0));
     }
 }

@@ -1,0 +1,253 @@
+//! Helpers for the end-to-end tests: messages built with the vm writer, a collector on
+//! 127.0.0.1 port 0, and the archive read back with the parquet crate.
+
+#![allow(
+    dead_code,
+    clippy::allow_attributes,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: each test binary uses a different subset, and failing loudly is the point"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use flowvm::collector::Collector;
+use flowvm::config::Config;
+use flowvm::telemetry::Counters;
+use flowvm_vm::Compiler;
+use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
+use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
+use flowvm_vm::wire::writer::MessageWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// A fresh directory under the system temp dir, unique to this process and `name`.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flowvm-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Template `id` of IANA (element, length) pairs.
+pub(crate) fn template(id: u16, fields: &[(u16, u16)]) -> TemplateDef {
+    let fields = fields
+        .iter()
+        .map(|&(e, len)| FieldSpecifier::iana(e, len))
+        .collect();
+    TemplateDef {
+        template_id: TemplateId(id),
+        scope_field_count: 0,
+        fields,
+    }
+}
+
+/// A Message holding the given templates.
+pub(crate) fn template_message(defs: &[TemplateDef], domain: u32) -> Vec<u8> {
+    let mut w = MessageWriter::new(65_535);
+    w.begin_set(SetId::TEMPLATE);
+    for def in defs {
+        w.put_template(def);
+        assert!(w.commit());
+    }
+    w.finish(1_700_000_000, 0, ObservationDomainId(domain))
+        .to_vec()
+}
+
+/// A Message with one Data Set of template `id` holding `records` (raw octets each).
+pub(crate) fn data_message(id: u16, records: &[Vec<u8>], sequence: u32, domain: u32) -> Vec<u8> {
+    let mut w = MessageWriter::new(65_535);
+    w.begin_set(SetId(id));
+    for r in records {
+        w.put_bytes(r);
+        assert!(w.commit());
+    }
+    w.finish(1_700_000_100, sequence, ObservationDomainId(domain))
+        .to_vec()
+}
+
+/// A collector on 127.0.0.1:0 (UDP and TCP, metrics on port 0) archiving into `out`.
+pub(crate) struct Running {
+    pub(crate) udp: std::net::SocketAddr,
+    pub(crate) tcp: std::net::SocketAddr,
+    pub(crate) metrics: std::net::SocketAddr,
+    pub(crate) counters: Arc<Counters>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Starts a collector with `config` adjusted to loopback port 0 and `out`.
+    pub(crate) async fn start(out: &Path, config: Config) -> Self {
+        let config = Config {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            out: out.to_path_buf(),
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..config
+        };
+        let collector = Collector::bind(config, Compiler::default()).await.unwrap();
+        let (udp, tcp) = (collector.udp_addrs()[0], collector.tcp_addrs()[0]);
+        let metrics = collector.metrics_addr().unwrap();
+        let counters = collector.counters();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(collector.run(shutdown));
+        Self {
+            udp,
+            tcp,
+            metrics,
+            counters,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits (bounded) until `done` holds for the counters.
+    pub(crate) async fn until(&self, what: &str, done: impl Fn(&Counters) -> bool) {
+        for _ in 0..500 {
+            if done(&self.counters) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}:\n{}", self.counters.render());
+    }
+
+    /// Signals shutdown and waits for every file to be completed.
+    pub(crate) async fn stop(self) -> Arc<Counters> {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        self.counters
+    }
+}
+
+/// Every completed Parquet file under `out`, and no temporary one left.
+pub(crate) fn archive_files(out: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![out.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    !name.ends_with(".tmp"),
+                    "temporary file left: {}",
+                    path.display()
+                );
+                assert!(
+                    name.ends_with(".parquet"),
+                    "unexpected file {}",
+                    path.display()
+                );
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every batch of every file under `out`.
+pub(crate) fn read_archive(out: &Path) -> Vec<RecordBatch> {
+    archive_files(out)
+        .iter()
+        .flat_map(|path| {
+            let file = std::fs::File::open(path).unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The values of column `name` over all `batches` that have it, as strings (Arrow's display).
+pub(crate) fn column(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        if let Some(col) = b.column_by_name(name) {
+            let fmt = arrow_cast_display(col);
+            out.extend(fmt);
+        }
+    }
+    out
+}
+
+fn arrow_cast_display(col: &arrow_array::ArrayRef) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::{DataType, TimeUnit};
+    let n = col.len();
+    match col.data_type() {
+        DataType::Utf8 => col
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap_or("∅").to_owned())
+            .collect(),
+        DataType::Dictionary(_, _) => {
+            let d = col.as_dictionary::<UInt32Type>();
+            let values = d.values().as_string::<i32>();
+            d.keys()
+                .iter()
+                .map(|k| {
+                    values
+                        .value(usize::try_from(k.unwrap()).unwrap())
+                        .to_owned()
+                })
+                .collect()
+        }
+        DataType::UInt8 => col
+            .as_primitive::<UInt8Type>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::UInt16 => col
+            .as_primitive::<UInt16Type>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::UInt32 => col
+            .as_primitive::<UInt32Type>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::UInt64 => col
+            .as_primitive::<UInt64Type>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::Timestamp(TimeUnit::Second, _) => col
+            .as_primitive::<TimestampSecondType>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => col
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        other => vec![format!("<{other}>"); n],
+    }
+}
