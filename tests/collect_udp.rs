@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Running, column, data_message, read_archive, scratch, template, template_message};
+use common::{
+    Running, column, data_message, http_get, read_archive, scratch, template, template_message,
+};
 use flowvm::config::Config;
 use flowvm::telemetry::DropReason;
 use tokio::net::UdpSocket;
@@ -253,7 +255,7 @@ async fn sequence_gaps_are_reported_as_lost_records_in_metrics() {
         .await
         .unwrap();
     exporter
-        .send_to(&data_message(256, &[r.clone()], 7, 3), c.udp)
+        .send_to(&data_message(256, std::slice::from_ref(&r), 7, 3), c.udp)
         .await
         .unwrap();
     c.until("the gap", |k| k.records_lost.get() == 5).await;
@@ -269,15 +271,4 @@ async fn sequence_gaps_are_reported_as_lost_records_in_metrics() {
     assert!(text.contains("flowvm_exporter_records_lost_total{exporter=\"127.0.0.1\",observation_domain_id=\"3\"} 5"), "{text}");
     assert!(text.contains("flowvm_records_decoded_total 3"), "{text}");
     c.stop().await;
-}
-
-async fn http_get(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
 }

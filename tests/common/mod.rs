@@ -251,3 +251,15 @@ fn arrow_cast_display(col: &arrow_array::ArrayRef) -> Vec<String> {
         other => vec![format!("<{other}>"); n],
     }
 }
+
+/// The body of an HTTP GET of `/metrics` at `addr` (headers included).
+pub(crate) async fn http_get(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
