@@ -1,0 +1,79 @@
+//! The archive opens as it is in DuckDB and pyarrow (installed by the README's test command),
+//! with the README's query, and a filter on an address written as text.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Running, data_message, scratch, template, template_message};
+use flowvm::config::Config;
+use tokio::net::UdpSocket;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
+    let out = scratch("readers");
+    let c = Running::start(&out, Config::default()).await;
+    let exporter = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Two templates with different columns: DuckDB's union_by_name merges them.
+    exporter
+        .send_to(
+            &template_message(
+                &[
+                    template(256, &[(8, 4), (1, 8)]),
+                    template(257, &[(27, 16), (1, 4)]),
+                ],
+                1,
+            ),
+            c.udp,
+        )
+        .await
+        .unwrap();
+    let v4: Vec<Vec<u8>> = (0..50_u8)
+        .map(|i| {
+            [
+                [10, 1, 1, i % 5].to_vec(),
+                u64::from(i).to_be_bytes().to_vec(),
+            ]
+            .concat()
+        })
+        .collect();
+    exporter
+        .send_to(&data_message(256, &v4, 0, 1), c.udp)
+        .await
+        .unwrap();
+    let mut v6 = vec![0x20, 0x01, 0x0d, 0xb8];
+    v6.extend([0; 11]);
+    v6.push(1);
+    v6.extend(7_u32.to_be_bytes());
+    exporter
+        .send_to(&data_message(257, &[v6], 50, 1), c.udp)
+        .await
+        .unwrap();
+    c.until("51 records", |k| k.records_decoded.get() == 51)
+        .await;
+    c.stop().await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/readers/check_archive.py"
+    );
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&out)
+        .arg("10.1.1.3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"duckdb_rows\": 51"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_rows\": 51"), "{stdout}");
+    // 10.1.1.3 is i = 3, 8, ..., 48: ten rows whose octets add up to 255.
+    assert!(stdout.contains("\"duckdb_matching\": 10"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_octets\": 255"), "{stdout}");
+    assert!(stdout.contains("\"sourceIPv6Address\""), "{stdout}");
+    assert!(stdout.contains("\"exporter\""), "{stdout}");
+}
