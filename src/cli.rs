@@ -38,6 +38,25 @@ pub enum Command {
         #[arg(long, default_value = "warn")]
         log_level: String,
     },
+    /// Send generated IPFIX over UDP to a collector at a given rate and report records/s
+    /// received and records lost, read from the collector's metrics.
+    BenchReplay {
+        /// The collector's UDP address.
+        #[arg(long, default_value = "127.0.0.1:4739")]
+        collector: SocketAddr,
+        /// The collector's metrics address.
+        #[arg(long, default_value = "127.0.0.1:9739")]
+        metrics: SocketAddr,
+        /// Data Records to send.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+        /// Records per second; 0 sends as fast as the socket takes them.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Largest message, in octets.
+        #[arg(long, default_value_t = 1400)]
+        mtu: usize,
+    },
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
     /// IPFIX Messages).
     Disasm {

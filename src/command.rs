@@ -52,6 +52,28 @@ pub fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::BenchReplay {
+            collector,
+            metrics,
+            records,
+            rate,
+            mtu,
+        } => {
+            let r = crate::replay::replay(collector, metrics, records, rate, mtu)?;
+            let lost = r.sent.saturating_sub(r.received);
+            println!(
+                "sent {} records in {:.2} s ({:.0} records/s); collector decoded {} ({:.0} records/s), wrote {} rows; lost {} ({:.3}%)",
+                r.sent,
+                r.send_seconds,
+                r.sent as f64 / r.send_seconds.max(1e-9),
+                r.received,
+                r.received as f64 / r.receive_seconds.max(1e-9),
+                r.written,
+                lost,
+                100.0 * lost as f64 / (r.sent.max(1)) as f64
+            );
+            Ok(())
+        }
         Command::Disasm { files, elements } => {
             let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
             let mut out = std::io::stdout().lock();

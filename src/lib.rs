@@ -17,5 +17,6 @@ pub mod config;
 pub mod disasm;
 pub mod offline;
 pub mod pcap;
+pub mod replay;
 pub mod sink;
 pub mod telemetry;
