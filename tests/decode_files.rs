@@ -1,6 +1,8 @@
 //! `flowvm decode` on an IPFIX File (RFC 5655) and on a pcap of IPFIX over UDP, through the
 //! built binary, into the same archive the collector writes.
 
+#![expect(clippy::unwrap_used, reason = "the capture builder fails loudly")]
+
 mod common;
 
 use std::process::Command;
