@@ -1,6 +1,8 @@
 //! The collector over real TCP connections on loopback: framing by the Message Length, a
 //! malformed header closing only its own connection, slow and stalled peers, withdrawals.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use common::{Running, column, data_message, read_archive, scratch, template, template_message};
@@ -15,6 +17,18 @@ fn record(interface: u32, packets: u64) -> Vec<u8> {
     let mut r = interface.to_be_bytes().to_vec();
     r.extend(packets.to_be_bytes());
     r
+}
+
+/// A connection that has sent template 256 and one record (interface 1, 1 packet).
+async fn connect_with_one_record(collector: std::net::SocketAddr) -> TcpStream {
+    let mut peer = TcpStream::connect(collector).await.unwrap();
+    peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
+        .await
+        .unwrap();
+    peer.write_all(&data_message(256, &[record(1, 1)], 0, 1))
+        .await
+        .unwrap();
+    peer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,13 +95,7 @@ async fn a_peer_sending_one_byte_at_a_time_is_framed_correctly() {
 async fn a_peer_that_stops_mid_message_loses_only_that_message() {
     let out = scratch("tcp-stall");
     let c = Running::start(&out, Config::default()).await;
-    let mut peer = TcpStream::connect(c.tcp).await.unwrap();
-    peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
-        .await
-        .unwrap();
-    peer.write_all(&data_message(256, &[record(1, 1)], 0, 1))
-        .await
-        .unwrap();
+    let mut peer = connect_with_one_record(c.tcp).await;
     let partial = data_message(256, &[record(2, 2)], 1, 1);
     peer.write_all(&partial[..20]).await.unwrap();
     c.until("1 record", |k| k.records_decoded.get() == 1).await;
@@ -103,13 +111,7 @@ async fn a_peer_that_stops_mid_message_loses_only_that_message() {
 async fn withdrawals_over_tcp_remove_the_template() {
     let out = scratch("tcp-withdraw");
     let c = Running::start(&out, Config::default()).await;
-    let mut peer = TcpStream::connect(c.tcp).await.unwrap();
-    peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
-        .await
-        .unwrap();
-    peer.write_all(&data_message(256, &[record(1, 1)], 0, 1))
-        .await
-        .unwrap();
+    let mut peer = connect_with_one_record(c.tcp).await;
     // A Template Withdrawal: Template ID 256, Field Count 0 (RFC 7011 §8.1).
     let mut w = flowvm_vm::wire::writer::MessageWriter::new(100);
     w.begin_set(flowvm_vm::wire::ids::SetId::TEMPLATE);

@@ -523,7 +523,6 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
 
     use arrow_array::cast::AsArray;
     use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
@@ -554,11 +553,7 @@ mod tests {
     }
 
     fn udp(port: u16) -> TransportSession {
-        let exporter: SocketAddr = ([192, 0, 2, 1], port).into();
-        TransportSession::Udp {
-            exporter,
-            collector: ([127, 0, 0, 1], 4739).into(),
-        }
+        TransportSession::example_udp(port)
     }
 
     fn tcp(connection: u64) -> TransportSession {

@@ -180,10 +180,7 @@ mod tests {
     use flowvm_vm::wire::ids::{ObservationDomainId, TemplateId};
 
     fn key(port: u16) -> TemplateKey {
-        let session = TransportSession::Udp {
-            exporter: ([192, 0, 2, 1], port).into(),
-            collector: ([0, 0, 0, 0], 4739).into(),
-        };
+        let session = TransportSession::example_udp(port);
         TemplateKey {
             session,
             domain: ObservationDomainId(1),

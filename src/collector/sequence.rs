@@ -110,10 +110,7 @@ mod tests {
     use super::*;
 
     fn session() -> TransportSession {
-        TransportSession::Udp {
-            exporter: ([192, 0, 2, 1], 1).into(),
-            collector: ([0, 0, 0, 0], 4739).into(),
-        }
+        TransportSession::example_udp(1)
     }
 
     fn run(steps: &[(u32, Option<u32>)]) -> (Vec<SequenceEvent>, u64) {

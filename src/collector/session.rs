@@ -57,6 +57,18 @@ impl TransportSession {
     }
 }
 
+#[cfg(test)]
+impl TransportSession {
+    /// A UDP session from 192.0.2.1:`port` (RFC 5737 documentation address) to the default
+    /// collector port, for unit tests.
+    pub(crate) fn example_udp(port: u16) -> Self {
+        Self::Udp {
+            exporter: ([192, 0, 2, 1], port).into(),
+            collector: ([127, 0, 0, 1], 4739).into(),
+        }
+    }
+}
+
 impl fmt::Display for TransportSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -211,10 +211,7 @@ mod tests {
     }
 
     fn key(port: u16, id: u16) -> TemplateKey {
-        let session = TransportSession::Udp {
-            exporter: ([192, 0, 2, 1], port).into(),
-            collector: ([0, 0, 0, 0], 4739).into(),
-        };
+        let session = TransportSession::example_udp(port);
         TemplateKey {
             session,
             domain: ObservationDomainId(1),
