@@ -86,6 +86,26 @@ impl Column {
         }
     }
 
+    /// Makes room for `rows` more rows (the record count a check found), so appends in the
+    /// decode loop never grow the buffer.
+    pub(crate) fn reserve(&mut self, rows: usize, width: usize) {
+        match self {
+            Self::U8(v) => v.reserve(rows),
+            Self::U16(v) => v.reserve(rows),
+            Self::U32(v) => v.reserve(rows),
+            Self::U64(v) => v.reserve(rows),
+            Self::I8(v) => v.reserve(rows),
+            Self::I16(v) => v.reserve(rows),
+            Self::I32(v) => v.reserve(rows),
+            Self::I64(v) | Self::Time(v) => v.reserve(rows),
+            Self::F32(v) => v.reserve(rows),
+            Self::F64(v) => v.reserve(rows),
+            Self::Bool(v) => v.reserve(rows),
+            Self::Fixed(v) => v.reserve(rows * width),
+            Self::Var { offsets, .. } => offsets.reserve(rows),
+        }
+    }
+
     /// Drops rows past `rows` (undoing a run that failed half-way).
     pub(crate) fn truncate(&mut self, rows: usize, width: usize) {
         match self {
@@ -195,10 +215,99 @@ const NTP_UNIX_OFFSET: i64 = 2_208_988_800;
 
 /// Splits an NTP timestamp (RFC 7011 §6.1.9) into UNIX seconds and the 32-bit fraction.
 #[inline]
-fn ntp(b: &[u8]) -> (i64, u64) {
-    let [s0, s1, s2, s3, f0, f1, f2, f3] = right_align::<8>(b);
+fn ntp(b: [u8; 8]) -> (i64, u64) {
+    let [s0, s1, s2, s3, f0, f1, f2, f3] = b;
     let seconds = i64::from(u32::from_be_bytes([s0, s1, s2, s3])) - NTP_UNIX_OFFSET;
     (seconds, u64::from(u32::from_be_bytes([f0, f1, f2, f3])))
+}
+
+//= https://www.rfc-editor.org/rfc/rfc7011#section-6.1.9
+//# The 11 lowest-order bits of the fraction field
+//# SHOULD be ignored.
+/// A dateTimeMicroseconds (NTP format) as microseconds since the UNIX epoch.
+#[inline]
+fn ntp_micros(b: [u8; 8]) -> i64 {
+    let (seconds, fraction) = ntp(b);
+    let micros = ((fraction & !0x7ff) * 1_000_000) >> 32; // < 10^6: fits
+    seconds * 1_000_000 + i64::try_from(micros).unwrap_or(0)
+}
+
+/// A dateTimeNanoseconds (NTP format, §6.1.10) as nanoseconds since the UNIX epoch.
+#[inline]
+fn ntp_nanos(b: [u8; 8]) -> i64 {
+    let (seconds, fraction) = ntp(b);
+    let nanos = (fraction * 1_000_000_000) >> 32; // < 10^9: fits
+    seconds * 1_000_000_000 + i64::try_from(nanos).unwrap_or(0)
+}
+
+/// Where the octets of natural-length fields come from: every record of a Set at a stride (op
+/// at a time), or one field (record at a time).
+pub(crate) trait Fields {
+    /// Appends `f` of each field's `N` octets to `out`.
+    fn extend<const N: usize, T>(self, out: &mut Vec<T>, f: impl FnMut([u8; N]) -> T);
+}
+
+/// The field at `offset` of every record of a fixed-length Set. The compiler proved
+/// `offset + N <= record_len`, so the fallback value is never used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Strided<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) record_len: usize,
+    pub(crate) offset: usize,
+}
+
+impl Fields for Strided<'_> {
+    #[inline]
+    fn extend<const N: usize, T>(self, out: &mut Vec<T>, f: impl FnMut([u8; N]) -> T) {
+        let offset = self.offset;
+        out.extend(
+            self.data
+                .chunks_exact(self.record_len)
+                .map(move |r| {
+                    r.get(offset..)
+                        .and_then(<[u8]>::first_chunk::<N>)
+                        .copied()
+                        .unwrap_or([0; N])
+                })
+                .map(f),
+        );
+    }
+}
+
+/// One field's octets, already taken from the record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct One<'a>(pub(crate) &'a [u8]);
+
+impl Fields for One<'_> {
+    #[inline]
+    fn extend<const N: usize, T>(self, out: &mut Vec<T>, mut f: impl FnMut([u8; N]) -> T) {
+        out.push(f(right_align(self.0)));
+    }
+}
+
+/// Appends the reads whose Field Length is the type's natural one as fixed-width loads.
+/// Returns `false` for anything else (reduced sizes, strings, octets, booleans), which then
+/// goes through [`append`].
+#[inline]
+pub(crate) fn append_natural(op: Op, col: &mut Column, fields: impl Fields) -> bool {
+    match (op, col) {
+        (Op::Rui8 { .. }, Column::U8(v)) => fields.extend(v, u8::from_be_bytes),
+        (Op::Rui16 { len: 2, .. }, Column::U16(v)) => fields.extend(v, u16::from_be_bytes),
+        (Op::Rui32 { len: 4, .. } | Op::Rip4 { .. }, Column::U32(v)) => {
+            fields.extend(v, u32::from_be_bytes)
+        }
+        (Op::Rui64 { len: 8, .. }, Column::U64(v)) => fields.extend(v, u64::from_be_bytes),
+        (Op::Rf32 { .. }, Column::F32(v)) => fields.extend(v, f32::from_be_bytes),
+        (Op::Rf64 { len: 8, .. }, Column::F64(v)) => fields.extend(v, f64::from_be_bytes),
+        (Op::Rdts { .. }, Column::Time(v)) => {
+            fields.extend(v, |b| i64::from(u32::from_be_bytes(b)))
+        }
+        (Op::Rdtms { .. }, Column::Time(v)) => fields.extend(v, i64::from_be_bytes),
+        (Op::Rdtus { .. }, Column::Time(v)) => fields.extend(v, ntp_micros),
+        (Op::Rdtns { .. }, Column::Time(v)) => fields.extend(v, ntp_nanos),
+        _ => return false,
+    }
+    true
 }
 
 /// Decodes one field per item of `fields` with `op` and appends the values to its column.
@@ -278,19 +387,8 @@ pub(crate) fn append<'a>(op: Op, col: &mut Column, fields: impl Iterator<Item = 
         (Op::Rdtms { .. }, Column::Time(v)) => {
             v.extend(fields.map(|b| i64::from_be_bytes(right_align(b))))
         }
-        //= https://www.rfc-editor.org/rfc/rfc7011#section-6.1.9
-        //# The 11 lowest-order bits of the fraction field
-        //# SHOULD be ignored.
-        (Op::Rdtus { .. }, Column::Time(v)) => v.extend(fields.map(|b| {
-            let (seconds, fraction) = ntp(b);
-            let micros = ((fraction & !0x7ff) * 1_000_000) >> 32; // < 10^6: fits
-            seconds * 1_000_000 + i64::try_from(micros).unwrap_or(0)
-        })),
-        (Op::Rdtns { .. }, Column::Time(v)) => v.extend(fields.map(|b| {
-            let (seconds, fraction) = ntp(b);
-            let nanos = (fraction * 1_000_000_000) >> 32; // < 10^9: fits
-            seconds * 1_000_000_000 + i64::try_from(nanos).unwrap_or(0)
-        })),
+        (Op::Rdtus { .. }, Column::Time(v)) => v.extend(fields.map(|b| ntp_micros(right_align(b)))),
+        (Op::Rdtns { .. }, Column::Time(v)) => v.extend(fields.map(|b| ntp_nanos(right_align(b)))),
         (Op::Rstr { .. } | Op::Rvstr { .. }, Column::Var { offsets, values }) => {
             let trim = matches!(op, Op::Rstr { .. });
             for b in fields {

@@ -18,7 +18,7 @@ use arrow_schema::ArrowError;
 pub use stats::RunStats;
 
 use crate::error::DecodeError;
-use crate::exec::columns::{Column, append};
+use crate::exec::columns::{Column, One, Strided, append, append_natural};
 use crate::op::Op;
 use crate::program::{ColumnKind, Program};
 use crate::wire::set::Set;
@@ -85,6 +85,15 @@ impl Program {
     }
 }
 
+/// Octets a row takes in a fixed-width binary column (6 for MAC addresses, 16 for IPv6);
+/// unused by other kinds.
+fn fixed_width(kind: ColumnKind) -> usize {
+    match kind {
+        ColumnKind::MacAddress => 6,
+        _ => 16,
+    }
+}
+
 /// The column buffers of one [`Program`], filled by `run` and emptied by `flush`.
 ///
 /// The mutable cache to the program's immutable plan: each worker owns one per live template.
@@ -141,6 +150,9 @@ impl Columns {
         let shape = self.program.check(set)?;
         let before = self.rows;
         let program = Arc::clone(&self.program);
+        for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
+            col.reserve(shape.records, fixed_width(*kind));
+        }
         let result = match (mode, program.record_len) {
             (Mode::Auto | Mode::OpAtATime, Some(record_len)) => {
                 Ok(self.run_ops(&program, set, record_len, shape.records))
@@ -176,6 +188,17 @@ impl Columns {
             let Some(col) = op.column().and_then(|c| self.cols.get_mut(usize::from(c))) else {
                 continue;
             };
+            if append_natural(
+                op,
+                col,
+                Strided {
+                    data,
+                    record_len,
+                    offset,
+                },
+            ) {
+                continue;
+            }
             let fields = data
                 .chunks_exact(record_len)
                 .map(|r| r.get(offset..offset + len).unwrap_or_default());
@@ -225,6 +248,7 @@ impl Columns {
                     if let Some(col) = read
                         .column()
                         .and_then(|c| self.cols.get_mut(usize::from(c)))
+                        && !append_natural(read, col, One(field))
                     {
                         invalid += append(read, col, std::iter::once(field));
                     }
@@ -236,11 +260,7 @@ impl Columns {
 
     fn truncate(&mut self, rows: usize) {
         for (col, kind) in self.cols.iter_mut().zip(&self.program.kinds) {
-            let width = match kind {
-                ColumnKind::MacAddress => 6,
-                _ => 16,
-            };
-            col.truncate(rows, width);
+            col.truncate(rows, fixed_width(*kind));
         }
         self.rows = rows;
     }
