@@ -134,7 +134,11 @@ impl Column {
     /// Moves the buffer out as an Arrow array of `kind`, leaving an empty one with room for as
     /// many rows.
     pub(crate) fn take(&mut self, kind: ColumnKind, rows: usize) -> Result<ArrayRef, ArrowError> {
-        let old = std::mem::replace(self, Self::new(kind, rows));
+        let mut old = std::mem::replace(self, Self::new(kind, rows));
+        // The next batch likely needs as much variable-length room as this one did.
+        if let (Self::Var { values: next, .. }, Self::Var { values, .. }) = (&mut *self, &mut old) {
+            next.reserve(values.len());
+        }
         Ok(match (old, kind) {
             (Self::U8(v), _) => primitive::<UInt8Type>(v),
             (Self::U16(v), _) => primitive::<UInt16Type>(v),
@@ -402,9 +406,10 @@ pub(crate) fn append<'a>(op: Op, col: &mut Column, fields: impl Iterator<Item = 
                 };
                 //= https://www.rfc-editor.org/rfc/rfc7011#section-6.1.6
                 //# Collecting Processes SHOULD detect and ignore such values.
-                match std::str::from_utf8(b) {
-                    Ok(_) => values.extend_from_slice(b),
-                    Err(_) => {
+                // ASCII first: most names are, and the check is a few word compares.
+                match b.is_ascii() || std::str::from_utf8(b).is_ok() {
+                    true => values.extend_from_slice(b),
+                    false => {
                         invalid += 1;
                         values.extend_from_slice(String::from_utf8_lossy(b).as_bytes());
                     }
