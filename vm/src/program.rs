@@ -101,6 +101,9 @@ pub struct Program {
     pub(crate) min_record_len: usize,
     pub(crate) record_len: Option<usize>,
     pub(crate) fixed: Vec<(Op, usize)>,
+    /// Per instruction: its column and its wire length (`None`: variable), so the interpreter
+    /// looks both up once instead of matching the op again for each.
+    pub(crate) operands: Vec<(Option<u16>, Option<usize>)>,
 }
 
 impl Program {

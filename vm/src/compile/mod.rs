@@ -161,6 +161,7 @@ impl Compiler {
             *first = Op::Jnmb { target: end };
         }
         let fixed = fixed_len.map_or_else(Vec::new, |_| offsets(&ops));
+        let operands = ops.iter().map(|op| (op.column(), op.wire_len())).collect();
         Ok(Program {
             template_id: def.template_id,
             scope_field_count: def.scope_field_count,
@@ -171,6 +172,7 @@ impl Compiler {
             min_record_len,
             record_len: fixed_len,
             fixed,
+            operands,
         })
     }
 }

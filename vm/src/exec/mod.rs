@@ -241,13 +241,16 @@ impl Columns {
                     r.var_len()?;
                 }
                 read => {
-                    let field = match read.wire_len() {
+                    let (col, len) = program
+                        .operands
+                        .get(pc - 1)
+                        .copied()
+                        .unwrap_or((None, Some(0)));
+                    let field = match len {
                         Some(n) => r.take(n)?,
                         None => r.var_len()?,
                     };
-                    if let Some(col) = read
-                        .column()
-                        .and_then(|c| self.cols.get_mut(usize::from(c)))
+                    if let Some(col) = col.and_then(|c| self.cols.get_mut(usize::from(c)))
                         && !append_natural(read, col, One(field))
                     {
                         invalid += append(read, col, std::iter::once(field));
