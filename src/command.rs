@@ -112,6 +112,8 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Handlers first: once the banner says "listening", a signal must find them installed.
+        let signals = Signals::install()?;
         let collector = Collector::bind(config.clone(), compiler).await?;
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -132,7 +134,7 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         drop(out);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             tracing::info!("Shutting down: completing every open file.");
             let _ = stop.send(true);
         });
@@ -141,17 +143,25 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, registered with the runtime.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }
