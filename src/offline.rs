@@ -5,7 +5,7 @@
 //! Times, drive the template and pending timers and choose the archive partitions, so decoding
 //! the same input twice gives the same archive.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,13 +51,15 @@ pub fn decode_files(
         let path = path.as_ref();
         progress.set_message(path.display().to_string());
         let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut head = [0_u8; 4];
-        let n = file
-            .read(&mut head)
+        let mut head = Vec::with_capacity(4);
+        (&mut file)
+            .take(4)
+            .read_to_end(&mut head)
+            .and_then(|_| file.seek(std::io::SeekFrom::Start(0)))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let is_capture = pcap::is_capture(&head);
         let counted = progress.wrap_read(file);
-        if pcap::is_capture(head.get(..n).unwrap_or_default()) {
+        if is_capture {
             pcap::for_each_packet(counted, |ts, linktype, frame| {
                 let Some(d) = pcap::udp_datagram(linktype, frame) else {
                     return;

@@ -92,11 +92,22 @@ impl Decoder {
         &self.sequences
     }
 
-    fn warn_dropped(&mut self, session: TransportSession, err: DecodeError, now: Instant) {
+    /// Whether a warning about `reason` from `session`'s exporter may be logged now (offline
+    /// sessions have no address and share one key); `Some(suppressed)` if so.
+    fn warning_allowed(
+        &mut self,
+        session: TransportSession,
+        reason: &'static str,
+        now: Instant,
+    ) -> Option<u64> {
         let ip = session
             .exporter_ip()
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if let Some(suppressed) = self.limiter.allow(ip, err.kind.label(), now) {
+        self.limiter.allow(ip, reason, now)
+    }
+
+    fn warn_dropped(&mut self, session: TransportSession, err: DecodeError, now: Instant) {
+        if let Some(suppressed) = self.warning_allowed(session, err.kind.label(), now) {
             warn!(%session, reason = err.kind.label(), offset = err.offset, suppressed, "Dropped malformed IPFIX message.");
         }
     }
@@ -289,10 +300,7 @@ impl Decoder {
         let state = match compiled {
             Ok(program) => TemplateState::Ready(program),
             Err(e) => {
-                let ip = session
-                    .exporter_ip()
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                if self.limiter.allow(ip, e.label(), now).is_some() {
+                if self.warning_allowed(session, e.label(), now).is_some() {
                     warn!(%session, domain = domain.0, reason = e.label(), "Rejected template: {e}.");
                 }
                 self.counters.templates_rejected.add(1);
@@ -302,12 +310,8 @@ impl Decoder {
         let ready = matches!(state, TemplateState::Ready(_));
         if self.templates.install(key, state, now).is_err() {
             self.counters.record_drop(DropReason::TemplateLimit, 1);
-            let ip = session
-                .exporter_ip()
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             if self
-                .limiter
-                .allow(ip, DropReason::TemplateLimit.label(), now)
+                .warning_allowed(session, DropReason::TemplateLimit.label(), now)
                 .is_some()
             {
                 warn!(%session, domain = domain.0, template_id = def.template_id.0, "Template table full; template not installed.");

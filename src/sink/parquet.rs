@@ -107,11 +107,6 @@ impl Archive {
         }
     }
 
-    /// Files open now.
-    pub fn open_files(&self) -> usize {
-        self.open.len()
-    }
-
     /// Writes `batch`, received at `now` (UNIX seconds), into the file of its schema and window.
     ///
     /// # Errors

@@ -44,11 +44,6 @@ impl Compiler {
         self.skip.insert((pen, id));
     }
 
-    /// The registry names and types come from.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Compiles one template.
     ///
     /// # Errors

@@ -45,11 +45,6 @@ impl<'a> Reader<'a> {
         self.offset
     }
 
-    /// The bytes not yet read, without consuming them.
-    pub fn rest(&self) -> &'a [u8] {
-        self.rest
-    }
-
     /// An error of `kind` at the current offset.
     pub fn error(&self, kind: DecodeErrorKind) -> DecodeError {
         DecodeError::new(kind, self.offset)

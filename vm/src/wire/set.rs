@@ -117,17 +117,13 @@ impl<'a> Iterator for Sets<'a> {
     }
 }
 
-/// Checks that a Message's Sets are all well framed, without decoding any of them.
-///
-/// # Errors
-/// The first [`DecodeErrorKind::BadSetLength`] or [`DecodeErrorKind::Truncated`] found.
-pub fn check_sets(body: &[u8]) -> Result<usize, DecodeError> {
-    Sets::new(body).try_fold(0, |n, set| set.map(|_| n + 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_sets(body: &[u8]) -> Result<usize, DecodeError> {
+        Sets::new(body).try_fold(0, |n, set| set.map(|_| n + 1))
+    }
 
     fn body(sets: &[(u16, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();

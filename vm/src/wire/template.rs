@@ -38,15 +38,6 @@ impl FieldSpecifier {
     pub fn is_variable_length(&self) -> bool {
         self.field_length == VARIABLE_LENGTH
     }
-
-    /// Octets this specifier takes in a template: 4, or 8 with an Enterprise Number.
-    pub fn encoded_len(&self) -> usize {
-        if self.enterprise_number == EnterpriseNumber::IANA {
-            4
-        } else {
-            8
-        }
-    }
 }
 
 /// An owned (Options) Template Record.
