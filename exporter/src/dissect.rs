@@ -1,0 +1,241 @@
+//! Lax L2–L4 parsing of captured frames (through `etherparse`): Ethernet II with 802.1Q/802.1ad
+//! tags, Linux cooked capture, raw IP and BSD loopback links; IPv4 and IPv6 with extension
+//! headers walked to the transport header; TCP, UDP, ICMP and ICMPv6.
+//!
+//! Lax means a frame cut short by the capture's snap length still counts with the lengths its
+//! headers announce, as a meter on a headers-only capture must; a frame whose headers themselves
+//! are cut or invalid is skipped with a [`Skip`] reason the caller counts.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use etherparse::err::packet::SliceError;
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+
+use crate::capture::LinkType;
+
+/// IP protocol numbers the dissector reads a transport header for.
+pub mod protocol {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// The network-layer addresses of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Addresses {
+    /// Not an IP packet.
+    None,
+    /// IPv4 source and destination.
+    V4([u8; 4], [u8; 4]),
+    /// IPv6 source and destination.
+    V6([u8; 16], [u8; 16]),
+}
+
+/// What the meter needs from one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dissected {
+    /// Ethernet source address (zero when the link has none).
+    pub src_mac: [u8; 6],
+    /// Ethernet destination address (zero when the link has none).
+    pub dst_mac: [u8; 6],
+    /// The outermost VLAN ID, 0 when untagged.
+    pub vlan: u16,
+    /// The EtherType after any VLAN tags.
+    pub ethertype: u16,
+    /// IP addresses, if IP.
+    pub addresses: Addresses,
+    /// The IP protocol of the transport header (after IPv6 extension headers), 0 if not IP.
+    pub protocol: u8,
+    /// TCP/UDP source port; 0 for other protocols and for fragments.
+    pub src_port: u16,
+    /// TCP/UDP destination port; ICMP type × 256 + code, as NetFlow meters put it; 0 for
+    /// fragments.
+    pub dst_port: u16,
+    /// TCP header flags (the low 12 bits of the header's 13th and 14th octets, RFC 7125).
+    pub tcp_flags: u16,
+    /// Octets counted for the flow: the IP total length (IPv4) or payload length plus 40
+    /// (IPv6), as flowprobe counts; the frame's wire length for non-IP frames.
+    pub octets: u64,
+}
+
+/// Why a frame was not metered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// A header ends before the frame does.
+    Truncated,
+    /// A header is invalid (bad version, header length, option length).
+    Malformed,
+    /// A link type the dissector does not read.
+    UnsupportedLink,
+}
+
+impl Skip {
+    /// The reason's label in the summary and counters.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Malformed => "malformed",
+            Self::UnsupportedLink => "unsupported_link",
+        }
+    }
+}
+
+/// Slices `frame` by its link type.
+fn slice(link: LinkType, frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated),
+        LinkType::LinuxSll => {
+            // 16-octet SLL header; the protocol type (an EtherType for IP) is its last field.
+            let (header, rest) = frame.split_first_chunk::<16>().ok_or(Skip::Truncated)?;
+            let ethertype = u16::from_be_bytes([header[14], header[15]]);
+            Ok(LaxSlicedPacket::from_ether_type(EtherType(ethertype), rest))
+        }
+        LinkType::RawIp => ip(frame),
+        LinkType::Null => ip(frame.get(4..).ok_or(Skip::Truncated)?),
+        LinkType::Other(_) => Err(Skip::UnsupportedLink),
+    }
+}
+
+fn ip(frame: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    LaxSlicedPacket::from_ip(frame).map_err(|e| match e {
+        etherparse::err::ip::LaxHeaderSliceError::Len(_) => Skip::Truncated,
+        etherparse::err::ip::LaxHeaderSliceError::Content(_) => Skip::Malformed,
+    })
+}
+
+fn stop_reason(packet: &LaxSlicedPacket<'_>) -> Skip {
+    match packet.stop_err {
+        Some((SliceError::Len(_), _)) | None => Skip::Truncated,
+        Some(_) => Skip::Malformed,
+    }
+}
+
+/// Reads the fields the meter keys and counts on from one frame.
+///
+/// # Errors
+/// The [`Skip`] reason when a header the frame announces is cut or invalid.
+pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected, Skip> {
+    let packet = slice(link, frame)?;
+    let mut d = Dissected {
+        src_mac: [0; 6],
+        dst_mac: [0; 6],
+        vlan: 0,
+        ethertype: 0,
+        addresses: Addresses::None,
+        protocol: 0,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        octets: u64::from(orig_len),
+    };
+    if let Some(LinkSlice::Ethernet2(eth)) = &packet.link {
+        d.src_mac = eth.source();
+        d.dst_mac = eth.destination();
+        d.ethertype = eth.ether_type().0;
+    }
+    if let Some(vlan) = packet.vlan_ids().first() {
+        d.vlan = vlan.value();
+    }
+    if let Some(payload) = packet.ether_payload() {
+        d.ethertype = payload.ether_type.0;
+    }
+    let fragmented = match &packet.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            d.addresses = Addresses::V4(h.source(), h.destination());
+            d.protocol = v4.payload().ip_number.0;
+            if h.total_len() != 0 {
+                d.octets = u64::from(h.total_len());
+            }
+            v4.payload().fragmented
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            d.addresses = Addresses::V6(h.source(), h.destination());
+            d.protocol = v6.payload().ip_number.0;
+            if h.payload_length() != 0 {
+                d.octets = u64::from(h.payload_length()) + 40;
+            }
+            v6.payload().fragmented
+        }
+        Some(LaxNetSlice::Arp(_)) => return Ok(d),
+        None => {
+            return if d.ethertype == EtherType::IPV4.0 || d.ethertype == EtherType::IPV6.0 {
+                Err(stop_reason(&packet))
+            } else {
+                Ok(d)
+            };
+        }
+    };
+    // A fragment has no transport header of its own (or only part of one): ports stay 0.
+    if fragmented {
+        return Ok(d);
+    }
+    match &packet.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            d.src_port = tcp.source_port();
+            d.dst_port = tcp.destination_port();
+            let h = tcp.header_slice();
+            d.tcp_flags = u16::from_be_bytes([h[12], h[13]]) & 0x0fff;
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            d.src_port = udp.source_port();
+            d.dst_port = udp.destination_port();
+        }
+        Some(TransportSlice::Icmpv4(icmp)) => {
+            d.dst_port = u16::from_be_bytes([icmp.type_u8(), icmp.code_u8()]);
+        }
+        Some(TransportSlice::Icmpv6(icmp)) => {
+            d.dst_port = u16::from_be_bytes([icmp.type_u8(), icmp.code_u8()]);
+        }
+        None => {
+            if matches!(
+                d.protocol,
+                protocol::TCP | protocol::UDP | protocol::ICMP | protocol::ICMPV6
+            ) {
+                return Err(stop_reason(&packet));
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// One UDP datagram found in a frame (what `flowvm decode` reads IPFIX from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// Source address and port.
+    pub source: SocketAddr,
+    /// Destination address and port.
+    pub destination: SocketAddr,
+    /// The UDP payload.
+    pub payload: &'a [u8],
+}
+
+/// The whole UDP datagram in `frame`, if it holds one (unfragmented and not cut short).
+pub fn udp_datagram(link: LinkType, frame: &[u8]) -> Option<Datagram<'_>> {
+    let packet = slice(link, frame).ok()?;
+    let (source, destination): (IpAddr, IpAddr) = match packet.net.as_ref()? {
+        LaxNetSlice::Ipv4(v4) if !v4.payload().incomplete => (
+            Ipv4Addr::from(v4.header().source()).into(),
+            Ipv4Addr::from(v4.header().destination()).into(),
+        ),
+        LaxNetSlice::Ipv6(v6) if !v6.payload().incomplete => (
+            Ipv6Addr::from(v6.header().source()).into(),
+            Ipv6Addr::from(v6.header().destination()).into(),
+        ),
+        _ => return None,
+    };
+    match packet.transport.as_ref()? {
+        TransportSlice::Udp(udp) => Some(Datagram {
+            source: SocketAddr::new(source, udp.source_port()),
+            destination: SocketAddr::new(destination, udp.destination_port()),
+            payload: udp.payload(),
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,345 @@
+//! The Exporting Process: packs Flow Records into IPFIX Messages no larger than the path MTU
+//! allows, numbers them, sends the templates first and again every template interval (UDP) or
+//! once per connection (TCP), and flushes partial Messages periodically and at the end.
+
+pub mod templates;
+pub mod transport;
+
+use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
+use flowvm_vm::wire::writer::MessageWriter;
+use flowvm_vm::wire::{HEADER_LEN, MAX_MESSAGE_LEN, SET_HEADER_LEN};
+
+use crate::export::templates::Templates;
+use crate::export::transport::Transport;
+use crate::flow::FlowRecord;
+
+/// The smallest and largest path MTU accepted, and VPP's messages for values outside.
+pub const MIN_PATH_MTU: u16 = 68;
+/// VPP does not fragment, so it caps the path MTU at 1450.
+pub const MAX_PATH_MTU: u16 = 1450;
+
+/// Checks a path MTU as VPP's `set ipfix exporter` does.
+///
+/// # Errors
+/// VPP's message for a value out of range.
+pub fn check_path_mtu(path_mtu: u32) -> Result<u16, String> {
+    if path_mtu > u32::from(MAX_PATH_MTU) {
+        return Err("too big path-mtu value, maximum is 1450".to_owned());
+    }
+    if path_mtu < u32::from(MIN_PATH_MTU) {
+        return Err("too small path-mtu value, minimum is 68".to_owned());
+    }
+    u16::try_from(path_mtu).map_err(|e| e.to_string())
+}
+
+/// How the Exporting Process behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// Octets a Message may take: the path MTU less the IP and transport headers.
+    pub message_budget: usize,
+    /// Re-send templates this often over UDP (capture-clock ns).
+    pub template_interval_ns: u64,
+    /// Send a partial Message this long after it got its first record (capture-clock ns).
+    pub flush_interval_ns: u64,
+    /// The Observation Domain ID in every header.
+    pub domain: ObservationDomainId,
+}
+
+/// What the Exporting Process has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Data Records sent.
+    pub records: u64,
+    /// Messages sent, template Messages included.
+    pub messages: u64,
+    /// Messages that carried templates.
+    pub template_messages: u64,
+    /// Octets of all Messages sent.
+    pub octets: u64,
+    /// Messages larger than the budget, because one template or one record alone did not fit.
+    pub oversize_messages: u64,
+    /// Messages the transport failed to send.
+    pub send_errors: u64,
+    /// Data Records in Messages that could not be sent.
+    pub records_lost: u64,
+}
+
+/// The Exporting Process over a [`Transport`].
+#[derive(Debug)]
+pub struct ExportingProcess<T> {
+    config: ExportConfig,
+    templates: Templates,
+    transport: T,
+    writer: MessageWriter,
+    /// For a template or record that does not fit the budget alone.
+    oversize: MessageWriter,
+    /// Data Records in `writer`.
+    pending: u32,
+    /// When the first of them was added.
+    pending_since: u64,
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
+    //# Sequence Number
+    //#    Incremental sequence counter modulo 2^32 of all IPFIX Data Records
+    //#    sent in the current stream from the current Observation Domain by
+    //#    the Exporting Process.
+    sequence: u32,
+    templates_sent_at: Option<u64>,
+    export_time: fn() -> u32,
+    stats: ExportStats,
+}
+
+/// The Export Time of a Message: wall-clock seconds (capture time drives only metering).
+fn wall_seconds() -> u32 {
+    u32::try_from(crate::clock::unix_nanos() / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
+impl<T: Transport> ExportingProcess<T> {
+    /// An Exporting Process sending `templates`' records through `transport`.
+    pub fn new(config: ExportConfig, templates: Templates, transport: T) -> Self {
+        Self {
+            writer: MessageWriter::new(config.message_budget),
+            oversize: MessageWriter::new(MAX_MESSAGE_LEN),
+            config,
+            templates,
+            transport,
+            pending: 0,
+            pending_since: 0,
+            sequence: 0,
+            templates_sent_at: None,
+            export_time: wall_seconds,
+            stats: ExportStats::default(),
+        }
+    }
+
+    /// Uses `f` for the Export Time of Messages (tests pin it).
+    pub fn with_export_time(mut self, f: fn() -> u32) -> Self {
+        self.export_time = f;
+        self
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ExportStats {
+        self.stats
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The templates.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Adds one record; sends the Message first if the record does not fit in it.
+    pub fn export(&mut self, record: &FlowRecord, now_ns: u64) {
+        let Some(template_id) = self.templates.template_id(record.key.variant) else {
+            return;
+        };
+        let set_id = SetId(template_id.0);
+        for _ in 0..2 {
+            if self.writer.open_set() != Some(set_id) && !self.writer.begin_set(set_id) {
+                self.send_pending(now_ns);
+                continue;
+            }
+            self.templates.put_record(record, &mut self.writer);
+            if self.writer.commit() {
+                if self.pending == 0 {
+                    self.pending_since = now_ns;
+                }
+                self.pending += 1;
+                return;
+            }
+            if self.pending == 0 {
+                break;
+            }
+            self.send_pending(now_ns);
+        }
+        // The record does not fit an empty Message of the budget: it goes alone.
+        self.writer.clear();
+        self.oversize.clear();
+        if self.oversize.begin_set(set_id) {
+            self.templates.put_record(record, &mut self.oversize);
+            if self.oversize.commit() {
+                self.stats.oversize_messages += 1;
+                self.send(Which::Oversize, 1, now_ns);
+            }
+        }
+    }
+
+    /// Time passes: sends the partial Message once the flush interval has run since its first
+    /// record, and the templates when the template interval has run (UDP). Early calls are
+    /// harmless.
+    pub fn poll(&mut self, now_ns: u64) {
+        if self.pending > 0
+            && now_ns >= self.pending_since.saturating_add(self.config.flush_interval_ns)
+        {
+            self.send_pending(now_ns);
+        }
+        if self.templates_due(now_ns) {
+            self.send_templates(now_ns);
+        }
+    }
+
+    /// Sends the partial Message now (the end of the capture, a signal, `ipfix flush`).
+    pub fn flush(&mut self, now_ns: u64) {
+        if self.pending > 0 {
+            self.send_pending(now_ns);
+        }
+    }
+
+    fn templates_due(&self, now_ns: u64) -> bool {
+        //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
+        //# The Exporting Process SHOULD resend the Template
+        //# Records ... at regular intervals
+        self.transport.unreliable()
+            && self.templates_sent_at.is_some_and(|at| {
+                now_ns >= at.saturating_add(self.config.template_interval_ns)
+            })
+    }
+
+    fn send_pending(&mut self, now_ns: u64) {
+        let records = self.pending;
+        self.pending = 0;
+        self.send(Which::Budget, records, now_ns);
+    }
+
+    /// Sends the Message in `which` carrying `records` Data Records, with the templates first
+    /// when the session is new or (UDP) they are due.
+    fn send(&mut self, which: Which, records: u32, now_ns: u64) {
+        match self.transport.open() {
+            Ok(true) => {
+                self.sequence = 0;
+                self.send_templates(now_ns);
+            }
+            Ok(false) => {
+                if self.templates_sent_at.is_none() || self.templates_due(now_ns) {
+                    self.send_templates(now_ns);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the collector");
+                self.lost(which, records);
+                return;
+            }
+        }
+        let sequence = self.sequence;
+        let export_time = (self.export_time)();
+        let domain = self.config.domain;
+        let writer = match which {
+            Which::Budget => &mut self.writer,
+            Which::Oversize => &mut self.oversize,
+        };
+        let message = writer.finish(export_time, sequence, domain);
+        let len = message.len();
+        match self.transport.send(message) {
+            Ok(()) => {
+                self.stats.messages += 1;
+                self.stats.octets += len as u64;
+                self.stats.records += u64::from(records);
+                self.sequence = self.sequence.wrapping_add(records);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "send to the collector failed");
+                self.stats.send_errors += 1;
+                self.stats.records_lost += u64::from(records);
+            }
+        }
+        writer.clear();
+    }
+
+    fn lost(&mut self, which: Which, records: u32) {
+        self.stats.send_errors += 1;
+        self.stats.records_lost += u64::from(records);
+        match which {
+            Which::Budget => self.writer.clear(),
+            Which::Oversize => self.oversize.clear(),
+        }
+    }
+
+    /// Sends every template, in as few Messages of the budget as they fit (each template alone
+    /// in an oversize Message if it does not fit the budget by itself). Template Messages carry
+    /// the sequence number without adding to it (they hold no Data Record).
+    fn send_templates(&mut self, now_ns: u64) {
+        self.templates_sent_at = Some(now_ns);
+        let mut w = MessageWriter::new(self.config.message_budget);
+        let defs: Vec<_> = self.templates.defs().cloned().collect();
+        let mut in_message = 0;
+        for def in &defs {
+            for _ in 0..2 {
+                if w.open_set() != Some(SetId::TEMPLATE) && !w.begin_set(SetId::TEMPLATE) {
+                    self.send_template_message(&mut w, false);
+                    in_message = 0;
+                    continue;
+                }
+                w.put_template(def);
+                if w.commit() {
+                    in_message += 1;
+                    break;
+                }
+                if in_message > 0 {
+                    self.send_template_message(&mut w, false);
+                    in_message = 0;
+                    continue;
+                }
+                // Alone it does not fit the budget.
+                let mut big = MessageWriter::new(MAX_MESSAGE_LEN);
+                if big.begin_set(SetId::TEMPLATE) {
+                    big.put_template(def);
+                    if big.commit() {
+                        self.send_template_message(&mut big, true);
+                    }
+                }
+                break;
+            }
+        }
+        if in_message > 0 {
+            self.send_template_message(&mut w, false);
+        }
+    }
+
+    fn send_template_message(&mut self, w: &mut MessageWriter, oversize: bool) {
+        let message = w.finish((self.export_time)(), self.sequence, self.config.domain);
+        let len = message.len();
+        match self.transport.send(message) {
+            Ok(()) => {
+                self.stats.messages += 1;
+                self.stats.template_messages += 1;
+                self.stats.octets += len as u64;
+                if oversize {
+                    self.stats.oversize_messages += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sending templates failed");
+                self.stats.send_errors += 1;
+            }
+        }
+        w.clear();
+    }
+}
+
+/// Which writer holds the Message to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Budget,
+    Oversize,
+}
+
+/// The smallest path MTU at which every template and every record fits a Message alone.
+pub fn smallest_fitting_mtu(templates: &Templates, header_overhead: usize) -> usize {
+    let template_sets = templates.defs().map(|d| {
+        SET_HEADER_LEN
+            + 4
+            + d.fields
+                .iter()
+                .map(|f| if f.enterprise_number.0 == 0 { 4 } else { 8 })
+                .sum::<usize>()
+    });
+    let data_sets = crate::flow::Variant::ALL
+        .iter()
+        .filter_map(|v| templates.record_len(*v))
+        .map(|len| SET_HEADER_LEN + len);
+    header_overhead + HEADER_LEN + template_sets.chain(data_sets).max().unwrap_or(0)
+}
