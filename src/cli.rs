@@ -57,6 +57,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1400)]
         mtu: usize,
     },
+    /// Meter packets from a capture file or a live interface into flows, as VPP's flowprobe
+    /// does, and export them as IPFIX to a collector.
+    Export(ExportArgs),
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
     /// IPFIX Messages).
     Disasm {
@@ -67,6 +70,74 @@ pub enum Command {
         #[arg(long, value_name = "CSV")]
         elements: Option<PathBuf>,
     },
+}
+
+/// Options of `flowvm export`; names and defaults follow VPP's `set ipfix exporter` and
+/// `flowprobe params`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["pcap", "interface"])))]
+pub struct ExportArgs {
+    /// A pcap or pcapng capture, replayed on its own timestamps.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// A live Linux interface (AF_PACKET; needs root or CAP_NET_RAW).
+    #[arg(long, value_name = "NAME")]
+    pub interface: Option<String>,
+    /// Replay the capture at this multiple of real time (1 = as captured) instead of as fast
+    /// as possible.
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
+    /// The collector.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub collector: String,
+    /// Transport protocol.
+    #[arg(long, value_enum, default_value = "udp")]
+    pub transport: TransportArg,
+    /// Source address to bind [default: chosen by the kernel].
+    #[arg(long, value_name = "ADDR")]
+    pub src: Option<std::net::IpAddr>,
+    /// Source port to bind (0: chosen by the kernel).
+    #[arg(long, default_value_t = 4739)]
+    pub src_port: u16,
+    /// Largest IP packet, in octets (68..=1450; RFC 7011 §10.3.3).
+    #[arg(long, default_value_t = 512)]
+    pub path_mtu: u32,
+    /// Seconds between template re-sends over UDP.
+    #[arg(long, default_value_t = 20)]
+    pub template_interval: u64,
+    /// Compute UDP checksums (off by default, as in VPP; IPv6 always has them).
+    #[arg(long)]
+    pub udp_checksum: bool,
+    /// Observation Domain ID.
+    #[arg(long, default_value_t = 1)]
+    pub domain_id: u32,
+    /// Active timer, seconds: running flows are exported this often; 0 exports every packet.
+    #[arg(long, default_value_t = 15)]
+    pub active: u64,
+    /// Passive timer, seconds: flows idle this long expire.
+    #[arg(long, default_value_t = 120)]
+    pub passive: u64,
+    /// Fields to record: any of l2, l3, l4, comma-separated.
+    #[arg(long, default_value = "l3,l4")]
+    pub record: flowvm_exporter::flow::RecordFlags,
+    /// Flows held at most; packets of new flows beyond are exported alone (flowEndReason 5).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_flows: usize,
+    /// Seconds a partly filled Message waits before it is sent (the flowprobe flush).
+    #[arg(long, default_value_t = 5)]
+    pub flush_interval: u64,
+    /// Log level when RUST_LOG is not set.
+    #[arg(long, default_value = "warn")]
+    pub log_level: String,
+}
+
+/// `--transport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    /// IPFIX over UDP (RFC 7011 §10.3).
+    Udp,
+    /// IPFIX over TCP (RFC 7011 §10.4).
+    Tcp,
 }
 
 /// Options of `flowvm collect`; each overrides the config file, which overrides the defaults.

@@ -74,6 +74,12 @@ pub fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Export(args) => {
+            telemetry::init(&args.log_level);
+            let summary = crate::export::export(&args)?;
+            println!("{summary}");
+            Ok(())
+        }
         Command::Disasm { files, elements } => {
             let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
             let mut out = std::io::stdout().lock();

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use flowvm_exporter::capture::file;
+use flowvm_exporter::dissect::udp_datagram;
 use flowvm_vm::wire::header::{MessageHeader, Messages};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
-use crate::pcap;
+
 use crate::sink::parquet::Archive;
 use crate::telemetry::Counters;
 
@@ -57,23 +59,24 @@ pub fn decode_files(
             .read_to_end(&mut head)
             .and_then(|_| file.seek(std::io::SeekFrom::Start(0)))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let is_capture = pcap::is_capture(&head);
+        let is_capture = file::is_capture(&head);
         let counted = progress.wrap_read(file);
         if is_capture {
-            pcap::for_each_packet(counted, |ts, linktype, frame| {
-                let Some(d) = pcap::udp_datagram(linktype, frame) else {
-                    return;
+            file::for_each_packet(counted, |p| {
+                let Some(d) = udp_datagram(p.link, p.data) else {
+                    return true;
                 };
                 if d.payload.get(..2) != Some(&[0, 10]) {
-                    return;
+                    return true;
                 }
-                let now = clock.at_nanos(ts);
+                let now = clock.at_nanos(i64::try_from(p.timestamp_ns).unwrap_or(i64::MAX));
                 let session = TransportSession::Udp {
                     exporter: d.source,
                     collector: d.destination,
                 };
                 decoder.handle(session, d.payload, now, &mut batches);
                 drain(&mut batches, archive, clock.last_unix, decoder.counters());
+                true
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;
         } else {

@@ -239,3 +239,150 @@ pub fn udp_datagram(link: LinkType, frame: &[u8]) -> Option<Datagram<'_>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn frame(builder: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut v = Vec::new();
+        builder(&mut v);
+        v
+    }
+
+    fn len(f: &[u8]) -> u32 {
+        u32::try_from(f.len()).unwrap()
+    }
+
+    #[test]
+    fn vlan_tagged_ipv4_tcp_gives_ports_flags_and_the_ip_length() {
+        let f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .single_vlan(etherparse::VlanId::try_new(42).unwrap())
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .tcp(1234, 80, 1, 1024)
+                .syn()
+                .ack(5)
+                .write(v, &[0; 10])
+                .unwrap();
+        });
+        let d = dissect(LinkType::Ethernet, &f, len(&f)).unwrap();
+        assert_eq!((d.src_mac, d.dst_mac, d.vlan), (A, B, 42));
+        assert_eq!(d.ethertype, 0x0800);
+        assert_eq!(d.addresses, Addresses::V4([10, 0, 0, 1], [10, 0, 0, 2]));
+        assert_eq!((d.protocol, d.src_port, d.dst_port), (6, 1234, 80));
+        assert_eq!(d.tcp_flags, 0x12);
+        assert_eq!(d.octets, 20 + 20 + 10);
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_walked_to_udp() {
+        let mut f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .ipv6([1; 16], [2; 16], 64)
+                .udp(53, 5353)
+                .write(v, &[7; 4])
+                .unwrap();
+        });
+        // Insert an 8-octet hop-by-hop header (next header UDP) after the IPv6 header.
+        f[14 + 6] = 0;
+        let payload_len = u16::from_be_bytes([f[18], f[19]]) + 8;
+        f[18..20].copy_from_slice(&payload_len.to_be_bytes());
+        f.splice(54..54, [17, 0, 1, 4, 0, 0, 0, 0]);
+        let d = dissect(LinkType::Ethernet, &f, len(&f)).unwrap();
+        assert_eq!((d.protocol, d.src_port, d.dst_port), (17, 53, 5353));
+        assert_eq!(d.octets, 40 + 8 + 8 + 4);
+    }
+
+    #[test]
+    fn icmp_type_and_code_go_in_the_destination_port() {
+        let f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .icmpv4_echo_request(1, 1)
+                .write(v, &[])
+                .unwrap();
+        });
+        let d = dissect(LinkType::Ethernet, &f, len(&f)).unwrap();
+        assert_eq!((d.protocol, d.src_port, d.dst_port), (1, 0, 8 << 8));
+    }
+
+    #[test]
+    fn a_snapped_payload_still_counts_the_ip_length() {
+        let f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(1, 2)
+                .write(v, &[0; 1000])
+                .unwrap();
+        });
+        let d = dissect(LinkType::Ethernet, &f[..14 + 20 + 8 + 10], len(&f)).unwrap();
+        assert_eq!((d.src_port, d.octets), (1, 1028));
+    }
+
+    #[test]
+    fn cut_and_invalid_headers_are_skipped_with_a_reason() {
+        let f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .tcp(1, 2, 3, 4)
+                .write(v, &[])
+                .unwrap();
+        });
+        assert_eq!(
+            dissect(LinkType::Ethernet, &f[..10], 10),
+            Err(Skip::Truncated)
+        );
+        assert_eq!(
+            dissect(LinkType::Ethernet, &f[..30], 30),
+            Err(Skip::Truncated)
+        );
+        assert_eq!(
+            dissect(LinkType::Ethernet, &f[..40], 40),
+            Err(Skip::Truncated)
+        );
+        let mut bad = f.clone();
+        bad[14] = 0x75; // version 7
+        assert_eq!(
+            dissect(LinkType::Ethernet, &bad, len(&bad)),
+            Err(Skip::Malformed)
+        );
+        assert_eq!(
+            dissect(LinkType::Other(147), &f, len(&f)),
+            Err(Skip::UnsupportedLink)
+        );
+    }
+
+    #[test]
+    fn non_ip_frames_keep_their_ethertype_and_wire_length() {
+        let mut f = vec![0; 60];
+        f[..6].copy_from_slice(&B);
+        f[6..12].copy_from_slice(&A);
+        f[12..14].copy_from_slice(&0x88cc_u16.to_be_bytes()); // LLDP
+        let d = dissect(LinkType::Ethernet, &f, 64).unwrap();
+        assert_eq!(
+            (d.ethertype, d.addresses, d.octets),
+            (0x88cc, Addresses::None, 64)
+        );
+    }
+
+    #[test]
+    fn udp_datagrams_are_found_for_the_offline_decoder() {
+        let f = frame(|v| {
+            PacketBuilder::ethernet2(A, B)
+                .ipv6([1; 16], [2; 16], 64)
+                .udp(4739, 4739)
+                .write(v, &[9; 20])
+                .unwrap();
+        });
+        let d = udp_datagram(LinkType::Ethernet, &f).unwrap();
+        assert_eq!(d.payload, &[9; 20]);
+        assert_eq!(d.destination.port(), 4739);
+        assert_eq!(udp_datagram(LinkType::Ethernet, &f[..f.len() - 1]), None);
+    }
+}

@@ -12,9 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::capture::CapturedPacket;
 use crate::capture::file::{self, CaptureError};
 use crate::capture::live::LiveCapture;
-use crate::capture::CapturedPacket;
 use crate::clock;
 use crate::dissect::{self, Addresses, Skip, protocol};
 use crate::export::transport::Transport;
@@ -27,7 +27,8 @@ use crate::flow::{FlowKey, FlowRecord, FlowTable, RecordFlags, TableStats};
 /// socket's addresses instead).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OwnTraffic {
-    /// The export socket's bound address (an unspecified IP matches any).
+    /// The export socket's bound address (an unspecified IP matches any address, port 0 any
+    /// port: a TCP socket's port is known only once it connects).
     pub local: SocketAddr,
     /// The collector.
     pub collector: SocketAddr,
@@ -44,11 +45,12 @@ impl OwnTraffic {
             Addresses::None => return false,
         };
         let local_ip = |ip: IpAddr| self.local.ip().is_unspecified() || self.local.ip() == ip;
-        let out = d.src_port == self.local.port()
+        let local_port = |port: u16| self.local.port() == 0 || self.local.port() == port;
+        let out = local_port(d.src_port)
             && local_ip(src)
             && dst == self.collector.ip()
             && d.dst_port == self.collector.port();
-        let back = d.dst_port == self.local.port()
+        let back = local_port(d.dst_port)
             && local_ip(dst)
             && src == self.collector.ip()
             && d.src_port == self.collector.port();
@@ -203,7 +205,7 @@ pub fn replay<T: Transport>(
         if let Some(speed) = speed.filter(|s| *s > 0.0) {
             let first = *first_ts.get_or_insert(p.timestamp_ns);
             let offset = p.timestamp_ns.saturating_sub(first) as f64 / speed;
-            let due = Duration::from_nanos(offset as u64);
+            let due = Duration::try_from_secs_f64(offset / 1e9).unwrap_or(Duration::MAX);
             let elapsed = clock::now().duration_since(started);
             if let Some(wait) = due.checked_sub(elapsed) {
                 std::thread::sleep(wait);

@@ -83,8 +83,7 @@ impl LiveCapture {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
                 Err(e) => return Err(e),
             };
-            if received.hardware_type == ARPHRD_LOOPBACK
-                && received.packet_type == PACKET_OUTGOING
+            if received.hardware_type == ARPHRD_LOOPBACK && received.packet_type == PACKET_OUTGOING
             {
                 continue;
             }

@@ -82,7 +82,7 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<Socket> {
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as libc::sa_family_t;
+    addr.sll_family = libc::sa_family_t::try_from(libc::AF_PACKET).unwrap_or_default();
     addr.sll_protocol = protocol;
     addr.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
     // SAFETY: `addr` is a valid sockaddr_ll for the duration of the call and its size is

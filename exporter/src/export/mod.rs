@@ -173,7 +173,10 @@ impl<T: Transport> ExportingProcess<T> {
     /// harmless.
     pub fn poll(&mut self, now_ns: u64) {
         if self.pending > 0
-            && now_ns >= self.pending_since.saturating_add(self.config.flush_interval_ns)
+            && now_ns
+                >= self
+                    .pending_since
+                    .saturating_add(self.config.flush_interval_ns)
         {
             self.send_pending(now_ns);
         }
@@ -194,9 +197,9 @@ impl<T: Transport> ExportingProcess<T> {
         //# The Exporting Process SHOULD resend the Template
         //# Records ... at regular intervals
         self.transport.unreliable()
-            && self.templates_sent_at.is_some_and(|at| {
-                now_ns >= at.saturating_add(self.config.template_interval_ns)
-            })
+            && self
+                .templates_sent_at
+                .is_some_and(|at| now_ns >= at.saturating_add(self.config.template_interval_ns))
     }
 
     fn send_pending(&mut self, now_ns: u64) {
@@ -342,4 +345,198 @@ pub fn smallest_fitting_mtu(templates: &Templates, header_overhead: usize) -> us
         .filter_map(|v| templates.record_len(*v))
         .map(|len| SET_HEADER_LEN + len);
     header_overhead + HEADER_LEN + template_sets.chain(data_sets).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use flowvm_vm::Registry;
+    use flowvm_vm::wire::header::Message;
+    use flowvm_vm::wire::set::SetKind;
+    use flowvm_vm::wire::template::TemplateRecords;
+
+    use super::*;
+    use crate::flow::{FlowEndReason, FlowKey, RecordFlags, Variant};
+
+    /// Keeps what it is sent; a reliable transport opens a new session when `reopen` is set.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        messages: Vec<Vec<u8>>,
+        reliable: bool,
+        open: bool,
+    }
+
+    impl Transport for Recorder {
+        fn open(&mut self) -> io::Result<bool> {
+            let fresh = self.reliable && !self.open;
+            self.open = true;
+            Ok(fresh)
+        }
+
+        fn send(&mut self, message: &[u8]) -> io::Result<()> {
+            self.messages.push(message.to_vec());
+            Ok(())
+        }
+
+        fn unreliable(&self) -> bool {
+            !self.reliable
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn record(n: u16, variant: Variant) -> FlowRecord {
+        FlowRecord {
+            key: FlowKey {
+                variant,
+                protocol: 6,
+                src_port: n,
+                dst_port: 443,
+                ethertype: 0,
+                vlan: 0,
+                interface: 1,
+                src_mac: [0; 6],
+                dst_mac: [0; 6],
+                src: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                dst: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            },
+            start_ns: 1_700_000_000 * S,
+            end_ns: 1_700_000_001 * S,
+            packets: 3,
+            octets: 180,
+            tcp_flags: 0x12,
+            end_reason: FlowEndReason::IdleTimeout,
+        }
+    }
+
+    fn exporter(mtu: usize, reliable: bool) -> ExportingProcess<Recorder> {
+        let templates = Templates::new(RecordFlags::L3_L4, &Registry::new()).unwrap();
+        let config = ExportConfig {
+            message_budget: mtu - 28,
+            template_interval_ns: 20 * S,
+            flush_interval_ns: 5 * S,
+            domain: ObservationDomainId(7),
+        };
+        let transport = Recorder {
+            reliable,
+            ..Recorder::default()
+        };
+        ExportingProcess::new(config, templates, transport).with_export_time(|| 1_234)
+    }
+
+    /// (sequence number, template records, data records) of each Message.
+    fn shape(messages: &[Vec<u8>]) -> Vec<(u32, usize, usize)> {
+        messages
+            .iter()
+            .map(|m| {
+                let msg = Message::decode(m).unwrap();
+                assert_eq!(msg.header.observation_domain_id, ObservationDomainId(7));
+                assert_eq!(msg.header.export_time, 1_234);
+                let (mut t, mut d) = (0, 0);
+                for set in msg.sets() {
+                    let set = set.unwrap();
+                    match set.kind().unwrap() {
+                        SetKind::Template => t += TemplateRecords::new(&set).count(),
+                        SetKind::Data(id) => {
+                            d += set.body.len() / if id.0 == 256 { 56 } else { 80 };
+                        }
+                        SetKind::OptionsTemplate => {}
+                    }
+                }
+                (msg.header.sequence_number, t, d)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn templates_go_first_and_records_fill_messages_up_to_the_mtu() {
+        let mut e = exporter(512, false);
+        for n in 0..20 {
+            e.export(&record(n, Variant::Ip4), S);
+        }
+        e.flush(S);
+        let m = &e.transport().messages;
+        assert!(m.iter().all(|m| m.len() <= 512 - 28));
+        // (512 - 28 - 16 - 4) / 56 = 8 records per Message.
+        assert_eq!(shape(m), [(0, 2, 0), (0, 0, 8), (8, 0, 8), (16, 0, 4)]);
+        assert_eq!(e.stats().records, 20);
+        assert_eq!(e.stats().template_messages, 1);
+    }
+
+    #[test]
+    fn mixed_variants_share_a_message_in_separate_sets() {
+        let mut e = exporter(1450, false);
+        e.export(&record(1, Variant::Ip4), S);
+        e.export(&record(2, Variant::Ip6), S);
+        e.export(&record(3, Variant::Ip4), S);
+        e.flush(S);
+        let m = &e.transport().messages;
+        assert_eq!(m.len(), 2);
+        let sets = Message::decode(&m[1]).unwrap().sets().count();
+        assert_eq!(sets, 3);
+    }
+
+    #[test]
+    fn templates_are_resent_on_the_interval_over_udp_only() {
+        for reliable in [false, true] {
+            let mut e = exporter(512, reliable);
+            for t in 0..50 {
+                e.export(&record(1, Variant::Ip4), t * S);
+                e.poll(t * S);
+            }
+            e.flush(50 * S);
+            let expected = if reliable { 1 } else { 3 };
+            assert_eq!(e.stats().template_messages, expected, "reliable {reliable}");
+        }
+    }
+
+    #[test]
+    fn a_partial_message_waits_for_the_flush_interval() {
+        let mut e = exporter(1450, false);
+        e.export(&record(1, Variant::Ip4), 10 * S);
+        e.poll(14 * S);
+        assert_eq!(e.stats().records, 0);
+        e.poll(15 * S);
+        assert_eq!(e.stats().records, 1);
+    }
+
+    #[test]
+    fn at_mtu_68_each_template_and_record_goes_alone_and_is_counted_oversize() {
+        let mut e = exporter(68, false);
+        for n in 0..3 {
+            e.export(&record(n, Variant::Ip4), S);
+        }
+        e.flush(S);
+        let s = e.stats();
+        assert_eq!(s.records, 3);
+        // Two templates and three records, each alone over the 40-octet budget.
+        assert_eq!(s.messages, 5);
+        assert_eq!(s.oversize_messages, 5);
+        let seqs: Vec<_> = shape(&e.transport().messages)
+            .into_iter()
+            .map(|(seq, _, _)| seq)
+            .collect();
+        assert_eq!(seqs, [0, 0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn path_mtu_is_checked_with_vpps_messages() {
+        assert_eq!(
+            check_path_mtu(1451).unwrap_err(),
+            "too big path-mtu value, maximum is 1450"
+        );
+        assert_eq!(
+            check_path_mtu(67).unwrap_err(),
+            "too small path-mtu value, minimum is 68"
+        );
+        assert_eq!(check_path_mtu(512), Ok(512));
+    }
+
+    #[test]
+    fn the_smallest_fitting_mtu_holds_the_largest_set() {
+        let t = Templates::new(RecordFlags::L3_L4, &Registry::new()).unwrap();
+        // ip6 record: 80 octets + set header 4 + message header 16 + IPv4/UDP 28.
+        assert_eq!(smallest_fitting_mtu(&t, 28), 128);
+    }
 }

@@ -258,7 +258,10 @@ mod tests {
             let v = ntp_nanos(unix);
             let fraction = v & 0xffff_ffff;
             let back = (v >> 32) - NTP_UNIX_OFFSET;
-            assert_eq!(back * 1_000_000_000 + ((fraction * 1_000_000_000) >> 32), unix);
+            assert_eq!(
+                back * 1_000_000_000 + ((fraction * 1_000_000_000) >> 32),
+                unix
+            );
         }
     }
 

@@ -107,10 +107,12 @@ impl SocketTransport {
         let c = &self.config;
         let domain = Domain::for_address(c.collector);
         let socket = Socket::new(domain, ty, Some(protocol))?;
-        let src = c.src.unwrap_or(if c.collector.is_ipv4() {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        } else {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        let src = c.src.unwrap_or_else(|| {
+            if c.collector.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            }
         });
         socket
             .bind(&SockAddr::from(SocketAddr::new(src, c.src_port)))
