@@ -73,12 +73,14 @@ fn registry() -> Registry {
 }
 
 /// The naive decoder: one pass per record, one field at a time, Arrow builders, no program.
+/// Returns the batch and how many values were invalid (strings not UTF-8, booleans other than
+/// 1 or 2).
 fn reference(
     def: &TemplateDef,
     registry: &Registry,
     program: &Program,
     body: &[u8],
-) -> Option<RecordBatch> {
+) -> (Option<RecordBatch>, u64) {
     let types: Vec<(T, u16)> = def
         .fields
         .iter()
@@ -121,14 +123,41 @@ fn reference(
         }
     }
     if cols.first().is_none_or(Vec::is_empty) {
-        return None;
+        return (None, 0);
     }
+    let invalid = types
+        .iter()
+        .zip(&cols)
+        .map(|(&(ty, len), values)| {
+            values
+                .iter()
+                .filter(|v| match ty {
+                    T::String => std::str::from_utf8(trim_string(len, v)).is_err(),
+                    T::Boolean => !matches!(v[0], 1 | 2),
+                    _ => false,
+                })
+                .count() as u64
+        })
+        .sum();
     let arrays: Vec<ArrayRef> = types
         .iter()
         .zip(cols)
         .map(|(&(ty, len), values)| build(ty, len, &values))
         .collect();
-    Some(RecordBatch::try_new(Arc::clone(program.schema()), arrays).unwrap())
+    (
+        Some(RecordBatch::try_new(Arc::clone(program.schema()), arrays).unwrap()),
+        invalid,
+    )
+}
+
+/// A string field's octets without the NUL padding of a fixed-length field.
+fn trim_string(len: u16, mut v: &[u8]) -> &[u8] {
+    if len != VARIABLE_LENGTH {
+        while let [rest @ .., 0] = v {
+            v = rest;
+        }
+    }
+    v
 }
 
 fn unsigned(b: &[u8]) -> u64 {
@@ -220,13 +249,7 @@ fn build(ty: T, len: u16, values: &[Vec<u8>]) -> ArrayRef {
         T::String => {
             let mut b = StringBuilder::new();
             for v in values {
-                let mut v = v.as_slice();
-                if len != VARIABLE_LENGTH {
-                    while let [rest @ .., 0] = v {
-                        v = rest;
-                    }
-                }
-                b.append_value(String::from_utf8_lossy(v));
+                b.append_value(String::from_utf8_lossy(trim_string(len, v)));
             }
             Arc::new(b.finish())
         }
@@ -262,11 +285,24 @@ fn field() -> impl Strategy<Value = FieldSpecifier> {
     })
 }
 
-/// Octets for one field: string-ish alphabets so strings hit NULs and invalid UTF-8.
+/// Multi-byte UTF-8 (2, 3 and 4 octets a character) whose slices cut characters anywhere.
+const MULTI_BYTE: &str = "é€𝄞ñ€é𝄞ü";
+
+/// Octets for one field: string-ish alphabets so strings hit NULs and invalid UTF-8, and
+/// slices of multi-byte text, so that the halves of one character end one string and start
+/// the next (each invalid, though the two together are UTF-8).
 fn value(len: u16) -> BoxedStrategy<Vec<u8>> {
-    let byte = prop_oneof![4 => any::<u8>(), 1 => Just(0_u8), 1 => Just(1_u8), 1 => Just(2_u8), 2 => b'a'..=b'z'];
+    let byte = prop_oneof![4 => any::<u8>(), 1 => Just(0_u8), 1 => Just(1_u8), 1 => Just(2_u8), 2 => b'a'..=b'z', 1 => Just(0xc3_u8), 1 => Just(0xa9_u8)];
+    let text = MULTI_BYTE.as_bytes();
+    let slice =
+        (0..=text.len(), 0..=text.len()).prop_map(|(a, b)| text[a.min(b)..a.max(b)].to_vec());
     if len == VARIABLE_LENGTH {
-        prop_oneof![8 => proptest::collection::vec(byte.clone(), 0..20), 1 => proptest::collection::vec(byte, 250..300)].boxed()
+        prop_oneof![
+            8 => proptest::collection::vec(byte.clone(), 0..40),
+            3 => slice,
+            1 => proptest::collection::vec(byte, 250..300),
+        ]
+        .boxed()
     } else {
         proptest::collection::vec(byte, usize::from(len)).boxed()
     }
@@ -320,31 +356,122 @@ fn data_set(message: &[u8]) -> Set<'_> {
     message.sets().next().unwrap().unwrap()
 }
 
+/// Encodes `records` of `def` into one Data Set and runs it in every mode: each gives the
+/// reference batch and the reference count of invalid values.
+fn modes_match_reference(
+    def: &TemplateDef,
+    records: &[Vec<Vec<u8>>],
+    pad: bool,
+) -> Result<(), TestCaseError> {
+    let registry = registry();
+    let program = Arc::new(
+        Compiler::new(registry.clone(), Limits::default())
+            .compile(def)
+            .unwrap(),
+    );
+    // Padding is only padding when it is shorter than any record (RFC 7011 §3.3.1).
+    let pad = pad && program.min_record_len() > 3;
+    let message = encode(def, records, pad);
+    if message.len() == 16 {
+        return Ok(()); // the empty Set was dropped by the writer
+    }
+    let set = data_set(&message);
+    let (expected, expected_invalid) = reference(def, &registry, &program, set.body);
+    for mode in [Mode::RecordAtATime, Mode::OpAtATime, Mode::Auto] {
+        let mut cols = Columns::new(Arc::clone(&program));
+        let stats = cols.run_with(&set, mode).unwrap();
+        prop_assert_eq!(usize::try_from(stats.records).unwrap(), cols.rows());
+        prop_assert_eq!(stats.invalid_values, expected_invalid, "{:?}", mode);
+        prop_assert_eq!(&cols.flush().unwrap(), &expected, "{:?}", mode);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn vm_modes_and_reference_decode_the_same((def, records, pad) in template_and_records()) {
+        modes_match_reference(&def, &records, pad)?;
+    }
+
+    /// UTF-8 text cut into strings at arbitrary octets, one string per record, so that the
+    /// strings of a Set are UTF-8 together while some are not on their own: each of those is
+    /// invalid, counted and repaired, whichever way the Set runs.
+    #[test]
+    fn strings_cut_inside_characters_are_invalid_each(
+        text in proptest::collection::vec(prop_oneof![Just("a"), Just("é"), Just("€"), Just("𝄞")], 0..40),
+        cuts in proptest::collection::vec(0_usize..200, 0..12),
+        fixed_len in prop_oneof![Just(None), (1_u16..6).prop_map(Some)],
+    ) {
+        let text = text.concat().into_bytes();
+        let string = FieldSpecifier::enterprise(PEN, 14, fixed_len.unwrap_or(VARIABLE_LENGTH));
+        let def = TemplateDef {
+            template_id: TemplateId(256),
+            scope_field_count: 0,
+            fields: vec![FieldSpecifier::enterprise(PEN, 2, 1), string],
+        };
+        let pieces: Vec<&[u8]> = match fixed_len {
+            Some(len) => text.chunks_exact(usize::from(len)).collect(),
+            None => {
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+                cuts.extend([0, text.len()]);
+                cuts.sort_unstable();
+                cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+            }
+        };
+        let records: Vec<Vec<Vec<u8>>> = pieces.iter().map(|p| vec![vec![7], p.to_vec()]).collect();
+        modes_match_reference(&def, &records, false)?;
+    }
+
+    /// The same Set run twice into one `Columns` (rows appended to rows, the scratch reused)
+    /// gives the reference batch twice over, in every mode.
+    #[test]
+    fn vm_modes_append_sets_to_the_rows_already_buffered((def, records, pad) in template_and_records()) {
         let registry = registry();
         let program = Arc::new(Compiler::new(registry.clone(), Limits::default()).compile(&def).unwrap());
-        // Padding is only padding when it is shorter than any record (RFC 7011 §3.3.1).
         let pad = pad && program.min_record_len() > 3;
         let message = encode(&def, &records, pad);
         if message.len() == 16 {
-            return Ok(()); // the empty Set was dropped by the writer
+            return Ok(());
         }
         let set = data_set(&message);
-        let mut batches = Vec::new();
+        let (expected, expected_invalid) = reference(&def, &registry, &program, set.body);
         for mode in [Mode::RecordAtATime, Mode::OpAtATime, Mode::Auto] {
             let mut cols = Columns::new(Arc::clone(&program));
-            let stats = cols.run_with(&set, mode).unwrap();
-            prop_assert_eq!(usize::try_from(stats.records).unwrap(), cols.rows());
-            batches.push(cols.flush().unwrap());
+            let mut invalid = 0;
+            for _ in 0..2 {
+                invalid += cols.run_with(&set, mode).unwrap().invalid_values;
+            }
+            prop_assert_eq!(invalid, 2 * expected_invalid, "{:?}", mode);
+            let batch = cols.flush().unwrap();
+            let rows = expected.as_ref().map_or(0, RecordBatch::num_rows);
+            prop_assert_eq!(batch.as_ref().map(RecordBatch::num_rows), expected.as_ref().map(|_| 2 * rows), "{:?}", mode);
+            if let (Some(batch), Some(expected)) = (&batch, &expected) {
+                prop_assert_eq!(&batch.slice(0, rows), expected, "{:?}", mode);
+                prop_assert_eq!(&batch.slice(rows, rows), expected, "{:?}", mode);
+            }
         }
-        let expected = reference(&def, &registry, &program, set.body);
-        prop_assert_eq!(&batches[0], &expected);
-        prop_assert_eq!(&batches[1], &expected);
-        prop_assert_eq!(&batches[2], &expected);
+    }
+
+    /// Arbitrary octets as a Set of a random template: every mode gives the same error, or
+    /// the same rows and counts.
+    #[test]
+    fn vm_modes_agree_on_arbitrary_octets(
+        (def, _, _) in template_and_records(),
+        body in proptest::collection::vec(prop_oneof![any::<u8>(), 0_u8..4, Just(255_u8)], 0..200),
+    ) {
+        let program = Arc::new(Compiler::new(registry(), Limits::default()).compile(&def).unwrap());
+        let set = Set { id: SetId(256), body: &body, offset: 20 };
+        let checked = program.check(&set);
+        for mode in [Mode::RecordAtATime, Mode::OpAtATime, Mode::Auto] {
+            let mut cols = Columns::new(Arc::clone(&program));
+            let run = cols.run_with(&set, mode);
+            prop_assert_eq!(run.map(|s| (s.records, s.padding_octets)), checked.map(|s| (s.records as u64, s.padding as u64)), "{:?}", mode);
+            if checked.is_err() {
+                prop_assert_eq!(cols.rows(), 0);
+            }
+        }
     }
 
     #[test]
