@@ -388,7 +388,11 @@ fn main() -> std::io::Result<()> {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "testdata/pcap".to_owned());
-    let dir = Path::new(&dir);
+    write_all(Path::new(&dir))
+}
+
+/// Writes every capture into `dir`.
+pub(crate) fn write_all(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mixed = mixed();
     write_pcap(&dir.join("mixed.pcap"), &mixed)?;
