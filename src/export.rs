@@ -50,6 +50,11 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
             args.record
         );
     }
+    // Opened before the banner: once it is printed, every packet on the interface is seen.
+    let mut capture = match &args.interface {
+        Some(name) => Some(LiveCapture::open(name, Duration::from_millis(100))?),
+        None => None,
+    };
     let own = OwnTraffic {
         local: transport.local_addr().unwrap_or_else(|| {
             let ip = args.src.unwrap_or_else(|| match collector {
@@ -100,9 +105,8 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         run::replay(std::io::BufReader::new(file), &mut meter, args.speed, &stop)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-    } else if let Some(name) = &args.interface {
-        let mut capture = LiveCapture::open(name, Duration::from_millis(100))?;
-        run::live(&mut capture, &mut meter, &stop)?;
+    } else if let Some(capture) = &mut capture {
+        run::live(capture, &mut meter, &stop)?;
     }
     Ok(meter.finish())
 }
