@@ -2,6 +2,7 @@
 //! privilege (CAP_NET_RAW) the tests say so and pass: they cannot run, and CI runs as root.
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
