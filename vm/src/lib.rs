@@ -7,8 +7,8 @@
 //!
 //! A template is compiled once into a [`Program`] of small instructions (`JNMB`, `NR`, `RIP4`,
 //! `RUI32`, `ADV`, `JMP`, `END`, ...) that prints as a listing. [`Columns`] runs a program over
-//! each Data Set: record at a time by interpreting the instructions, or, for templates of fixed
-//! length, op at a time across all records of the Set. Both fill the same Arrow columns.
+//! each Data Set: record at a time by interpreting the instructions, or op at a time across all
+//! records of the Set. Both fill the same Arrow columns.
 //!
 //! Guarantees: no input can make this crate panic, allocate beyond [`Limits`], or loop without
 //! consuming bytes. A Data Set is checked whole before anything is appended, so a malformed Set

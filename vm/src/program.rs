@@ -82,13 +82,36 @@ impl ColumnKind {
     }
 }
 
+/// Where a read of a variable-length template finds its octets in a record, in terms of the
+/// record's bounds: the offsets the check pass notes for every record (the record's start, then
+/// the start and end of each variable-length field's content), so a read can run across all
+/// records of a Set without walking each record again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// `offset` octets after bound `base`: 0 is the record's start, `2k + 2` the end of
+    /// variable-length field `k`, the last one before this field.
+    Fixed {
+        /// Index of the bound the field follows.
+        base: usize,
+        /// Octets from that bound to the field.
+        offset: usize,
+    },
+    /// The content of variable-length field `k`, from bound `start = 2k + 1` to `start + 1`.
+    Var {
+        /// Index of the bound where the content starts.
+        start: usize,
+    },
+}
+
 /// A compiled (Options) Template: immutable, `Send + Sync`, shared as `Arc<Program>`.
 ///
 /// Invariants established by the compiler and relied on by the executor: every read's column
 /// is in range and of the kind the read expects; `min_record_len >= 1`; the instructions are
 /// `JNMB`, `NR`, reads and skips, `ADV`, `JMP` back to the `JNMB`, `END`; `record_len` is the
 /// sum of the read lengths when no field is variable-length, and then `fixed` lists every
-/// read with its offset in the record.
+/// read with its offset in the record; otherwise `gaps` has one entry per variable-length field
+/// plus one (so at least two), their sum plus one octet per variable-length field is
+/// `min_record_len`, and `placed` lists every read with its [`Place`].
 #[derive(Clone, PartialEq)]
 pub struct Program {
     pub(crate) template_id: TemplateId,
@@ -104,6 +127,12 @@ pub struct Program {
     /// Per instruction: its column and its wire length (`None`: variable), so the interpreter
     /// looks both up once instead of matching the op again for each.
     pub(crate) operands: Vec<(Option<u16>, Option<usize>)>,
+    /// Variable-length templates: the fixed octets before each variable-length field, then
+    /// those after the last one. Empty for fixed-length templates.
+    pub(crate) gaps: Vec<usize>,
+    /// Variable-length templates: every read with where it lies relative to the record's
+    /// bounds. Empty for fixed-length templates.
+    pub(crate) placed: Vec<(Op, Place)>,
 }
 
 impl Program {
@@ -140,6 +169,13 @@ impl Program {
     /// Octets of every record, when no field is variable-length.
     pub fn record_len(&self) -> Option<usize> {
         self.record_len
+    }
+
+    /// Bounds the check pass notes per record of a variable-length template: the record's
+    /// start, then the start and end of each variable-length field's content. At least 1, so
+    /// it can be a `chunks_exact` size.
+    pub(crate) fn bounds_per_record(&self) -> usize {
+        (2 * self.gaps.len()).saturating_sub(1).max(1)
     }
 }
 

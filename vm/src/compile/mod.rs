@@ -16,7 +16,7 @@ pub use limits::Limits;
 use crate::error::{CompileError, CompileErrorKind};
 use crate::ie::registry::Registry;
 use crate::op::Op;
-use crate::program::Program;
+use crate::program::{Place, Program};
 use crate::wire::ids::{ElementId, EnterpriseNumber};
 use crate::wire::template::TemplateDef;
 
@@ -156,6 +156,10 @@ impl Compiler {
             *first = Op::Jnmb { target: end };
         }
         let fixed = fixed_len.map_or_else(Vec::new, |_| offsets(&ops));
+        let (gaps, placed) = match fixed_len {
+            Some(_) => (Vec::new(), Vec::new()),
+            None => places(&ops),
+        };
         let operands = ops.iter().map(|op| (op.column(), op.wire_len())).collect();
         Ok(Program {
             template_id: def.template_id,
@@ -168,6 +172,8 @@ impl Compiler {
             record_len: fixed_len,
             fixed,
             operands,
+            gaps,
+            placed,
         })
     }
 }
@@ -184,6 +190,37 @@ fn offsets(ops: &[Op]) -> Vec<(Op, usize)> {
         at += len;
     }
     out
+}
+
+/// The gaps of fixed octets around the variable-length fields of `ops`, and every read with
+/// its [`Place`] relative to the bounds of a record (see [`Program`]).
+fn places(ops: &[Op]) -> (Vec<usize>, Vec<(Op, Place)>) {
+    let mut gaps = Vec::new();
+    let mut placed = Vec::new();
+    // The bound the next fixed-length field follows, and its distance from that bound.
+    let mut base = 0;
+    let mut offset = 0;
+    for op in ops {
+        match op.wire_len() {
+            Some(len) => {
+                if op.column().is_some() {
+                    placed.push((*op, Place::Fixed { base, offset }));
+                }
+                offset += len;
+            }
+            None => {
+                let start = 2 * gaps.len() + 1;
+                if op.column().is_some() {
+                    placed.push((*op, Place::Var { start }));
+                }
+                gaps.push(offset);
+                base = start + 1;
+                offset = 0;
+            }
+        }
+    }
+    gaps.push(offset);
+    (gaps, placed)
 }
 
 /// `name`, or `name_2`, `name_3`, ... when the template lists the same element again.

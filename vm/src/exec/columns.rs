@@ -278,6 +278,39 @@ impl Fields for Strided<'_> {
     }
 }
 
+/// The field `offset` octets after bound `base` of every record of a variable-length Set,
+/// from the bounds the check noted (`stride` per record). The check and the compiler proved
+/// every such field lies within `data`, so the fallback value is never used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Based<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) rows: &'a [usize],
+    pub(crate) stride: usize,
+    pub(crate) base: usize,
+    pub(crate) offset: usize,
+}
+
+impl Fields for Based<'_> {
+    #[inline]
+    fn extend<const N: usize, T>(self, out: &mut Vec<T>, f: impl FnMut([u8; N]) -> T) {
+        let Self {
+            data, base, offset, ..
+        } = self;
+        out.extend(
+            self.rows
+                .chunks_exact(self.stride)
+                .map(move |row| {
+                    row.get(base)
+                        .and_then(|&b| data.get(b + offset..))
+                        .and_then(<[u8]>::first_chunk::<N>)
+                        .copied()
+                        .unwrap_or([0; N])
+                })
+                .map(f),
+        );
+    }
+}
+
 /// One field's octets, already taken from the record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct One<'a>(pub(crate) &'a [u8]);
@@ -395,6 +428,8 @@ pub(crate) fn append<'a>(op: Op, col: &mut Column, fields: impl Iterator<Item = 
         (Op::Rdtns { .. }, Column::Time(v)) => v.extend(fields.map(|b| ntp_nanos(right_align(b)))),
         (Op::Rstr { .. } | Op::Rvstr { .. }, Column::Var { offsets, values }) => {
             let trim = matches!(op, Op::Rstr { .. });
+            let first = offsets.len().saturating_sub(1);
+            let start = values.len();
             for b in fields {
                 // Fixed-length strings are commonly NUL-padded to their Field Length.
                 let b = if trim {
@@ -404,18 +439,10 @@ pub(crate) fn append<'a>(op: Op, col: &mut Column, fields: impl Iterator<Item = 
                 } else {
                     b
                 };
-                //= https://www.rfc-editor.org/rfc/rfc7011#section-6.1.6
-                //# Collecting Processes SHOULD detect and ignore such values.
-                // ASCII first: most names are, and the check is a few word compares.
-                match b.is_ascii() || std::str::from_utf8(b).is_ok() {
-                    true => values.extend_from_slice(b),
-                    false => {
-                        invalid += 1;
-                        values.extend_from_slice(String::from_utf8_lossy(b).as_bytes());
-                    }
-                }
+                values.extend_from_slice(b);
                 offsets.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
             }
+            invalid += validate_utf8(offsets, values, first, start);
         }
         (Op::Roct { .. } | Op::Rvoct { .. }, Column::Var { offsets, values }) => {
             for b in fields {
@@ -425,6 +452,102 @@ pub(crate) fn append<'a>(op: Op, col: &mut Column, fields: impl Iterator<Item = 
         }
         // The compiler pairs every read with a column of its kind; anything else reads nothing.
         _ => {}
+    }
+    invalid
+}
+
+/// Appends the variable-length fields `spans` (content from, to) of `data` with `op` (`RVSTR`
+/// or `RVOCT`): the op-at-a-time loop over a Set's records. Returns how many values were
+/// invalid and stored repaired.
+#[inline]
+pub(crate) fn append_var(
+    op: Op,
+    col: &mut Column,
+    data: &[u8],
+    spans: impl Iterator<Item = (usize, usize)>,
+) -> u64 {
+    let Column::Var { offsets, values } = col else {
+        return 0; // the compiler pairs RVSTR and RVOCT with variable-width columns
+    };
+    let first = offsets.len().saturating_sub(1);
+    let start = values.len();
+    for (from, to) in spans {
+        copy_span(values, data, from, to);
+        offsets.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
+    }
+    match op {
+        Op::Rvstr { .. } => validate_utf8(offsets, values, first, start),
+        _ => 0,
+    }
+}
+
+/// Octets [`copy_span`] copies at once for a short field.
+const SHORT_SPAN: usize = 32;
+
+/// Appends `data[from..to]` to `values`.
+///
+/// Names and other short fields are a few dozen octets, where a `memcpy` call of the exact
+/// length costs more than the copy. When the 32 octets from `from` are all within `data` (the
+/// rest of the Set usually follows), this copies all 32 with one fixed-size move and drops
+/// the surplus again.
+#[inline]
+fn copy_span(values: &mut Vec<u8>, data: &[u8], from: usize, to: usize) {
+    let len = to.saturating_sub(from);
+    if len <= SHORT_SPAN
+        && let Some(chunk) = data.get(from..).and_then(<[u8]>::first_chunk::<SHORT_SPAN>)
+    {
+        let end = values.len() + len;
+        values.extend_from_slice(chunk);
+        values.truncate(end);
+    } else {
+        values.extend_from_slice(data.get(from..to).unwrap_or_default());
+    }
+}
+
+//= https://www.rfc-editor.org/rfc/rfc7011#section-6.1.6
+//# Collecting Processes SHOULD detect and ignore such values.
+/// Checks the strings appended from row `first` on (their octets from `start` on) as UTF-8 all
+/// at once, and replaces each one that is not, lossily (U+FFFD), as the reference decoder
+/// does. Returns how many were replaced.
+///
+/// One check over a Set's strings costs far less than one per short string. The common case,
+/// all ASCII, is a few word compares per 8 octets; then the octets as a whole being UTF-8 with
+/// every row starting on a character boundary means every row is UTF-8 on its own. Only when
+/// that fails are rows checked one by one.
+fn validate_utf8(offsets: &mut [i32], values: &mut Vec<u8>, first: usize, start: usize) -> u64 {
+    let added = values.get(start..).unwrap_or_default();
+    if added.is_ascii() {
+        return 0;
+    }
+    let row_starts = || {
+        offsets
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&o| usize::try_from(o).unwrap_or(0).saturating_sub(start))
+    };
+    if let Ok(text) = std::str::from_utf8(added)
+        && row_starts().all(|at| text.is_char_boundary(at))
+    {
+        return 0;
+    }
+    // Cold: rebuild the rows one by one. `offsets[first]` is `start`; every later entry is
+    // rewritten to the row's new end.
+    let raw = values.split_off(start);
+    let mut invalid = 0;
+    let mut from = 0;
+    for end in offsets.iter_mut().skip(first + 1) {
+        let to = usize::try_from(*end).unwrap_or(0).saturating_sub(start);
+        let row = raw.get(from..to).unwrap_or_default();
+        match std::str::from_utf8(row) {
+            Ok(_) => values.extend_from_slice(row),
+            Err(_) => {
+                invalid += 1;
+                values.extend_from_slice(String::from_utf8_lossy(row).as_bytes());
+            }
+        }
+        *end = i32::try_from(values.len()).unwrap_or(i32::MAX);
+        from = to;
     }
     invalid
 }
@@ -455,6 +578,30 @@ mod tests {
             std::iter::once(&ntp_bytes[..]),
         );
         assert!(matches!(col, Column::Time(ref v) if v == &[1_136_073_599_500_000]));
+    }
+
+    #[test]
+    fn strings_utf8_together_are_still_checked_one_by_one() {
+        // "é" is C3 A9: cut in two, the halves are UTF-8 together but neither is on its own.
+        let data = b"\xc3\xa9ok\xc3\xa9";
+        let mut s = Column::new(ColumnKind::Utf8, 0);
+        let spans = [(0, 1), (1, 2), (2, 4), (4, 6)];
+        assert_eq!(
+            append_var(Op::Rvstr { col: 0 }, &mut s, data, spans.into_iter()),
+            2
+        );
+        let Column::Var { offsets, values } = &s else {
+            panic!("a string column is variable-width");
+        };
+        assert_eq!(values.as_slice(), "\u{fffd}\u{fffd}oké".as_bytes());
+        assert_eq!(offsets, &[0, 3, 6, 8, 10]);
+        // The same octets as octetArray are kept as they are.
+        let mut b = Column::new(ColumnKind::Binary, 0);
+        assert_eq!(
+            append_var(Op::Rvoct { col: 0 }, &mut b, data, spans.into_iter()),
+            0
+        );
+        assert_eq!(b.var_bytes(), data.len());
     }
 
     #[test]

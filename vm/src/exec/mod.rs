@@ -4,7 +4,11 @@
 //! Every Set is checked whole first (record boundaries against the Set Length, RFC 7011 §3.3.1,
 //! §11.7), so a malformed Set appends nothing. Then one of two executions fills the columns:
 //! record at a time, interpreting the instructions as listed (the general path), or op at a
-//! time, each read running once across all records of the Set (fixed-length templates only).
+//! time, each read running once across all records of the Set. For fixed-length templates a
+//! field sits at the same offset in every record; for variable-length ones the check notes the
+//! bounds of every record (its start, and where each variable-length field's content starts
+//! and ends) in a scratch buffer kept with the columns, and each read finds its field from
+//! those.
 #![deny(clippy::indexing_slicing)]
 
 mod columns;
@@ -17,22 +21,21 @@ use arrow_schema::ArrowError;
 
 pub use stats::RunStats;
 
-use crate::error::DecodeError;
-use crate::exec::columns::{Column, One, Strided, append, append_natural};
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::exec::columns::{Based, Column, One, Strided, append, append_natural, append_var};
 use crate::op::Op;
-use crate::program::{ColumnKind, Program};
+use crate::program::{ColumnKind, Place, Program};
 use crate::wire::set::Set;
 
 /// How a Set is executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
-    /// Op at a time when the template has a fixed length, otherwise record at a time.
+    /// The faster execution: op at a time, for every template.
     #[default]
     Auto,
     /// Interpret the instructions record by record.
     RecordAtATime,
-    /// Run each read across all records of the Set; falls back to record at a time for
-    /// templates with variable-length fields.
+    /// Run each read across all records of the Set, variable-length templates included.
     OpAtATime,
 }
 
@@ -53,6 +56,17 @@ impl Program {
     /// [`DecodeErrorKind::Truncated`](crate::DecodeErrorKind::Truncated) when a record runs
     /// past the end of the Set.
     pub fn check(&self, set: &Set<'_>) -> Result<SetShape, DecodeError> {
+        self.check_marking(set, |_| {})
+    }
+
+    /// [`check`](Self::check), handing `mark` the bounds of every record of a variable-length
+    /// template in order (see [`Program::bounds_per_record`]); never calls it for fixed-length
+    /// ones, whose records need no bounds.
+    fn check_marking(
+        &self,
+        set: &Set<'_>,
+        mark: impl FnMut(usize),
+    ) -> Result<SetShape, DecodeError> {
         let len = set.body.len();
         if let Some(record_len) = self.record_len.filter(|&l| l > 0) {
             return Ok(SetShape {
@@ -60,6 +74,65 @@ impl Program {
                 padding: len % record_len,
             });
         }
+        match self.walk(set.body, mark) {
+            Some(shape) => Ok(shape),
+            // Cold: walk again op by op for the offset of the read that failed.
+            None => match self.check_ops(set) {
+                Err(e) => Err(e),
+                // Unreachable: both walks test the same lengths. Refuse the Set all the same.
+                Ok(_) => Err(DecodeError::new(DecodeErrorKind::Truncated, set.offset)),
+            },
+        }
+    }
+
+    /// The check of a variable-length template over the gaps between its variable-length
+    /// fields, one bounds check per gap and field rather than one per instruction. `None` when
+    /// a record runs past the end of `body`; [`check_ops`](Self::check_ops) then says where.
+    #[inline]
+    fn walk(&self, body: &[u8], mut mark: impl FnMut(usize)) -> Option<SetShape> {
+        let (&tail, gaps) = self.gaps.split_last()?;
+        let mut pos = 0;
+        let mut records = 0;
+        // Positions stay at most `body.len()` between steps, and gaps and lengths are at most
+        // `max_fields * 65535`: no step can overflow. `min_record_len >= 1` is a compile-time
+        // invariant; the `pos < len` check keeps a broken invariant from looping forever.
+        while pos < body.len() && body.len() - pos >= self.min_record_len {
+            mark(pos);
+            for &gap in gaps {
+                pos += gap;
+                //= https://www.rfc-editor.org/rfc/rfc7011#section-7
+                //# In this case, the first octet of the Length field MUST be 255, and
+                //# the length is carried in the second and third octets, as shown in
+                //# Figure S.
+                let (start, field_len) = match *body.get(pos)? {
+                    255 => {
+                        let long = body.get(pos + 1..)?.first_chunk::<2>()?;
+                        (pos + 3, usize::from(u16::from_be_bytes(*long)))
+                    }
+                    short => (pos + 1, usize::from(short)),
+                };
+                pos = start + field_len;
+                if pos > body.len() {
+                    return None;
+                }
+                mark(start);
+                mark(pos);
+            }
+            pos += tail;
+            if pos > body.len() {
+                return None;
+            }
+            records += 1;
+        }
+        Some(SetShape {
+            records,
+            padding: body.len().saturating_sub(pos),
+        })
+    }
+
+    /// The check as the instructions read, one take per field: the reference the fast walk
+    /// must agree with, and the source of exact error offsets.
+    fn check_ops(&self, set: &Set<'_>) -> Result<SetShape, DecodeError> {
         let mut r = set.reader();
         let mut records = 0;
         // `min_record_len >= 1` is a compile-time invariant; the `is_empty` check keeps a
@@ -104,7 +177,16 @@ pub struct Columns {
     rows: usize,
     /// Rows the next batch is expected to hold; the capacity buffers are re-created with.
     capacity: usize,
+    /// Scratch for op at a time over variable-length templates: the bounds of every record of
+    /// the Set being run, [`Program::bounds_per_record`] per record. Cleared, not freed, per
+    /// Set, so a steady stream of Sets does not allocate.
+    bounds: Vec<usize>,
 }
+
+/// Bounds kept in [`Columns::bounds`] across a flush (32 KiB), more than a 1400-octet Set of
+/// realistic records needs. Beyond this, the scratch of a jumbo Set is given back at the flush
+/// rather than held for the life of the template.
+const KEEP_BOUNDS: usize = 4096;
 
 impl Columns {
     /// Empty buffers for `program`.
@@ -115,6 +197,7 @@ impl Columns {
             cols,
             rows: 0,
             capacity: 0,
+            bounds: Vec::new(),
         }
     }
 
@@ -147,17 +230,23 @@ impl Columns {
     /// # Errors
     /// Those of [`Program::check`]; nothing is appended then.
     pub fn run_with(&mut self, set: &Set<'_>, mode: Mode) -> Result<RunStats, DecodeError> {
-        let shape = self.program.check(set)?;
-        let before = self.rows;
         let program = Arc::clone(&self.program);
+        let by_op = matches!(mode, Mode::Auto | Mode::OpAtATime);
+        let shape = if by_op && program.record_len.is_none() {
+            self.bounds.clear();
+            let bounds = &mut self.bounds;
+            program.check_marking(set, |b| bounds.push(b))?
+        } else {
+            program.check(set)?
+        };
+        let before = self.rows;
         for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
             col.reserve(shape.records, fixed_width(*kind));
         }
-        let result = match (mode, program.record_len) {
-            (Mode::Auto | Mode::OpAtATime, Some(record_len)) => {
-                Ok(self.run_ops(&program, set, record_len, shape.records))
-            }
-            _ => self.run_records(&program, set, shape.records),
+        let result = match (by_op, program.record_len) {
+            (true, Some(record_len)) => Ok(self.run_ops(&program, set, record_len, shape.records)),
+            (true, None) => Ok(self.run_var_ops(&program, set, shape.records)),
+            (false, _) => self.run_records(&program, set, shape.records),
         };
         match result {
             Ok(invalid_values) => Ok(RunStats {
@@ -203,6 +292,51 @@ impl Columns {
                 .chunks_exact(record_len)
                 .map(|r| r.get(offset..offset + len).unwrap_or_default());
             invalid += append(op, col, fields);
+        }
+        self.rows += records;
+        invalid
+    }
+
+    /// Op at a time over a variable-length template: each read runs once over the whole Set,
+    /// finding its field in every record from the bounds the check noted.
+    fn run_var_ops(&mut self, program: &Program, set: &Set<'_>, records: usize) -> u64 {
+        let data = set.body;
+        let stride = program.bounds_per_record();
+        // The check noted exactly `records` rows of bounds, each within `data`, and the
+        // compiler placed every fixed field inside its record: the fallbacks are never used.
+        let rows = self.bounds.get(..records * stride).unwrap_or_default();
+        let mut invalid = 0;
+        for &(op, place) in &program.placed {
+            let Some(col) = op.column().and_then(|c| self.cols.get_mut(usize::from(c))) else {
+                continue;
+            };
+            match place {
+                Place::Fixed { base, offset } => {
+                    let fields = Based {
+                        data,
+                        rows,
+                        stride,
+                        base,
+                        offset,
+                    };
+                    if append_natural(op, col, fields) {
+                        continue;
+                    }
+                    let len = op.wire_len().unwrap_or(0);
+                    let fields = rows.chunks_exact(stride).map(|row| {
+                        let at = row.get(base).map_or(0, |&b| b + offset);
+                        data.get(at..at + len).unwrap_or_default()
+                    });
+                    invalid += append(op, col, fields);
+                }
+                Place::Var { start } => {
+                    let spans = rows.chunks_exact(stride).map(|row| match row.get(start..) {
+                        Some(&[from, to, ..]) => (from, to),
+                        _ => (0, 0),
+                    });
+                    invalid += append_var(op, col, data, spans);
+                }
+            }
         }
         self.rows += records;
         invalid
@@ -279,6 +413,8 @@ impl Columns {
         }
         let rows = std::mem::take(&mut self.rows);
         self.capacity = rows;
+        self.bounds.clear();
+        self.bounds.shrink_to(KEEP_BOUNDS);
         let mut arrays = Vec::with_capacity(self.cols.len());
         for (col, &kind) in self.cols.iter_mut().zip(&self.program.kinds) {
             arrays.push(col.take(kind, self.capacity));
@@ -287,5 +423,93 @@ impl Columns {
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(Arc::clone(self.program.schema()), arrays, &options)
             .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Compiler;
+    use crate::wire::VARIABLE_LENGTH;
+    use crate::wire::ids::{SetId, TemplateId};
+    use crate::wire::template::{FieldSpecifier, TemplateDef};
+
+    /// Fields of every kind the walk treats differently: fixed reads, skipped padding, kept and
+    /// skipped variable-length fields.
+    const FIELDS: [(u16, u16); 7] = [
+        (8, 4),
+        (1, 8),
+        (4, 1),
+        (210, 3),
+        (82, VARIABLE_LENGTH),
+        (96, VARIABLE_LENGTH),
+        (210, VARIABLE_LENGTH),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The walk over gaps finds the same records and padding as the walk op by op, and
+        /// fails where it fails, at the same offset.
+        #[test]
+        fn the_walk_over_gaps_agrees_with_the_walk_op_by_op(
+            fields in proptest::collection::vec(0..FIELDS.len(), 1..6),
+            body in proptest::collection::vec(prop_oneof![any::<u8>(), 0_u8..4, Just(255_u8)], 0..300),
+        ) {
+            let def = TemplateDef {
+                template_id: TemplateId(256),
+                scope_field_count: 0,
+                fields: fields
+                    .iter()
+                    .filter_map(|&i| FIELDS.get(i))
+                    .map(|&(id, len)| FieldSpecifier::iana(id, len))
+                    .collect(),
+            };
+            let Ok(program) = Compiler::default().compile(&def) else {
+                return Ok(());
+            };
+            let set = Set { id: SetId(256), body: &body, offset: 20 };
+            let mut bounds = Vec::new();
+            let marked = program.check_marking(&set, |b| bounds.push(b));
+            prop_assert_eq!(marked, program.check_ops(&set));
+            if let (Ok(shape), None) = (marked, program.record_len()) {
+                prop_assert_eq!(bounds.len(), shape.records * program.bounds_per_record());
+            }
+        }
+    }
+
+    #[test]
+    fn places_follow_the_last_variable_length_field() {
+        let def = TemplateDef {
+            template_id: TemplateId(256),
+            scope_field_count: 0,
+            fields: [
+                (8, 4),
+                (82, VARIABLE_LENGTH),
+                (210, 2),
+                (1, 8),
+                (96, VARIABLE_LENGTH),
+            ]
+            .iter()
+            .map(|&(id, len)| FieldSpecifier::iana(id, len))
+            .collect(),
+        };
+        let program = Compiler::default()
+            .compile(&def)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(program.gaps, [4, 10, 0]);
+        assert_eq!(program.bounds_per_record(), 5);
+        let places: Vec<_> = program.placed.iter().map(|&(_, place)| place).collect();
+        assert_eq!(
+            places,
+            [
+                Place::Fixed { base: 0, offset: 0 },
+                Place::Var { start: 1 },
+                Place::Fixed { base: 2, offset: 2 },
+                Place::Var { start: 3 },
+            ]
+        );
     }
 }
