@@ -135,9 +135,11 @@ impl Column {
     /// many rows.
     pub(crate) fn take(&mut self, kind: ColumnKind, rows: usize) -> Result<ArrayRef, ArrowError> {
         let mut old = std::mem::replace(self, Self::new(kind, rows));
-        // The next batch likely needs as much variable-length room as this one did.
+        // The next batch likely needs as much variable-length room as this one did, plus the
+        // surplus `copy_span` writes past the last field before truncating it again; without
+        // that, a batch of the same size would grow (and copy) the buffer at its last field.
         if let (Self::Var { values: next, .. }, Self::Var { values, .. }) = (&mut *self, &mut old) {
-            next.reserve(values.len());
+            next.reserve(values.len() + SHORT_SPAN);
         }
         Ok(match (old, kind) {
             (Self::U8(v), _) => primitive::<UInt8Type>(v),

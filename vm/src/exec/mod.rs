@@ -480,6 +480,52 @@ mod tests {
         }
     }
 
+    /// Capacities of the scratch and of every variable-width buffer.
+    fn capacities(cols: &Columns) -> Vec<usize> {
+        let mut out = vec![cols.bounds.capacity()];
+        for col in &cols.cols {
+            if let Column::Var { offsets, values } = col {
+                out.extend([offsets.capacity(), values.capacity()]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_like_the_last_one_grows_no_buffer() {
+        let def = TemplateDef {
+            template_id: TemplateId(256),
+            scope_field_count: 0,
+            fields: vec![
+                FieldSpecifier::iana(8, 4),
+                FieldSpecifier::iana(82, VARIABLE_LENGTH),
+                FieldSpecifier::iana(96, VARIABLE_LENGTH),
+            ],
+        };
+        let mut body = Vec::new();
+        for n in 0..40_u8 {
+            body.extend([10, 0, 0, n, n % 31]);
+            body.extend((0..n % 31).map(|i| b'a' + i % 26));
+            body.extend([3, b'd', b'n', b's']);
+        }
+        let set = Set {
+            id: SetId(256),
+            body: &body,
+            offset: 20,
+        };
+        let program = Compiler::default().compile(&def).map(Arc::new);
+        let mut cols = Columns::new(program.unwrap_or_else(|e| panic!("{e}")));
+        for _ in 0..3 {
+            assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
+        }
+        assert!(cols.flush().is_ok_and(|b| b.is_some()));
+        let before = capacities(&cols);
+        for _ in 0..3 {
+            assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
+            assert_eq!(capacities(&cols), before);
+        }
+    }
+
     #[test]
     fn places_follow_the_last_variable_length_field() {
         let def = TemplateDef {
