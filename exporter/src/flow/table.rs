@@ -119,7 +119,7 @@ impl FlowTable {
     /// An empty table that holds at most `max_flows` flows.
     pub fn new(timers: Timers, max_flows: usize) -> Self {
         Self {
-            flows: HashMap::new(),
+            flows: HashMap::with_capacity(max_flows.min(1 << 16)),
             wheel: ExpiryWheel::new(timers.tick_ns),
             timers,
             max_flows,
