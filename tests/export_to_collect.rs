@@ -352,7 +352,11 @@ fn summary_number(summary: &str, after: &str) -> u64 {
 /// Exports `pcaps` with `extra` options to a fresh collector and checks the archive against
 /// the reference, field by field, and that the collector saw no loss. Returns the summaries
 /// and the UDP datagram sizes.
-async fn round_trip(name: &str, pcaps: &[&str], extra: &[&str]) -> (Vec<String>, Vec<usize>) {
+async fn round_trip(
+    name: &str,
+    pcaps: &[&str],
+    extra: &[&str],
+) -> (Vec<String>, Vec<usize>, Vec<u32>) {
     let out = scratch(name);
     let collector = Running::start(&out, Config::default()).await;
     let tcp = extra.contains(&"tcp");
@@ -403,18 +407,28 @@ async fn round_trip(name: &str, pcaps: &[&str], extra: &[&str]) -> (Vec<String>,
     assert_eq!(counters.records_lost.get(), 0, "{}", counters.render());
     assert_eq!(counters.messages_reordered.get(), 0);
     assert_eq!(counters.messages_dropped.get(), 0);
-    let got = archived_rows(&read_archive(&out));
+    let batches = read_archive(&out);
+    let domains = batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name("observation_domain_id").unwrap();
+            let col = col.as_primitive::<UInt32Type>();
+            (0..col.len()).map(|i| col.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    let got = archived_rows(&batches);
     assert_eq!(got.len(), expected.len());
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g, e);
     }
     let _ = std::fs::remove_dir_all(&out);
-    (summaries, sizes)
+    (summaries, sizes, domains)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_round_trip_equals_the_reference() {
-    let (summaries, _) = round_trip("rt-udp", &["mixed.pcap", "long.pcap", "many.pcap"], &[]).await;
+    let (summaries, _, domains) =
+        round_trip("rt-udp", &["mixed.pcap", "long.pcap", "many.pcap"], &[]).await;
     // mixed.pcap: 28 frames, one ARP frame (non-IP), one cut and one invalid.
     assert_eq!(summary_number(&summaries[0], "packets read "), 28);
     assert_eq!(summary_number(&summaries[0], "truncated "), 1);
@@ -423,11 +437,21 @@ async fn udp_round_trip_equals_the_reference() {
     // long.pcap spans several active intervals and an idle gap: more records than flows.
     assert!(summary_number(&summaries[1], "records ") > summary_number(&summaries[1], "flows "));
     assert_eq!(summary_number(&summaries[2], "flows "), 2_000);
+    assert!(
+        domains.iter().all(|d| *d == 1),
+        "the default Observation Domain is 1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_round_trip_equals_the_reference() {
-    let (summaries, _) = round_trip("rt-tcp", &["mixed.pcap", "long.pcap"], &["tcp"]).await;
+    let (summaries, _, domains) = round_trip(
+        "rt-tcp",
+        &["mixed.pcap", "long.pcap"],
+        &["tcp", "--src", "127.0.0.1", "--domain-id", "9"],
+    )
+    .await;
+    assert!(!domains.is_empty() && domains.iter().all(|d| *d == 9));
     // Over TCP the templates go once, at the start of the connection.
     for s in &summaries {
         assert_eq!(summary_number(s, "with templates"), 0, "{s}");
@@ -471,7 +495,7 @@ async fn pcapng_gives_the_same_flows_as_pcap() {
 async fn every_mtu_keeps_messages_within_it_and_loses_nothing() {
     for mtu in [68_usize, 512, 1450] {
         let mtu_arg = mtu.to_string();
-        let (summaries, sizes) = round_trip(
+        let (summaries, sizes, _) = round_trip(
             &format!("rt-mtu-{mtu}"),
             &["many.pcap"],
             &["--path-mtu", &mtu_arg],
