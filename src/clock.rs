@@ -1,24 +1,9 @@
-//! The only place the collector reads a clock; everything else takes `now` as an argument.
+//! The collector's clock: the exporter crate's `clock.rs` is the one place the workspace reads
+//! it; everything else takes `now` as an argument.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// The monotonic clock, for timers and ages.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the single clock edge of the crate"
-)]
-pub fn now() -> Instant {
-    Instant::now()
-}
+pub use flowvm_exporter::clock::now;
 
 /// Seconds since the UNIX epoch, for file names and partitions.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the single clock edge of the crate"
-)]
 pub fn unix_seconds() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+    i64::try_from(flowvm_exporter::clock::unix_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
 }

@@ -211,53 +211,45 @@ impl<T: Transport> ExportingProcess<T> {
     /// Sends the Message in `which` carrying `records` Data Records, with the templates first
     /// when the session is new or (UDP) they are due.
     fn send(&mut self, which: Which, records: u32, now_ns: u64) {
-        match self.transport.open() {
-            Ok(true) => {
-                self.sequence = 0;
-                self.send_templates(now_ns);
-            }
-            Ok(false) => {
-                if self.templates_sent_at.is_none() || self.templates_due(now_ns) {
+        let opened = match self.transport.open() {
+            Ok(fresh) => {
+                if fresh {
+                    self.sequence = 0;
+                }
+                if fresh || self.templates_sent_at.is_none() || self.templates_due(now_ns) {
                     self.send_templates(now_ns);
                 }
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach the collector");
-                self.lost(which, records);
-                return;
+                self.stats.send_errors += 1;
+                false
             }
-        }
-        let sequence = self.sequence;
-        let export_time = (self.export_time)();
-        let domain = self.config.domain;
+        };
         let writer = match which {
             Which::Budget => &mut self.writer,
             Which::Oversize => &mut self.oversize,
         };
-        let message = writer.finish(export_time, sequence, domain);
-        let len = message.len();
-        match self.transport.send(message) {
-            Ok(()) => {
-                self.stats.messages += 1;
-                self.stats.octets += len as u64;
-                self.stats.records += u64::from(records);
-                self.sequence = self.sequence.wrapping_add(records);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "send to the collector failed");
-                self.stats.send_errors += 1;
-                self.stats.records_lost += u64::from(records);
-            }
-        }
+        let header = Header {
+            export_time: (self.export_time)(),
+            sequence: self.sequence,
+            domain: self.config.domain,
+        };
+        let sent = opened
+            && transmit(
+                &mut self.transport,
+                &mut self.stats,
+                writer,
+                header,
+                Carries::Records,
+            );
         writer.clear();
-    }
-
-    fn lost(&mut self, which: Which, records: u32) {
-        self.stats.send_errors += 1;
-        self.stats.records_lost += u64::from(records);
-        match which {
-            Which::Budget => self.writer.clear(),
-            Which::Oversize => self.oversize.clear(),
+        if sent {
+            self.stats.records += u64::from(records);
+            self.sequence = self.sequence.wrapping_add(records);
+        } else {
+            self.stats.records_lost += u64::from(records);
         }
     }
 
@@ -266,60 +258,86 @@ impl<T: Transport> ExportingProcess<T> {
     /// the sequence number without adding to it (they hold no Data Record).
     fn send_templates(&mut self, now_ns: u64) {
         self.templates_sent_at = Some(now_ns);
+        let header = Header {
+            export_time: (self.export_time)(),
+            sequence: self.sequence,
+            domain: self.config.domain,
+        };
+        let (transport, stats) = (&mut self.transport, &mut self.stats);
         let mut w = MessageWriter::new(self.config.message_budget);
-        let defs: Vec<_> = self.templates.defs().cloned().collect();
-        let mut in_message = 0;
-        for def in &defs {
-            for _ in 0..2 {
-                if w.open_set() != Some(SetId::TEMPLATE) && !w.begin_set(SetId::TEMPLATE) {
-                    self.send_template_message(&mut w, false);
-                    in_message = 0;
-                    continue;
-                }
+        let mut in_message = false;
+        for def in self.templates.defs() {
+            if in_message {
                 w.put_template(def);
                 if w.commit() {
-                    in_message += 1;
-                    break;
-                }
-                if in_message > 0 {
-                    self.send_template_message(&mut w, false);
-                    in_message = 0;
                     continue;
                 }
+                transmit(transport, stats, &mut w, header, Carries::Templates);
+                w.clear();
+            }
+            in_message = w.begin_set(SetId::TEMPLATE) && {
+                w.put_template(def);
+                w.commit()
+            };
+            if !in_message {
                 // Alone it does not fit the budget.
                 let mut big = MessageWriter::new(MAX_MESSAGE_LEN);
                 if big.begin_set(SetId::TEMPLATE) {
                     big.put_template(def);
-                    if big.commit() {
-                        self.send_template_message(&mut big, true);
+                    if big.commit()
+                        && transmit(transport, stats, &mut big, header, Carries::Templates)
+                    {
+                        stats.oversize_messages += 1;
                     }
                 }
-                break;
+                w.clear();
             }
         }
-        if in_message > 0 {
-            self.send_template_message(&mut w, false);
+        if in_message {
+            transmit(transport, stats, &mut w, header, Carries::Templates);
         }
     }
+}
 
-    fn send_template_message(&mut self, w: &mut MessageWriter, oversize: bool) {
-        let message = w.finish((self.export_time)(), self.sequence, self.config.domain);
-        let len = message.len();
-        match self.transport.send(message) {
-            Ok(()) => {
-                self.stats.messages += 1;
-                self.stats.template_messages += 1;
-                self.stats.octets += len as u64;
-                if oversize {
-                    self.stats.oversize_messages += 1;
-                }
+/// The header fields of a Message about to be sent.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    export_time: u32,
+    sequence: u32,
+    domain: ObservationDomainId,
+}
+
+/// What a Message holds, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carries {
+    Records,
+    Templates,
+}
+
+/// Finishes `w`'s Message, sends it and counts it (Messages, octets, or a send error); `true`
+/// when it went. The one place a Message leaves the Exporting Process.
+fn transmit<T: Transport>(
+    transport: &mut T,
+    stats: &mut ExportStats,
+    w: &mut MessageWriter,
+    header: Header,
+    carries: Carries,
+) -> bool {
+    let message = w.finish(header.export_time, header.sequence, header.domain);
+    match transport.send(message) {
+        Ok(()) => {
+            stats.messages += 1;
+            stats.octets += message.len() as u64;
+            if carries == Carries::Templates {
+                stats.template_messages += 1;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "sending templates failed");
-                self.stats.send_errors += 1;
-            }
+            true
         }
-        w.clear();
+        Err(e) => {
+            tracing::warn!(error = %e, ?carries, "send to the collector failed");
+            stats.send_errors += 1;
+            false
+        }
     }
 }
 
