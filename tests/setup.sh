@@ -1,0 +1,26 @@
+#!/bin/sh
+# Everything the tests need that cargo does not fetch, installed on a fresh machine.
+#
+# - Debian packages: the IPFIX peers the interoperability tests run against (softflowd, pmacct's
+#   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark).
+# - PyPI packages: DuckDB and pyarrow for the archive-reader test (tests/readers).
+#
+# Idempotent: packages already present are not fetched again.
+set -eu
+cd "$(dirname "$0")/.."
+
+missing=""
+for package in softflowd pmacct python3-ipfix tshark; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null
+fi
+
+python3 -m pip install -q -r tests/readers/requirements.txt
