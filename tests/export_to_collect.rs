@@ -1,6 +1,7 @@
 //! The round trip: pcap -> `flowvm export` -> UDP or TCP on loopback -> the collector ->
 //! Parquet, compared field by field with the flows an independent reference computes from the
-//! same pcap: its own frame parser and a literal simulation of flowprobe's timers.
+//! same pcap: its own frame parser and a literal simulation of flowprobe's timers
+//! (`common::flows`).
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -9,9 +10,8 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,208 +21,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
+use common::flows::{Key, Packet, Record, S, pcap, read_pcap, reference};
 use common::{Running, read_archive, scratch};
 use flowvm::config::Config;
 
-const S: u64 = 1_000_000_000;
-
-/// One record as both sides see it: addresses, protocol, ports, TCP flags, packets, octets,
-/// start, end (ns), flowEndReason.
-type Row = (String, String, u8, u16, u16, u16, u64, u64, u64, u64, u8);
-
-/// Addresses, protocol and ports: the flow key under `record l3,l4`.
-type Key = (String, String, u8, u16, u16);
-
-fn pcap(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/pcap")
-        .join(name)
-}
-
-// ---- The reference: a frame parser and flowprobe's timers, written plainly. ----
-
-struct Packet {
-    ts: u64,
-    /// `None` for frames the meter skips (non-IP, cut, invalid).
-    flow: Option<Key>,
-    octets: u64,
-    flags: u16,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn parse_frame(f: &[u8]) -> Option<(Key, u64, u16)> {
-    let mut et = be16(f, 12)?;
-    let mut at = 14;
-    while et == 0x8100 || et == 0x88a8 {
-        et = be16(f, at + 2)?;
-        at += 4;
-    }
-    let ip = f.get(at..)?;
-    let (src, dst, proto, l4, octets, fragment) = match et {
-        0x0800 => {
-            if ip.len() < 20 || ip[0] >> 4 != 4 {
-                return None;
-            }
-            let ihl = usize::from(ip[0] & 15) * 4;
-            let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]).to_string();
-            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]).to_string();
-            let fragment = be16(ip, 6)? & 0x3fff != 0;
-            (
-                src,
-                dst,
-                ip[9],
-                ip.get(ihl..)?,
-                u64::from(be16(ip, 2)?),
-                fragment,
-            )
-        }
-        0x86dd => {
-            if ip.len() < 40 || ip[0] >> 4 != 6 {
-                return None;
-            }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap()).to_string();
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap()).to_string();
-            let (mut next, mut off) = (ip[6], 40);
-            while matches!(next, 0 | 43 | 60) {
-                next = *ip.get(off)?;
-                off += (usize::from(*ip.get(off + 1)?) + 1) * 8;
-            }
-            let octets = u64::from(be16(ip, 4)?) + 40;
-            (src, dst, next, ip.get(off..)?, octets, false)
-        }
-        _ => return None,
-    };
-    let (mut sport, mut dport, mut flags) = (0, 0, 0);
-    if !fragment {
-        match proto {
-            6 => {
-                sport = be16(l4, 0)?;
-                dport = be16(l4, 2)?;
-                flags = be16(l4, 12)? & 0x0fff;
-                l4.get(..20)?;
-            }
-            17 => {
-                sport = be16(l4, 0)?;
-                dport = be16(l4, 2)?;
-                l4.get(..8)?;
-            }
-            1 | 58 => dport = be16(l4, 0)?,
-            _ => {}
-        }
-    }
-    Some(((src, dst, proto, sport, dport), octets, flags))
-}
-
-/// Classic pcap (microseconds, little-endian), as the generator writes it.
-fn read_pcap(path: &Path) -> Vec<Packet> {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let word = |o: usize| {
-            u64::from(u32::from_le_bytes(
-                bytes[at + o..at + o + 4].try_into().unwrap(),
-            ))
-        };
-        let ts = word(0) * S + word(4) * 1_000;
-        let len = usize::try_from(word(8)).unwrap();
-        let frame = &bytes[at + 16..at + 16 + len];
-        let parsed = parse_frame(frame);
-        out.push(Packet {
-            ts,
-            octets: parsed.as_ref().map_or(0, |p| p.1),
-            flags: parsed.as_ref().map_or(0, |p| p.2),
-            flow: parsed.map(|p| p.0),
-        });
-        at += 16 + len;
-    }
-    out
-}
-
-struct Flow {
-    start: u64,
-    end: u64,
-    packets: u64,
-    octets: u64,
-    flags: u16,
-    last_seen: u64,
-    next_active: u64,
-}
-
-/// Flowprobe's rules, checked against every flow at every frame: a deadline `d` takes effect at
-/// the first frame whose second reaches `ceil(d / 1 s)`; idle beats active.
-fn reference(packets: &[Packet], active: u64, passive: u64) -> Vec<Row> {
-    let tick = |t: u64| t.div_ceil(S);
-    let mut flows: BTreeMap<Key, Flow> = BTreeMap::new();
-    let mut rows = Vec::new();
-    let emit = |rows: &mut Vec<Row>, k: &Key, f: &mut Flow, reason| {
-        if f.packets > 0 {
-            rows.push((
-                k.0.clone(),
-                k.1.clone(),
-                k.2,
-                k.3,
-                k.4,
-                f.flags,
-                f.packets,
-                f.octets,
-                f.start,
-                f.end,
-                reason,
-            ));
-        }
-        f.packets = 0;
-        f.octets = 0;
-        f.flags = 0;
-    };
-    let mut now = 0;
-    for p in packets {
-        now = now.max(p.ts);
-        let now_tick = now / S;
-        let mut idle = Vec::new();
-        for (k, f) in &mut flows {
-            if tick(f.last_seen + passive) <= now_tick {
-                emit(&mut rows, k, f, 1);
-                idle.push(k.clone());
-            } else if tick(f.next_active) <= now_tick {
-                emit(&mut rows, k, f, 2);
-                while tick(f.next_active) <= now_tick {
-                    f.next_active += active;
-                }
-            }
-        }
-        for k in idle {
-            flows.remove(&k);
-        }
-        let Some(key) = &p.flow else { continue };
-        let f = flows.entry(key.clone()).or_insert(Flow {
-            start: p.ts,
-            end: p.ts,
-            packets: 0,
-            octets: 0,
-            flags: 0,
-            last_seen: now,
-            next_active: now + active,
-        });
-        if f.packets == 0 {
-            f.start = p.ts;
-        }
-        f.end = p.ts;
-        f.packets += 1;
-        f.octets += p.octets;
-        f.flags |= p.flags;
-        f.last_seen = now;
-    }
-    for (k, f) in &mut flows {
-        emit(&mut rows, k, f, 4);
-    }
-    rows.sort();
-    rows
-}
+/// One record as both sides see it, under `record l3,l4`.
+type Row = Record<Key>;
 
 // ---- The archive side. ----
 
@@ -254,19 +58,21 @@ fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
         let text = |name: &str, i: usize| col(name).as_string::<i32>().value(i).to_owned();
         let n = |name: &str, i: usize| uint(col(name).as_ref(), i);
         for i in 0..b.num_rows() {
-            rows.push((
-                text(src, i),
-                text(dst, i),
-                u8::try_from(n("protocolIdentifier", i)).unwrap(),
-                u16::try_from(n("sourceTransportPort", i)).unwrap(),
-                u16::try_from(n("destinationTransportPort", i)).unwrap(),
-                u16::try_from(n("tcpControlBits", i)).unwrap(),
-                n("packetDeltaCount", i),
-                n("octetDeltaCount", i),
-                n("flowStartNanoseconds", i),
-                n("flowEndNanoseconds", i),
-                u8::try_from(n("flowEndReason", i)).unwrap(),
-            ));
+            rows.push(Record {
+                key: (
+                    text(src, i),
+                    text(dst, i),
+                    u8::try_from(n("protocolIdentifier", i)).unwrap(),
+                    u16::try_from(n("sourceTransportPort", i)).unwrap(),
+                    u16::try_from(n("destinationTransportPort", i)).unwrap(),
+                ),
+                flags: u16::try_from(n("tcpControlBits", i)).unwrap(),
+                packets: n("packetDeltaCount", i),
+                octets: n("octetDeltaCount", i),
+                start: n("flowStartNanoseconds", i),
+                end: n("flowEndNanoseconds", i),
+                reason: u8::try_from(n("flowEndReason", i)).unwrap(),
+            });
         }
     }
     rows.sort();
@@ -369,7 +175,7 @@ async fn round_trip(
         let relay = (!tcp).then(|| Relay::start(collector.udp));
         let target = relay.as_ref().map_or(collector.tcp, |r| r.addr).to_string();
         let path = pcap(p);
-        expected.extend(reference(&read_pcap(&path), 10 * S, 30 * S));
+        expected.extend(reference(&read_pcap(&path), 10 * S, 30 * S, Packet::l3_l4));
         let mut args = vec![
             "--pcap",
             path.to_str().unwrap(),
@@ -481,7 +287,12 @@ async fn pcapng_gives_the_same_flows_as_pcap() {
     })
     .await
     .unwrap();
-    let expected = reference(&read_pcap(&pcap("mixed.pcap")), 10 * S, 30 * S);
+    let expected = reference(
+        &read_pcap(&pcap("mixed.pcap")),
+        10 * S,
+        30 * S,
+        Packet::l3_l4,
+    );
     let n = expected.len() as u64;
     collector
         .until("records", |c| c.records_decoded.get() >= n)
@@ -544,10 +355,11 @@ fn path_mtu_out_of_range_is_refused_with_vpps_messages() {
 fn the_reference_parser_sees_what_the_generator_wrote() {
     let packets = read_pcap(&pcap("mixed.pcap"));
     assert_eq!(packets.len(), 28);
-    assert_eq!(packets.iter().filter(|p| p.flow.is_none()).count(), 3);
+    let flow = |p: &Packet| p.frame.as_ref().and_then(Packet::l3_l4);
+    assert_eq!(packets.iter().filter(|p| flow(p).is_none()).count(), 3);
     let flows: HashMap<_, _> = packets
         .iter()
-        .filter_map(|p| p.flow.clone().map(|f| (f, ())))
+        .filter_map(|p| flow(p).map(|f| (f, ())))
         .collect();
     assert_eq!(flows.len(), 11);
     assert!(

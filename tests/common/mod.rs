@@ -10,6 +10,8 @@
     reason = "test helpers: each test binary uses a different subset, and failing loudly is the point"
 )]
 
+pub(crate) mod flows;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
