@@ -377,12 +377,14 @@ mod tests {
     use super::*;
     use crate::flow::{FlowEndReason, FlowKey, RecordFlags, Variant};
 
-    /// Keeps what it is sent; a reliable transport opens a new session when `reopen` is set.
+    /// Keeps what it is sent; a reliable transport's first `open` (and the first after a
+    /// failed send) starts a new session. The next `fail_sends` sends fail, closing it.
     #[derive(Debug, Default)]
     struct Recorder {
         messages: Vec<Vec<u8>>,
         reliable: bool,
         open: bool,
+        fail_sends: usize,
     }
 
     impl Transport for Recorder {
@@ -393,6 +395,11 @@ mod tests {
         }
 
         fn send(&mut self, message: &[u8]) -> io::Result<()> {
+            if self.fail_sends > 0 {
+                self.fail_sends -= 1;
+                self.open = false;
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
             self.messages.push(message.to_vec());
             Ok(())
         }
@@ -507,6 +514,31 @@ mod tests {
             let expected = if reliable { 1 } else { 3 };
             assert_eq!(e.stats().template_messages, expected, "reliable {reliable}");
         }
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-10.4.1.3
+    //# When an Exporting Process detects that the TCP connection to the
+    //# Collecting Process has terminated abnormally, it SHOULD try to
+    //# re-establish the connection.
+    #[test]
+    fn a_lost_tcp_connection_is_reopened_as_a_new_session_and_its_records_counted_lost() {
+        let mut e = exporter(1450, true);
+        e.export(&record(1, Variant::Ip4), S);
+        e.flush(S);
+        // The connection resets under the next Message: its record is lost.
+        e.transport.fail_sends = 1;
+        e.export(&record(2, Variant::Ip4), 2 * S);
+        e.flush(2 * S);
+        e.export(&record(3, Variant::Ip4), 3 * S);
+        e.export(&record(4, Variant::Ip4), 3 * S);
+        e.flush(3 * S);
+        let s = e.stats();
+        assert_eq!((s.records, s.records_lost, s.send_errors), (3, 1, 1));
+        // Templates, one record; then the new session: templates again, sequence from 0.
+        assert_eq!(
+            shape(&e.transport().messages),
+            [(0, 2, 0), (0, 0, 1), (0, 2, 0), (0, 0, 2)]
+        );
     }
 
     #[test]
