@@ -173,6 +173,10 @@ pub struct CollectArgs {
     /// Templates held over all exporters [default: 65536].
     #[arg(long)]
     pub max_templates: Option<usize>,
+    /// Templates held for one exporter address over all its ports and connections
+    /// [default: 16384].
+    #[arg(long)]
+    pub max_templates_per_exporter: Option<usize>,
     /// Octets of data held for templates not yet received [default: 67108864].
     #[arg(long, value_name = "OCTETS")]
     pub pending_max_bytes: Option<usize>,
@@ -182,6 +186,9 @@ pub struct CollectArgs {
     /// Concurrent TCP connections [default: 256].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Seconds a TCP peer may stay silent mid-stream before it is closed [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    pub tcp_idle_timeout: Option<u64>,
     /// Prometheus metrics address, or "off" [default: 127.0.0.1:9739].
     #[arg(long, value_name = "ADDR:PORT|off")]
     pub metrics: Option<String>,
@@ -218,9 +225,11 @@ impl CollectArgs {
             rcvbuf,
             template_lifetime,
             max_templates,
+            max_templates_per_exporter,
             pending_max_bytes,
             pending_max_age,
             max_connections,
+            tcp_idle_timeout,
             log_level
         );
         if self.elements.is_some() {

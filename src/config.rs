@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::collector::decode::DecoderConfig;
 use crate::collector::pending::PendingLimits;
+use crate::collector::sequence::SequenceLimits;
 use crate::collector::templates::TemplateLimits;
 use crate::sink::parquet::ArchiveConfig;
 
@@ -37,6 +38,9 @@ pub struct Config {
     pub max_templates: usize,
     /// Templates held for one Transport Session.
     pub max_templates_per_session: usize,
+    /// Templates held for one exporter address over all its Transport Sessions (over UDP,
+    /// every source port is a session); also bounds its sequence number streams.
+    pub max_templates_per_exporter: usize,
     /// Octets of data held for templates not yet received, over all exporters.
     pub pending_max_bytes: usize,
     /// Octets of such data held for one Transport Session.
@@ -51,6 +55,10 @@ pub struct Config {
     pub tcp_idle_timeout: u64,
     /// Messages queued between receive and decode.
     pub queue: usize,
+    /// Octets of Messages queued between receive and decode.
+    pub queue_max_bytes: usize,
+    /// Archive files open at once.
+    pub max_open_files: usize,
     /// Rows per batch handed to the archive.
     pub batch_rows: usize,
     /// Prometheus metrics address; empty to turn metrics off.
@@ -77,6 +85,7 @@ impl Default for Config {
             template_lifetime: 1800,
             max_templates: 65_536,
             max_templates_per_session: 4096,
+            max_templates_per_exporter: 16_384,
             pending_max_bytes: 64 << 20,
             pending_max_session_bytes: 16 << 20,
             pending_max_sets: 256,
@@ -84,6 +93,8 @@ impl Default for Config {
             max_connections: 256,
             tcp_idle_timeout: 600,
             queue: 16_384,
+            queue_max_bytes: 64 << 20,
+            max_open_files: 256,
             batch_rows: 65_536,
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], 9739))),
             log_level: "info".to_owned(),
@@ -122,6 +133,12 @@ impl Config {
         for (name, value) in [
             ("max_templates", self.max_templates),
             ("max_templates_per_session", self.max_templates_per_session),
+            (
+                "max_templates_per_exporter",
+                self.max_templates_per_exporter,
+            ),
+            ("queue_max_bytes", self.queue_max_bytes),
+            ("max_open_files", self.max_open_files),
             ("max_connections", self.max_connections),
             ("queue", self.queue),
             ("batch_rows", self.batch_rows),
@@ -147,6 +164,7 @@ impl Config {
             templates: TemplateLimits {
                 max_templates: self.max_templates,
                 max_per_session: self.max_templates_per_session,
+                max_per_exporter: self.max_templates_per_exporter,
                 lifetime: Duration::from_secs(self.template_lifetime),
             },
             pending: PendingLimits {
@@ -154,6 +172,11 @@ impl Config {
                 max_session_bytes: self.pending_max_session_bytes,
                 max_sets_per_template: self.pending_max_sets,
                 max_age: Duration::from_secs(self.pending_max_age),
+            },
+            sequences: SequenceLimits {
+                max_streams: self.max_templates,
+                max_per_exporter: self.max_templates_per_exporter,
+                idle: Duration::from_secs(self.template_lifetime),
             },
             batch_rows: self.batch_rows,
         }
@@ -165,6 +188,7 @@ impl Config {
             out: self.out.clone(),
             rotate_seconds: i64::try_from(self.rotate).unwrap_or(i64::MAX),
             max_file_bytes: self.max_file_bytes,
+            max_open_files: self.max_open_files,
         }
     }
 }

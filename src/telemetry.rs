@@ -152,6 +152,9 @@ pub struct Counters {
     pub messages_reordered: Counter,
     /// Exporter restarts detected from sequence numbers.
     pub exporter_restarts: Counter,
+    /// Messages of a (session, domain) past the sequence tracker's bounds: decoded, but their
+    /// losses are not counted.
+    pub sequence_untracked: Counter,
     /// Templates installed (new or redefined).
     pub templates_installed: Counter,
     /// Templates refused by the compiler (limits, illegal field lengths).
@@ -199,7 +202,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 22] = [
+        let plain: [(&str, &str, &Counter); 23] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -235,6 +238,11 @@ impl Counters {
                 "flowvm_exporter_restarts_total",
                 "counter",
                 &self.exporter_restarts,
+            ),
+            (
+                "flowvm_sequence_untracked_total",
+                "counter",
+                &self.sequence_untracked,
             ),
             (
                 "flowvm_templates_installed_total",
@@ -295,6 +303,9 @@ impl Counters {
     }
 }
 
+/// Keys the [`LogLimiter`] remembers at most.
+const MAX_KEYS: usize = 4096;
+
 /// Lets the first warning per (exporter, reason) through, then one per `interval` with the
 /// number suppressed in between.
 #[derive(Debug)]
@@ -315,9 +326,14 @@ impl LogLimiter {
     /// `Some(suppressed)` when a line may be logged now, with how many were held back since
     /// the last one; `None` to stay quiet.
     pub fn allow(&mut self, exporter: IpAddr, reason: &'static str, now: Instant) -> Option<u64> {
-        if self.seen.len() >= 4096 && !self.seen.contains_key(&(exporter, reason)) {
+        if self.seen.len() >= MAX_KEYS && !self.seen.contains_key(&(exporter, reason)) {
             self.seen
                 .retain(|_, (at, _)| now.saturating_duration_since(*at) < self.interval);
+            // Still full within one interval (a flood from many addresses): stay quiet rather
+            // than grow; the drop counters still count every one.
+            if self.seen.len() >= MAX_KEYS {
+                return None;
+            }
         }
         let entry = self
             .seen
@@ -364,6 +380,25 @@ mod tests {
             l.allow(ip, "truncated", t0 + Duration::from_secs(11)),
             Some(2)
         );
+    }
+
+    #[test]
+    fn limiter_stays_bounded_when_many_addresses_warn_at_once() {
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        let t0 = crate::clock::now();
+        let allowed = (0..10_000_u32)
+            .filter(|&i| {
+                l.allow(IpAddr::from(i.to_be_bytes()), "truncated", t0)
+                    .is_some()
+            })
+            .count();
+        assert_eq!((allowed, l.seen.len()), (MAX_KEYS, MAX_KEYS));
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(
+            l.allow(IpAddr::from([10, 0, 0, 1]), "truncated", later),
+            Some(0)
+        );
+        assert_eq!(l.seen.len(), 1);
     }
 
     #[test]

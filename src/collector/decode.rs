@@ -21,7 +21,7 @@ use tracing::{debug, error, warn};
 
 use crate::collector::batch::{Batcher, RowContext};
 use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
-use crate::collector::sequence::{SequenceEvent, SequenceTracker};
+use crate::collector::sequence::{SequenceEvent, SequenceLimits, SequenceTracker};
 use crate::collector::session::TransportSession;
 use crate::collector::templates::{TemplateKey, TemplateLimits, TemplateState, TemplateStore};
 use crate::telemetry::{Counters, DropReason, LogLimiter};
@@ -33,9 +33,14 @@ pub struct DecoderConfig {
     pub templates: TemplateLimits,
     /// Bounds of the buffer for data that arrives before its template.
     pub pending: PendingLimits,
+    /// Bounds of the sequence number tracker.
+    pub sequences: SequenceLimits,
     /// Rows after which a program's columns are handed over as a batch.
     pub batch_rows: usize,
 }
+
+/// `programs` is swept of dead entries no more often than at this size.
+const PROGRAMS_SWEEP_MIN: usize = 1024;
 
 /// One step of a checked Message, applied in the second pass.
 enum Step<'a> {
@@ -55,6 +60,8 @@ pub struct Decoder {
     compiler: Compiler,
     /// Identical templates, from any exporter, share one program and one batch.
     programs: HashMap<TemplateDef, Weak<Program>>,
+    /// Size of `programs` at which dead entries are swept before the next insert.
+    programs_sweep_at: usize,
     templates: TemplateStore,
     pending: PendingStore,
     sequences: SequenceTracker,
@@ -71,9 +78,10 @@ impl Decoder {
         Self {
             compiler,
             programs: HashMap::new(),
+            programs_sweep_at: PROGRAMS_SWEEP_MIN,
             templates: TemplateStore::new(config.templates),
             pending: PendingStore::new(config.pending),
-            sequences: SequenceTracker::new(),
+            sequences: SequenceTracker::new(config.sequences),
             batchers: HashMap::new(),
             exporters: HashMap::new(),
             counters,
@@ -117,6 +125,13 @@ impl Decoder {
             return Ok(program);
         }
         let program = Arc::new(self.compiler.compile(def)?);
+        // Definitions compiled but never installed (a full table, a Message found malformed
+        // later) leave dead entries until the next tick: a flood of distinct definitions must
+        // not grow the map in between. Sweeping at twice the live size keeps it amortised.
+        if self.programs.len() >= self.programs_sweep_at {
+            self.programs.retain(|_, p| p.strong_count() > 0);
+            self.programs_sweep_at = (self.programs.len() * 2).max(PROGRAMS_SWEEP_MIN);
+        }
         self.programs.insert(def.clone(), Arc::downgrade(&program));
         Ok(program)
     }
@@ -258,10 +273,13 @@ impl Decoder {
                 }
             }
         }
-        match self
-            .sequences
-            .observe(session, domain, message.header.sequence_number, records)
-        {
+        match self.sequences.observe(
+            session,
+            domain,
+            message.header.sequence_number,
+            records,
+            now,
+        ) {
             SequenceEvent::Lost(n) => {
                 debug!(%session, domain = domain.0, lost = n, "Sequence gap.");
                 self.counters.records_lost.add(u64::from(n));
@@ -271,6 +289,7 @@ impl Decoder {
                 debug!(%session, domain = domain.0, "Exporter restart detected from sequence numbers.");
                 self.counters.exporter_restarts.add(1);
             }
+            SequenceEvent::Untracked => self.counters.sequence_untracked.add(1),
             SequenceEvent::Synced | SequenceEvent::InOrder => {}
         }
         self.counters
@@ -464,10 +483,13 @@ impl Decoder {
             .set(u64::try_from(self.pending.bytes()).unwrap_or(u64::MAX));
     }
 
-    /// Applies the timers: UDP template lifetimes and the age bound of held data. Harmless to
-    /// call early or often.
+    /// Applies the timers: UDP template lifetimes, idle UDP sequence streams and the age bound
+    /// of held data. Harmless to call early or often.
     pub fn expire(&mut self, now: Instant) {
         let expired = self.templates.expire(now);
+        self.sequences.expire(now);
+        let templates = &self.templates;
+        self.exporters.retain(|s, _| templates.has_session(*s));
         self.counters
             .templates_removed
             .add(u64::try_from(expired).unwrap_or(0));
@@ -540,7 +562,13 @@ mod tests {
             templates: TemplateLimits {
                 max_templates: 100,
                 max_per_session: 10,
+                max_per_exporter: 100,
                 lifetime: Duration::from_secs(1800),
+            },
+            sequences: SequenceLimits {
+                max_streams: 100,
+                max_per_exporter: 100,
+                idle: Duration::from_secs(1800),
             },
             pending: PendingLimits {
                 max_bytes: 1 << 20,

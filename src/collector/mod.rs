@@ -26,7 +26,7 @@ use arrow_array::RecordBatch;
 use flowvm_vm::Compiler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info};
 
 use crate::clock;
@@ -47,6 +47,8 @@ pub enum Inbound {
         bytes: Vec<u8>,
         /// When it was received.
         at: Instant,
+        /// Its octets' share of the queue's byte budget, returned when it is decoded.
+        budget: OwnedSemaphorePermit,
     },
     /// A TCP connection ended.
     Closed(TransportSession),
@@ -166,6 +168,10 @@ impl Collector {
             info!(addr = %socket.local_addr().map_err(|e| e.to_string())?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(config.queue);
+        // A queue of 64 KiB Messages would hold `queue` × 64 KiB: the octets are bounded too.
+        let budget = Arc::new(Semaphore::new(
+            config.queue_max_bytes.min(Semaphore::MAX_PERMITS),
+        ));
         let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
         let losses = Arc::new(Mutex::new(String::new()));
         let archive_depth = Arc::new(AtomicU64::new(0));
@@ -197,6 +203,7 @@ impl Collector {
             tasks.spawn(udp::receive(
                 socket,
                 inbound_tx.clone(),
+                Arc::clone(&budget),
                 Arc::clone(&counters),
                 shutdown.clone(),
             ));
@@ -209,6 +216,7 @@ impl Collector {
             tasks.spawn(tcp::accept(
                 listener,
                 inbound_tx.clone(),
+                Arc::clone(&budget),
                 Arc::clone(&counters),
                 config.max_connections,
                 idle,
@@ -289,8 +297,14 @@ fn decode_loop(
     };
     while let Some(item) = inbound.blocking_recv() {
         match item {
-            Inbound::Message { session, bytes, at } => {
-                decoder.handle(session, &bytes, at, &mut batches)
+            Inbound::Message {
+                session,
+                bytes,
+                at,
+                budget,
+            } => {
+                decoder.handle(session, &bytes, at, &mut batches);
+                drop(budget);
             }
             Inbound::Closed(session) => decoder.close_session(session),
             Inbound::Tick => {
@@ -333,7 +347,12 @@ fn archive_loop(
     archive.close();
 }
 
-/// `flowvm_exporter_records_lost_total{exporter, observation_domain_id}` lines.
+/// Label sets of `flowvm_exporter_records_lost_total` published at most: an exporter can
+/// invent Observation Domains, and the metrics page must not grow with them.
+const MAX_LOSS_SERIES: usize = 1024;
+
+/// `flowvm_exporter_records_lost_total{exporter, observation_domain_id}` lines: the streams
+/// that lost most first, at most [`MAX_LOSS_SERIES`], the rest summed under `other`.
 fn render_losses(decoder: &Decoder) -> String {
     let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
     for (session, domain, lost) in decoder.sequences().lost() {
@@ -341,11 +360,25 @@ fn render_losses(decoder: &Decoder) -> String {
             .entry((session.exporter_text(), domain.0))
             .or_insert(0) += lost;
     }
+    let mut series: Vec<((String, u32), u64)> = by_exporter.into_iter().collect();
+    // Stable: equal losses keep the address order.
+    series.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let other: Option<u64> = series
+        .get(MAX_LOSS_SERIES..)
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| rest.iter().map(|(_, lost)| lost).sum());
+    series.truncate(MAX_LOSS_SERIES);
     let mut out = String::from("# TYPE flowvm_exporter_records_lost_total counter\n");
-    for ((exporter, domain), lost) in by_exporter {
+    for ((exporter, domain), lost) in series {
         let _ = writeln!(
             out,
             "flowvm_exporter_records_lost_total{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}"
+        );
+    }
+    if let Some(lost) = other {
+        let _ = writeln!(
+            out,
+            "flowvm_exporter_records_lost_total{{exporter=\"other\",observation_domain_id=\"other\"}} {lost}"
         );
     }
     out

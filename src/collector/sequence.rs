@@ -1,6 +1,8 @@
 //! Sequence numbers (RFC 7011 §3.1): records lost, messages reordered, exporter restarts.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use flowvm_vm::wire::ids::ObservationDomainId;
 
@@ -24,38 +26,91 @@ pub enum SequenceEvent {
     Reordered,
     /// The exporter started counting anew.
     Restart,
+    /// A new stream past the tracker's bounds: not tracked, its losses are not counted.
+    Untracked,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// Bounds of the tracker: one stream per (Transport Session, Observation Domain) seen, and a
+/// hostile exporter can invent domains (and, over UDP, source ports) at will.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceLimits {
+    /// Streams over all exporters.
+    pub max_streams: usize,
+    /// Streams of one exporter address over all its sessions.
+    pub max_per_exporter: usize,
+    /// A UDP stream not heard from for this long is forgotten (TCP streams end with their
+    /// connection).
+    pub idle: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
 struct Stream {
     /// The next sequence number expected; `None` until synced.
     expected: Option<u32>,
     lost: u64,
+    seen: Instant,
 }
 
 /// Expected versus received sequence numbers per (Transport Session, Observation Domain).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SequenceTracker {
     streams: HashMap<(TransportSession, ObservationDomainId), Stream>,
+    per_exporter: HashMap<Option<IpAddr>, usize>,
+    limits: SequenceLimits,
+}
+
+/// The address an exporter's streams are counted under (IPv4-mapped IPv6 as IPv4).
+fn exporter_of(session: TransportSession) -> Option<IpAddr> {
+    session.exporter_ip().map(|ip| ip.to_canonical())
 }
 
 impl SequenceTracker {
     /// A tracker with no stream.
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(limits: SequenceLimits) -> Self {
+        Self {
+            streams: HashMap::new(),
+            per_exporter: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// Streams tracked.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether no stream is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 
     /// Accounts a Message of `session`/`domain` carrying `sequence_number` and `records` Data
     /// Records (`None` when some could not be counted, e.g. held for a missing template: the
-    /// next Message then re-syncs instead of counting loss).
+    /// next Message then re-syncs instead of counting loss), received at `now`.
     pub fn observe(
         &mut self,
         session: TransportSession,
         domain: ObservationDomainId,
         sequence_number: u32,
         records: Option<u32>,
+        now: Instant,
     ) -> SequenceEvent {
-        let stream = self.streams.entry((session, domain)).or_default();
+        if !self.streams.contains_key(&(session, domain)) {
+            let exporter = exporter_of(session);
+            let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
+            if self.streams.len() >= self.limits.max_streams
+                || of_exporter >= self.limits.max_per_exporter
+            {
+                return SequenceEvent::Untracked;
+            }
+            *self.per_exporter.entry(exporter).or_insert(0) += 1;
+        }
+        let stream = self.streams.entry((session, domain)).or_insert(Stream {
+            expected: None,
+            lost: 0,
+            seen: now,
+        });
+        stream.seen = now;
         //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
         //# Incremental sequence counter modulo 2^32 of all IPFIX Data Records
         //# sent in the current stream from the current Observation Domain by
@@ -101,7 +156,37 @@ impl SequenceTracker {
 
     /// Forgets the streams of a session that ended.
     pub fn remove_session(&mut self, session: TransportSession) {
-        self.streams.retain(|(s, _), _| *s != session);
+        self.forget(|(s, _), _| *s == session);
+    }
+
+    /// Forgets UDP streams idle past the bound; returns how many. Harmless to call early.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let idle = self.limits.idle;
+        self.forget(|(s, _), stream| {
+            s.is_udp() && now.saturating_duration_since(stream.seen) >= idle
+        })
+    }
+
+    fn forget(
+        &mut self,
+        gone: impl Fn(&(TransportSession, ObservationDomainId), &Stream) -> bool,
+    ) -> usize {
+        let per_exporter = &mut self.per_exporter;
+        let before = self.streams.len();
+        self.streams.retain(|key, stream| {
+            if !gone(key, stream) {
+                return true;
+            }
+            let exporter = exporter_of(key.0);
+            if let Some(count) = per_exporter.get_mut(&exporter) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_exporter.remove(&exporter);
+                }
+            }
+            false
+        });
+        before - self.streams.len()
     }
 }
 
@@ -113,11 +198,20 @@ mod tests {
         TransportSession::example_udp(1)
     }
 
+    fn limits() -> SequenceLimits {
+        SequenceLimits {
+            max_streams: 8,
+            max_per_exporter: 4,
+            idle: Duration::from_secs(1800),
+        }
+    }
+
     fn run(steps: &[(u32, Option<u32>)]) -> (Vec<SequenceEvent>, u64) {
-        let mut t = SequenceTracker::new();
+        let mut t = SequenceTracker::new(limits());
+        let now = crate::clock::now();
         let events = steps
             .iter()
-            .map(|&(seq, n)| t.observe(session(), ObservationDomainId(1), seq, n))
+            .map(|&(seq, n)| t.observe(session(), ObservationDomainId(1), seq, n, now))
             .collect();
         let lost = t.lost().map(|(_, _, l)| l).sum();
         (events, lost)
@@ -192,5 +286,33 @@ mod tests {
             ]
         );
         assert_eq!(lost, 0);
+    }
+
+    #[test]
+    fn streams_are_bounded_per_exporter_and_idle_udp_streams_expire() {
+        let mut t = SequenceTracker::new(limits());
+        let t0 = crate::clock::now();
+        for domain in 0..6 {
+            let event = t.observe(session(), ObservationDomainId(domain), 0, Some(1), t0);
+            let expected = if domain < 4 {
+                SequenceEvent::Synced
+            } else {
+                SequenceEvent::Untracked
+            };
+            assert_eq!(event, expected, "domain {domain}");
+        }
+        assert_eq!(t.len(), 4);
+        let later = t0 + Duration::from_secs(1000);
+        assert_eq!(
+            t.observe(session(), ObservationDomainId(0), 1, Some(1), later),
+            SequenceEvent::InOrder
+        );
+        assert_eq!(t.expire(t0 + Duration::from_secs(1800)), 3);
+        assert_eq!(
+            t.observe(session(), ObservationDomainId(9), 0, Some(1), later),
+            SequenceEvent::Synced
+        );
+        t.remove_session(session());
+        assert!(t.is_empty());
     }
 }

@@ -24,6 +24,7 @@ use crate::telemetry::{Counters, DropReason};
 pub async fn accept(
     listener: TcpListener,
     inbound: mpsc::Sender<Inbound>,
+    budget: Arc<Semaphore>,
     counters: Arc<Counters>,
     max_connections: usize,
     idle: Duration,
@@ -54,10 +55,20 @@ pub async fn accept(
             exporter,
             connection: next.fetch_add(1, Ordering::Relaxed),
         };
-        let (inbound, counters, shutdown) =
-            (inbound.clone(), Arc::clone(&counters), shutdown.clone());
+        let (inbound, budget, counters, shutdown) = (
+            inbound.clone(),
+            Arc::clone(&budget),
+            Arc::clone(&counters),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
-            let reason = connection(stream, session, &inbound, &counters, idle, shutdown).await;
+            let peer = Peer {
+                inbound: &inbound,
+                budget: &budget,
+                counters: &counters,
+                idle,
+            };
+            let reason = connection(stream, session, peer, shutdown).await;
             debug!(%session, reason, "TCP connection closed.");
             let _ = inbound.send(Inbound::Closed(session)).await;
             counters
@@ -68,28 +79,84 @@ pub async fn accept(
     }
 }
 
+/// What a connection's task shares with the rest of the collector.
+#[derive(Clone, Copy)]
+struct Peer<'a> {
+    inbound: &'a mpsc::Sender<Inbound>,
+    budget: &'a Arc<Semaphore>,
+    counters: &'a Counters,
+    idle: Duration,
+}
+
+impl Peer<'_> {
+    /// A Message cut short by the peer (closed, or silent past the idle timeout): counted
+    /// as received and dropped, `truncated`.
+    fn truncated(&self, exporter: SocketAddr, got: usize) {
+        self.counters.messages_received.add(1);
+        self.counters.messages_dropped.add(1);
+        self.counters.record_drop(DropReason::Truncated, 1);
+        warn!(%exporter, octets = got, "A TCP peer stopped mid-message; the partial message is dropped.");
+    }
+}
+
+/// How filling a buffer from the stream ended.
+enum Fill {
+    /// Every octet arrived.
+    Full,
+    /// The peer closed the stream (or it failed) after this many octets.
+    Ended(usize),
+    /// The peer was silent for the idle timeout after this many octets.
+    Silent(usize),
+}
+
+/// Fills `buf` from `stream`; the idle timeout applies to each wait for more octets, so a
+/// slow but live peer is never cut off.
+async fn fill(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> Fill {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|rest| !rest.is_empty()) {
+        match tokio::time::timeout(idle, stream.read(rest)).await {
+            Ok(Ok(0) | Err(_)) => return Fill::Ended(got),
+            Ok(Ok(n)) => got += n,
+            Err(_) => return Fill::Silent(got),
+        }
+    }
+    Fill::Full
+}
+
 /// Reads Messages from one connection until it ends; returns why it ended.
 async fn connection(
     mut stream: TcpStream,
     session: TransportSession,
-    inbound: &mpsc::Sender<Inbound>,
-    counters: &Counters,
-    idle: Duration,
+    peer: Peer<'_>,
     mut shutdown: watch::Receiver<bool>,
 ) -> &'static str {
+    let Peer {
+        inbound,
+        budget,
+        counters,
+        idle,
+    } = peer;
     let exporter: SocketAddr = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let mut header = [0_u8; HEADER_LEN];
         let read = tokio::select! {
-            read = tokio::time::timeout(idle, stream.read_exact(&mut header)) => read,
+            read = fill(&mut stream, &mut header, idle) => read,
             _ = shutdown.changed() => return "shutdown",
         };
         match read {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return "closed",
-            Err(_) => return "idle",
+            Fill::Full => {}
+            Fill::Ended(0) => return "closed",
+            Fill::Silent(0) => return "idle",
+            Fill::Ended(got) => {
+                peer.truncated(exporter, got);
+                return "closed mid-header";
+            }
+            Fill::Silent(got) => {
+                peer.truncated(exporter, got);
+                return "idle mid-header";
+            }
         }
         //= https://www.rfc-editor.org/rfc/rfc7011#section-10.4.1
         //# The IPFIX Message Header contains the Message Length
@@ -110,17 +177,29 @@ async fn connection(
             .unwrap_or_default()
             .copy_from_slice(&header);
         let body = bytes.get_mut(HEADER_LEN..).unwrap_or_default();
-        match tokio::time::timeout(idle, stream.read_exact(body)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return "closed mid-message",
-            Err(_) => return "idle mid-message",
+        match fill(&mut stream, body, idle).await {
+            Fill::Full => {}
+            Fill::Ended(got) => {
+                peer.truncated(exporter, HEADER_LEN + got);
+                return "closed mid-message";
+            }
+            Fill::Silent(got) => {
+                peer.truncated(exporter, HEADER_LEN + got);
+                return "idle mid-message";
+            }
         }
-        // TCP is reliable: wait for room rather than drop (back-pressure to the exporter).
+        // TCP is reliable: wait for room (in Messages and in octets) rather than drop: the
+        // exporter is pushed back.
+        let permits = u32::try_from(length).unwrap_or(u32::MAX);
+        let Ok(budget) = Arc::clone(budget).acquire_many_owned(permits).await else {
+            return "shutdown";
+        };
         if inbound
             .send(Inbound::Message {
                 session,
                 bytes,
                 at: clock::now(),
+                budget,
             })
             .await
             .is_err()

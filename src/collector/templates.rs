@@ -2,6 +2,7 @@
 //! program, with the lifetimes and withdrawals of RFC 7011 §8.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,9 @@ pub struct TemplateLimits {
     pub max_templates: usize,
     /// Templates of one Transport Session (and all its domains).
     pub max_per_session: usize,
+    /// Templates of one exporter address over all its sessions: over UDP every source port is
+    /// a session of its own, so without this one address could fill the whole table.
+    pub max_per_exporter: usize,
     /// UDP template lifetime (§8.4): a template not refreshed for this long is forgotten.
     pub lifetime: Duration,
 }
@@ -69,7 +73,13 @@ pub struct TemplateLimits {
 pub struct TemplateStore {
     map: HashMap<TemplateKey, Entry>,
     per_session: HashMap<TransportSession, usize>,
+    per_exporter: HashMap<Option<IpAddr>, usize>,
     limits: TemplateLimits,
+}
+
+/// The address an exporter's templates are counted under (IPv4-mapped IPv6 as IPv4).
+fn exporter_of(session: TransportSession) -> Option<IpAddr> {
+    session.exporter_ip().map(|ip| ip.to_canonical())
 }
 
 impl TemplateStore {
@@ -78,6 +88,7 @@ impl TemplateStore {
         Self {
             map: HashMap::new(),
             per_session: HashMap::new(),
+            per_exporter: HashMap::new(),
             limits,
         }
     }
@@ -92,6 +103,11 @@ impl TemplateStore {
         self.map.is_empty()
     }
 
+    /// Whether `session` holds any template.
+    pub fn has_session(&self, session: TransportSession) -> bool {
+        self.per_session.contains_key(&session)
+    }
+
     /// The template at `key`.
     pub fn get(&self, key: &TemplateKey) -> Option<&TemplateState> {
         self.map.get(key).map(|e| &e.state)
@@ -100,8 +116,8 @@ impl TemplateStore {
     /// Installs (or redefines, or refreshes) the template at `key`.
     ///
     /// # Errors
-    /// [`TableFull`] when a new key would pass either bound; an existing key is always
-    /// replaced.
+    /// [`TableFull`] when a new key would pass a bound (in all, per session, per exporter
+    /// address); an existing key is always replaced.
     pub fn install(
         &mut self,
         key: TemplateKey,
@@ -116,7 +132,11 @@ impl TemplateStore {
             return Ok(());
         }
         let in_session = self.per_session.get(&key.session).copied().unwrap_or(0);
-        if self.map.len() >= self.limits.max_templates || in_session >= self.limits.max_per_session
+        let exporter = exporter_of(key.session);
+        let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
+        if self.map.len() >= self.limits.max_templates
+            || in_session >= self.limits.max_per_session
+            || of_exporter >= self.limits.max_per_exporter
         {
             return Err(TableFull);
         }
@@ -128,6 +148,7 @@ impl TemplateStore {
             },
         );
         *self.per_session.entry(key.session).or_insert(0) += 1;
+        *self.per_exporter.entry(exporter).or_insert(0) += 1;
         Ok(())
     }
 
@@ -136,6 +157,13 @@ impl TemplateStore {
             *count = count.saturating_sub(n);
             if *count == 0 {
                 self.per_session.remove(&session);
+            }
+        }
+        let exporter = exporter_of(session);
+        if let Some(count) = self.per_exporter.get_mut(&exporter) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_exporter.remove(&exporter);
             }
         }
     }
@@ -190,8 +218,9 @@ impl TemplateStore {
     pub fn remove_session(&mut self, session: TransportSession) -> usize {
         let before = self.map.len();
         self.map.retain(|k, _| k.session != session);
-        self.per_session.remove(&session);
-        before - self.map.len()
+        let n = before - self.map.len();
+        self.removed(session, n);
+        n
     }
 }
 
@@ -223,6 +252,7 @@ mod tests {
         TemplateLimits {
             max_templates: 3,
             max_per_session: 2,
+            max_per_exporter: 3,
             lifetime: Duration::from_secs(1800),
         }
     }
@@ -264,6 +294,42 @@ mod tests {
     }
 
     #[test]
+    fn one_address_cannot_fill_the_table_from_many_ports() {
+        let mut s = TemplateStore::new(TemplateLimits {
+            max_templates: 10,
+            max_per_exporter: 4,
+            ..limits()
+        });
+        let now = crate::clock::now();
+        for port in 1..=4 {
+            assert_eq!(
+                s.install(key(port, 256), TemplateState::Ready(program(0)), now),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            s.install(key(5, 256), TemplateState::Ready(program(0)), now),
+            Err(TableFull)
+        );
+        let other = TemplateKey {
+            session: TransportSession::Udp {
+                exporter: ([192, 0, 2, 2], 5).into(),
+                collector: ([127, 0, 0, 1], 4739).into(),
+            },
+            ..key(5, 256)
+        };
+        assert_eq!(
+            s.install(other, TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+        assert_eq!(s.remove_session(key(1, 0).session), 1);
+        assert_eq!(
+            s.install(key(5, 256), TemplateState::Ready(program(0)), now),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn udp_templates_expire_after_their_lifetime() {
         let mut s = TemplateStore::new(limits());
         let t0 = crate::clock::now();
@@ -286,6 +352,7 @@ mod tests {
         let mut s = TemplateStore::new(TemplateLimits {
             max_templates: 10,
             max_per_session: 10,
+            max_per_exporter: 10,
             ..limits()
         });
         let now = crate::clock::now();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::clock;
 use crate::collector::Inbound;
@@ -41,6 +41,7 @@ pub fn granted_rcvbuf(socket: &UdpSocket) -> usize {
 pub async fn receive(
     socket: UdpSocket,
     inbound: mpsc::Sender<Inbound>,
+    budget: Arc<Semaphore>,
     counters: Arc<Counters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -51,14 +52,14 @@ pub async fn receive(
     loop {
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
-                Ok((len, exporter)) => forward(&buf, len, exporter, collector, &inbound, &counters),
+                Ok((len, exporter)) => forward(&buf, len, exporter, collector, &inbound, &budget, &counters),
                 Err(e) => tracing::debug!(error = %e, "UDP receive error."),
             },
             _ = shutdown.changed() => break,
         }
     }
     while let Ok((len, exporter)) = socket.try_recv_from(&mut buf) {
-        forward(&buf, len, exporter, collector, &inbound, &counters);
+        forward(&buf, len, exporter, collector, &inbound, &budget, &counters);
     }
 }
 
@@ -68,19 +69,27 @@ fn forward(
     exporter: SocketAddr,
     collector: SocketAddr,
     inbound: &mpsc::Sender<Inbound>,
+    budget: &Arc<Semaphore>,
     counters: &Counters,
 ) {
     let session = TransportSession::Udp {
         exporter,
         collector,
     };
+    // Never block the receive loop on a slow decoder: a full queue (in Messages or in
+    // octets) is a counted drop.
+    let permits = u32::try_from(len).unwrap_or(u32::MAX);
+    let Ok(budget) = Arc::clone(budget).try_acquire_many_owned(permits) else {
+        counters.record_drop(DropReason::QueueFull, 1);
+        return;
+    };
     let bytes = buf.get(..len).unwrap_or_default().to_vec();
-    // Never block the receive loop on a slow decoder: a full queue is a counted drop.
     if inbound
         .try_send(Inbound::Message {
             session,
             bytes,
             at: clock::now(),
+            budget,
         })
         .is_err()
     {

@@ -36,6 +36,10 @@ pub struct ArchiveConfig {
     pub rotate_seconds: i64,
     /// A file is completed early when it grows past this many octets.
     pub max_file_bytes: u64,
+    /// Files open at once: every distinct template shape has its own file, and an exporter
+    /// can send thousands of shapes; past this the least recently written file is completed
+    /// early, so descriptors and buffered row groups stay bounded.
+    pub max_open_files: usize,
 }
 
 /// Why the archive could not write.
@@ -85,6 +89,9 @@ struct OpenFile {
     temporary: PathBuf,
     path: PathBuf,
     window: i64,
+    /// Batches written to any file when this one was last written: the least recent is
+    /// completed first at the open-file bound.
+    last_write: u64,
 }
 
 /// Writes batches into the archive; owned by the archive thread.
@@ -93,6 +100,7 @@ pub struct Archive {
     config: ArchiveConfig,
     open: HashMap<u64, OpenFile>,
     sequence: u64,
+    writes: u64,
     counters: Arc<Counters>,
 }
 
@@ -103,6 +111,7 @@ impl Archive {
             config,
             open: HashMap::new(),
             sequence: 0,
+            writes: 0,
             counters,
         }
     }
@@ -118,6 +127,17 @@ impl Archive {
         if self.open.get(&key).is_some_and(|f| f.window != window) {
             self.complete(key)?;
         }
+        if !self.open.contains_key(&key) && self.open.len() >= self.config.max_open_files.max(1) {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, f)| f.last_write)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.complete(oldest)?;
+            }
+        }
+        self.writes += 1;
         let file = match self.open.entry(key) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -131,6 +151,7 @@ impl Archive {
                 )?)
             }
         };
+        file.last_write = self.writes;
         file.writer.write(&batch)?;
         self.counters
             .rows_written
@@ -207,6 +228,7 @@ fn create(
         temporary,
         path,
         window,
+        last_write: 0,
     })
 }
 
