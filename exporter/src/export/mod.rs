@@ -216,6 +216,10 @@ impl<T: Transport> ExportingProcess<T> {
                 if fresh {
                     self.sequence = 0;
                 }
+                //= https://www.rfc-editor.org/rfc/rfc7011#section-8
+                //# The Exporting Process SHOULD transmit the Template Set and Options
+                //# Template Set in advance of any Data Sets that use that (Options)
+                //# Template ID
                 if fresh || self.templates_sent_at.is_none() || self.templates_due(now_ns) {
                     self.send_templates(now_ns);
                 }

@@ -77,6 +77,9 @@ impl Compiler {
                     len: spec.field_length,
                 })
             };
+            //= https://www.rfc-editor.org/rfc/rfc7011#section-9
+            //# The Collecting Process MUST accept padding in Data Records and
+            //# Template Records.
             let skipped = spec.element_id == ElementId::PADDING_OCTETS
                 && spec.enterprise_number == EnterpriseNumber::IANA
                 || self
@@ -223,6 +226,9 @@ fn places(ops: &[Op]) -> (Vec<usize>, Vec<(Op, Place)>) {
     (gaps, placed)
 }
 
+//= https://www.rfc-editor.org/rfc/rfc7011#section-8
+//# Collecting Processes MUST properly handle Templates with multiple
+//# identical Information Elements.
 /// `name`, or `name_2`, `name_3`, ... when the template lists the same element again.
 fn unique_name(seen: &mut HashMap<String, usize>, name: &str) -> String {
     let count = seen.entry(name.to_owned()).or_insert(0);

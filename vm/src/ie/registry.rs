@@ -126,6 +126,11 @@ impl Registry {
         None
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-9
+    //# The Collecting Process MUST note the Information Element identifier
+    //# of any Information Element that it does not understand and MAY
+    //# discard that Information Element from received Data Records.
+    // flowvm keeps it: the octets go to a column named after the identifier.
     /// The element, or an octetArray with a made-up name if the registry does not know it.
     pub fn lookup(&self, pen: EnterpriseNumber, id: ElementId) -> InformationElement {
         self.known(pen, id).unwrap_or_else(|| InformationElement {

@@ -147,6 +147,9 @@ impl AbstractDataType {
                 | Self::Signed64,
                 Some(natural),
             ) => len <= natural,
+            //= https://www.rfc-editor.org/rfc/rfc7011#section-6.2
+            //# Reduced-size encoding MUST NOT be applied to any other data type
+            //# defined in [RFC7012] that implies a fixed length
             (_, Some(natural)) => len == natural,
         }
     }
