@@ -41,6 +41,12 @@ pub struct Config {
     /// Templates held for one exporter address over all its Transport Sessions (over UDP,
     /// every source port is a session); also bounds its sequence number streams.
     pub max_templates_per_exporter: usize,
+    /// Field Specifiers (program instructions) held over all templates: a template may have
+    /// up to 1024 fields and its program weighs about a kilobyte per field, so the count of
+    /// templates alone does not bound memory.
+    pub max_template_fields: usize,
+    /// Field Specifiers held for one exporter address.
+    pub max_template_fields_per_exporter: usize,
     /// Octets of data held for templates not yet received, over all exporters.
     pub pending_max_bytes: usize,
     /// Octets of such data held for one Transport Session.
@@ -86,6 +92,8 @@ impl Default for Config {
             max_templates: 65_536,
             max_templates_per_session: 4096,
             max_templates_per_exporter: 16_384,
+            max_template_fields: 1 << 19,
+            max_template_fields_per_exporter: 1 << 17,
             pending_max_bytes: 64 << 20,
             pending_max_session_bytes: 16 << 20,
             pending_max_sets: 256,
@@ -137,6 +145,11 @@ impl Config {
                 "max_templates_per_exporter",
                 self.max_templates_per_exporter,
             ),
+            ("max_template_fields", self.max_template_fields),
+            (
+                "max_template_fields_per_exporter",
+                self.max_template_fields_per_exporter,
+            ),
             ("queue_max_bytes", self.queue_max_bytes),
             ("max_open_files", self.max_open_files),
             ("max_connections", self.max_connections),
@@ -165,6 +178,8 @@ impl Config {
                 max_templates: self.max_templates,
                 max_per_session: self.max_templates_per_session,
                 max_per_exporter: self.max_templates_per_exporter,
+                max_weight: self.max_template_fields,
+                max_weight_per_exporter: self.max_template_fields_per_exporter,
                 lifetime: Duration::from_secs(self.template_lifetime),
             },
             pending: PendingLimits {

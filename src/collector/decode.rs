@@ -563,6 +563,8 @@ mod tests {
                 max_templates: 100,
                 max_per_session: 10,
                 max_per_exporter: 100,
+                max_weight: 1 << 20,
+                max_weight_per_exporter: 1 << 20,
                 lifetime: Duration::from_secs(1800),
             },
             sequences: SequenceLimits {

@@ -36,6 +36,16 @@ pub enum TemplateState {
 }
 
 impl TemplateState {
+    /// What holding it costs, in instructions (about one per Field Specifier, each with its
+    /// column's schema entry): a program weighs up to a megabyte, so counting templates alone
+    /// does not bound memory.
+    pub fn weight(&self) -> usize {
+        match self {
+            Self::Ready(p) => p.ops().len().max(1),
+            Self::Rejected { .. } => 1,
+        }
+    }
+
     fn is_options(&self) -> bool {
         match self {
             Self::Ready(p) => p.scope_field_count() > 0,
@@ -48,6 +58,13 @@ impl TemplateState {
 struct Entry {
     state: TemplateState,
     refreshed: Instant,
+}
+
+/// What one exporter address holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    templates: usize,
+    weight: usize,
 }
 
 /// The table is full: the template was not installed.
@@ -64,6 +81,10 @@ pub struct TemplateLimits {
     /// Templates of one exporter address over all its sessions: over UDP every source port is
     /// a session of its own, so without this one address could fill the whole table.
     pub max_per_exporter: usize,
+    /// Total [`TemplateState::weight`] over all templates.
+    pub max_weight: usize,
+    /// Total weight of one exporter address's templates.
+    pub max_weight_per_exporter: usize,
     /// UDP template lifetime (§8.4): a template not refreshed for this long is forgotten.
     pub lifetime: Duration,
 }
@@ -73,7 +94,8 @@ pub struct TemplateLimits {
 pub struct TemplateStore {
     map: HashMap<TemplateKey, Entry>,
     per_session: HashMap<TransportSession, usize>,
-    per_exporter: HashMap<Option<IpAddr>, usize>,
+    per_exporter: HashMap<Option<IpAddr>, Usage>,
+    weight: usize,
     limits: TemplateLimits,
 }
 
@@ -89,6 +111,7 @@ impl TemplateStore {
             map: HashMap::new(),
             per_session: HashMap::new(),
             per_exporter: HashMap::new(),
+            weight: 0,
             limits,
         }
     }
@@ -116,27 +139,53 @@ impl TemplateStore {
     /// Installs (or redefines, or refreshes) the template at `key`.
     ///
     /// # Errors
-    /// [`TableFull`] when a new key would pass a bound (in all, per session, per exporter
-    /// address); an existing key is always replaced.
+    /// [`TableFull`] when a new key would pass a bound (templates in all, per session, per
+    /// exporter address; weight in all, per exporter address). A redefinition past a weight
+    /// bound removes the old definition too: its data must not be decoded with a layout the
+    /// exporter has replaced.
     pub fn install(
         &mut self,
         key: TemplateKey,
         state: TemplateState,
         now: Instant,
     ) -> Result<(), TableFull> {
-        if let Some(entry) = self.map.get_mut(&key) {
-            *entry = Entry {
-                state,
-                refreshed: now,
-            };
+        let exporter = exporter_of(key.session);
+        let old_weight = self.map.get(&key).map(|e| e.state.weight());
+        let usage = self
+            .per_exporter
+            .get(&exporter)
+            .copied()
+            .unwrap_or_default();
+        let weight = state.weight();
+        let (total, of_exporter) = match old_weight {
+            Some(old) => (self.weight - old, usage.weight - old),
+            None => (self.weight, usage.weight),
+        };
+        let heavy = weight > self.limits.max_weight.saturating_sub(total)
+            || weight
+                > self
+                    .limits
+                    .max_weight_per_exporter
+                    .saturating_sub(of_exporter);
+        if old_weight.is_some() {
+            if heavy {
+                self.withdraw(&key);
+                return Err(TableFull);
+            }
+            if let Some(entry) = self.map.get_mut(&key) {
+                *entry = Entry {
+                    state,
+                    refreshed: now,
+                };
+            }
+            self.account(exporter, 0, weight, old_weight.unwrap_or(0));
             return Ok(());
         }
         let in_session = self.per_session.get(&key.session).copied().unwrap_or(0);
-        let exporter = exporter_of(key.session);
-        let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
-        if self.map.len() >= self.limits.max_templates
+        if heavy
+            || self.map.len() >= self.limits.max_templates
             || in_session >= self.limits.max_per_session
-            || of_exporter >= self.limits.max_per_exporter
+            || usage.templates >= self.limits.max_per_exporter
         {
             return Err(TableFull);
         }
@@ -148,33 +197,65 @@ impl TemplateStore {
             },
         );
         *self.per_session.entry(key.session).or_insert(0) += 1;
-        *self.per_exporter.entry(exporter).or_insert(0) += 1;
+        self.account(exporter, 1, weight, 0);
         Ok(())
     }
 
-    fn removed(&mut self, session: TransportSession, n: usize) {
+    /// Adds `added` templates and `weight`, less `freed` weight, to `exporter`'s usage.
+    fn account(&mut self, exporter: Option<IpAddr>, added: usize, weight: usize, freed: usize) {
+        self.weight = self.weight + weight - freed;
+        let usage = self.per_exporter.entry(exporter).or_default();
+        usage.templates += added;
+        usage.weight = usage.weight + weight - freed;
+    }
+
+    /// Accounts `n` templates of `session` weighing `weight` as gone.
+    fn removed(&mut self, session: TransportSession, n: usize, weight: usize) {
         if let Some(count) = self.per_session.get_mut(&session) {
             *count = count.saturating_sub(n);
             if *count == 0 {
                 self.per_session.remove(&session);
             }
         }
+        self.weight = self.weight.saturating_sub(weight);
         let exporter = exporter_of(session);
-        if let Some(count) = self.per_exporter.get_mut(&exporter) {
-            *count = count.saturating_sub(n);
-            if *count == 0 {
+        if let Some(usage) = self.per_exporter.get_mut(&exporter) {
+            usage.templates = usage.templates.saturating_sub(n);
+            usage.weight = usage.weight.saturating_sub(weight);
+            if usage.templates == 0 {
                 self.per_exporter.remove(&exporter);
             }
         }
     }
 
+    /// Removes the templates for which `gone` holds; returns how many.
+    fn remove_where(&mut self, gone: impl Fn(&TemplateKey, &Entry) -> bool) -> usize {
+        let mut freed: HashMap<TransportSession, (usize, usize)> = HashMap::new();
+        self.map.retain(|k, e| {
+            if !gone(k, e) {
+                return true;
+            }
+            let f = freed.entry(k.session).or_insert((0, 0));
+            f.0 += 1;
+            f.1 += e.state.weight();
+            false
+        });
+        freed
+            .into_iter()
+            .map(|(session, (n, weight))| {
+                self.removed(session, n, weight);
+                n
+            })
+            .sum()
+    }
+
     /// Withdraws one template (§8.1); `false` if it was unknown.
     pub fn withdraw(&mut self, key: &TemplateKey) -> bool {
-        let found = self.map.remove(key).is_some();
-        if found {
-            self.removed(key.session, 1);
-        }
-        found
+        let Some(entry) = self.map.remove(key) else {
+            return false;
+        };
+        self.removed(key.session, 1, entry.state.weight());
+        true
     }
 
     /// Withdraws every template of `domain` defined by Sets of `set_id` (2 or 3) (§8.1).
@@ -185,42 +266,23 @@ impl TemplateStore {
         set_id: SetId,
     ) -> usize {
         let options = set_id == SetId::OPTIONS_TEMPLATE;
-        let before = self.map.len();
-        self.map.retain(|k, e| {
-            !(k.session == session && k.domain == domain && e.state.is_options() == options)
-        });
-        let n = before - self.map.len();
-        self.removed(session, n);
-        n
+        self.remove_where(|k, e| {
+            k.session == session && k.domain == domain && e.state.is_options() == options
+        })
     }
 
     /// Forgets UDP templates not refreshed within the lifetime (§8.4); returns how many.
     /// Calling it early or often is harmless.
     pub fn expire(&mut self, now: Instant) -> usize {
         let lifetime = self.limits.lifetime;
-        let mut gone: HashMap<TransportSession, usize> = HashMap::new();
-        self.map.retain(|k, e| {
-            let keep = !k.session.is_udp() || now.saturating_duration_since(e.refreshed) < lifetime;
-            if !keep {
-                *gone.entry(k.session).or_insert(0) += 1;
-            }
-            keep
-        });
-        gone.into_iter()
-            .map(|(session, n)| {
-                self.removed(session, n);
-                n
-            })
-            .sum()
+        self.remove_where(|k, e| {
+            k.session.is_udp() && now.saturating_duration_since(e.refreshed) >= lifetime
+        })
     }
 
     /// Forgets every template of a session that ended (a closed TCP connection, §8.1).
     pub fn remove_session(&mut self, session: TransportSession) -> usize {
-        let before = self.map.len();
-        self.map.retain(|k, _| k.session != session);
-        let n = before - self.map.len();
-        self.removed(session, n);
-        n
+        self.remove_where(|k, _| k.session == session)
     }
 }
 
@@ -253,6 +315,8 @@ mod tests {
             max_templates: 3,
             max_per_session: 2,
             max_per_exporter: 3,
+            max_weight: 1000,
+            max_weight_per_exporter: 1000,
             lifetime: Duration::from_secs(1800),
         }
     }
@@ -327,6 +391,42 @@ mod tests {
             s.install(key(5, 256), TemplateState::Ready(program(0)), now),
             Ok(())
         );
+    }
+
+    #[test]
+    fn heavy_templates_are_bounded_by_weight_and_a_heavy_redefinition_removes_the_old_one() {
+        let mut s = TemplateStore::new(TemplateLimits {
+            max_templates: 10,
+            max_per_session: 10,
+            max_per_exporter: 10,
+            max_weight: 100,
+            max_weight_per_exporter: 100,
+            ..limits()
+        });
+        let now = crate::clock::now();
+        let light = TemplateState::Ready(program(0));
+        let heavy = TemplateState::Ready(Arc::new(
+            Compiler::default()
+                .compile(&TemplateDef {
+                    template_id: TemplateId(256),
+                    scope_field_count: 0,
+                    fields: vec![FieldSpecifier::iana(8, 4); 80],
+                })
+                .unwrap(),
+        ));
+        let (lw, hw) = (light.weight(), heavy.weight());
+        assert!(hw > 80 && lw < 10, "{lw} {hw}");
+        assert_eq!(s.install(key(1, 256), heavy.clone(), now), Ok(()));
+        assert_eq!(s.install(key(1, 257), heavy.clone(), now), Err(TableFull));
+        assert_eq!(s.install(key(1, 257), light.clone(), now), Ok(()));
+        assert_eq!(s.install(key(1, 256), light.clone(), now), Ok(()));
+        assert_eq!(s.install(key(1, 258), heavy.clone(), now), Ok(()));
+        assert_eq!(s.install(key(1, 257), heavy, now), Err(TableFull));
+        assert!(s.get(&key(1, 257)).is_none(), "the old layout is gone");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.weight, lw + hw);
+        assert_eq!(s.remove_session(key(1, 0).session), 2);
+        assert_eq!((s.weight, s.per_exporter.len()), (0, 0));
     }
 
     #[test]
