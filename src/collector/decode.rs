@@ -17,11 +17,11 @@ use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 use flowvm_vm::wire::set::{Set, SetKind};
 use flowvm_vm::wire::template::{TemplateDef, TemplateRecord, TemplateRecords};
 use flowvm_vm::{CompileError, Compiler, DecodeError, Program};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::collector::batch::{Batcher, RowContext};
 use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
-use crate::collector::sequence::{SequenceEvent, SequenceLimits, SequenceTracker};
+use crate::collector::sequence::{MessageRecords, SequenceEvent, SequenceLimits, SequenceTracker};
 use crate::collector::session::TransportSession;
 use crate::collector::templates::{TemplateKey, TemplateLimits, TemplateState, TemplateStore};
 use crate::telemetry::{Counters, DropReason, LogLimiter};
@@ -235,7 +235,7 @@ impl Decoder {
         };
         let domain = message.header.observation_domain_id;
         let export_time = message.header.export_time;
-        let mut records = Some(0_u32);
+        let mut records = Some(MessageRecords::plain(0));
         for step in plan {
             match step {
                 Step::Define {
@@ -268,8 +268,19 @@ impl Decoder {
                         domain,
                         template_id,
                     };
+                    let options = matches!(
+                        self.templates.get(&key),
+                        Some(TemplateState::Ready(p)) if p.scope_field_count() > 0
+                    );
                     let decoded = self.data(key, &set, export_time, now, out);
-                    records = records.zip(decoded).map(|(a, b)| a.saturating_add(b));
+                    records = records.zip(decoded).map(|(r, n)| MessageRecords {
+                        all: r.all.saturating_add(n),
+                        options: if options {
+                            r.options.saturating_add(n)
+                        } else {
+                            r.options
+                        },
+                    });
                 }
             }
         }
@@ -290,6 +301,9 @@ impl Decoder {
                 self.counters.exporter_restarts.add(1);
             }
             SequenceEvent::Untracked => self.counters.sequence_untracked.add(1),
+            SequenceEvent::CountsItsOwnRecords => {
+                info!(%session, domain = domain.0, "The exporter's sequence numbers count the records of their own Message (as softflowd does); reading them that way.");
+            }
             SequenceEvent::Synced | SequenceEvent::InOrder => {}
         }
         self.counters

@@ -28,6 +28,41 @@ pub enum SequenceEvent {
     Restart,
     /// A new stream past the tracker's bounds: not tracked, its losses are not counted.
     Untracked,
+    /// In order once read as softflowd counts: the exporter's header carries the records sent
+    /// *including* this Message's, options records not counted. The stream is read that way
+    /// from now on.
+    CountsItsOwnRecords,
+}
+
+/// The Data Records of one Message, for sequence accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageRecords {
+    /// Every Data Record of the Message.
+    pub all: u32,
+    /// Those of them decoded with an Options Template.
+    pub options: u32,
+}
+
+impl MessageRecords {
+    /// `all` records, none of them options records.
+    pub fn plain(all: u32) -> Self {
+        Self { all, options: 0 }
+    }
+
+    /// The records that are not options records.
+    fn flow(self) -> u32 {
+        self.all.saturating_sub(self.options)
+    }
+}
+
+/// How an exporter's sequence numbers count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Convention {
+    /// RFC 7011 §3.1: Data Records sent before this Message.
+    Rfc,
+    /// softflowd (1.1.0 and earlier): flow records sent up to and including this Message,
+    /// options records not counted.
+    IncludingThisMessage,
 }
 
 /// Bounds of the tracker: one stream per (Transport Session, Observation Domain) seen, and a
@@ -47,6 +82,9 @@ pub struct SequenceLimits {
 struct Stream {
     /// The next sequence number expected; `None` until synced.
     expected: Option<u32>,
+    /// The sequence number of the last Message accounted in order, lost or restarted.
+    last: u32,
+    convention: Convention,
     lost: u64,
     seen: Instant,
 }
@@ -92,7 +130,7 @@ impl SequenceTracker {
         session: TransportSession,
         domain: ObservationDomainId,
         sequence_number: u32,
-        records: Option<u32>,
+        records: Option<MessageRecords>,
         now: Instant,
     ) -> SequenceEvent {
         if !self.streams.contains_key(&(session, domain)) {
@@ -107,6 +145,8 @@ impl SequenceTracker {
         }
         let stream = self.streams.entry((session, domain)).or_insert(Stream {
             expected: None,
+            last: 0,
+            convention: Convention::Rfc,
             lost: 0,
             seen: now,
         });
@@ -115,7 +155,14 @@ impl SequenceTracker {
         //# Incremental sequence counter modulo 2^32 of all IPFIX Data Records
         //# sent in the current stream from the current Observation Domain by
         //# the Exporting Process.
-        let event = match stream.expected {
+        let expected = match (stream.convention, records) {
+            (Convention::IncludingThisMessage, Some(r)) => {
+                stream.expected.map(|_| stream.last.wrapping_add(r.flow()))
+            }
+            (Convention::IncludingThisMessage, None) => None,
+            (Convention::Rfc, _) => stream.expected,
+        };
+        let mut event = match expected {
             None => SequenceEvent::Synced,
             Some(expected) => {
                 // Modulo 2^32: the distance forward and backward, both wrapping.
@@ -132,16 +179,32 @@ impl SequenceTracker {
                 }
             }
         };
+        // softflowd puts the count after this Message in its header (and leaves its options
+        // records out): a mismatch that this explains exactly, for a Message that holds flow
+        // records, switches the stream to that reading instead of reporting a bogus gap.
+        if let Some(r) = records
+            && stream.convention == Convention::Rfc
+            && stream.expected.is_some()
+            && !matches!(event, SequenceEvent::InOrder)
+            && r.flow() > 0
+            && sequence_number == stream.last.wrapping_add(r.flow())
+        {
+            stream.convention = Convention::IncludingThisMessage;
+            event = SequenceEvent::CountsItsOwnRecords;
+        }
         match event {
             SequenceEvent::Reordered => {
                 // A late Message fills part of a gap counted as lost before.
-                stream.lost = stream.lost.saturating_sub(u64::from(records.unwrap_or(0)));
+                stream.lost = stream
+                    .lost
+                    .saturating_sub(u64::from(records.map_or(0, |r| r.all)));
             }
             _ => {
                 if let SequenceEvent::Lost(n) = event {
                     stream.lost += u64::from(n);
                 }
-                stream.expected = records.map(|r| sequence_number.wrapping_add(r));
+                stream.expected = records.map(|r| sequence_number.wrapping_add(r.all));
+                stream.last = sequence_number;
             }
         }
         event
@@ -211,10 +274,49 @@ mod tests {
         let now = crate::clock::now();
         let events = steps
             .iter()
-            .map(|&(seq, n)| t.observe(session(), ObservationDomainId(1), seq, n, now))
+            .map(|&(seq, n)| {
+                let n = n.map(MessageRecords::plain);
+                t.observe(session(), ObservationDomainId(1), seq, n, now)
+            })
             .collect();
         let lost = t.lost().map(|(_, _, l)| l).sum();
         (events, lost)
+    }
+
+    #[test]
+    fn softflowds_count_after_the_message_is_read_as_such() {
+        // softflowd: header = flow records sent including this Message's; its options record
+        // (sent with the templates) is not counted.
+        let mut t = SequenceTracker::new(limits());
+        let now = crate::clock::now();
+        let mut observe = |seq, all, options| {
+            let r = MessageRecords { all, options };
+            t.observe(session(), ObservationDomainId(1), seq, Some(r), now)
+        };
+        assert_eq!(observe(26, 27, 1), SequenceEvent::Synced);
+        // RFC 7011 would expect 26 + 27 = 53; 26 + this Message's 26 is exact.
+        assert_eq!(observe(52, 26, 0), SequenceEvent::CountsItsOwnRecords);
+        assert_eq!(observe(70, 18, 0), SequenceEvent::InOrder);
+        assert_eq!(observe(96, 27, 1), SequenceEvent::InOrder);
+        assert_eq!(observe(100, 4, 0), SequenceEvent::InOrder);
+        // A real gap is still a gap: 10 records never came.
+        assert_eq!(observe(114, 4, 0), SequenceEvent::Lost(10));
+        assert_eq!(t.lost().map(|(_, _, l)| l).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn an_rfc_gap_is_not_taken_for_softflowd() {
+        // The gap (5) differs from this Message's own records (3): loss, convention kept.
+        let (events, lost) = run(&[(0, Some(10)), (15, Some(3)), (18, Some(2))]);
+        assert_eq!(
+            events,
+            [
+                SequenceEvent::Synced,
+                SequenceEvent::Lost(5),
+                SequenceEvent::InOrder
+            ]
+        );
+        assert_eq!(lost, 5);
     }
 
     #[test]
@@ -293,7 +395,13 @@ mod tests {
         let mut t = SequenceTracker::new(limits());
         let t0 = crate::clock::now();
         for domain in 0..6 {
-            let event = t.observe(session(), ObservationDomainId(domain), 0, Some(1), t0);
+            let event = t.observe(
+                session(),
+                ObservationDomainId(domain),
+                0,
+                Some(MessageRecords::plain(1)),
+                t0,
+            );
             let expected = if domain < 4 {
                 SequenceEvent::Synced
             } else {
@@ -304,12 +412,24 @@ mod tests {
         assert_eq!(t.len(), 4);
         let later = t0 + Duration::from_secs(1000);
         assert_eq!(
-            t.observe(session(), ObservationDomainId(0), 1, Some(1), later),
+            t.observe(
+                session(),
+                ObservationDomainId(0),
+                1,
+                Some(MessageRecords::plain(1)),
+                later
+            ),
             SequenceEvent::InOrder
         );
         assert_eq!(t.expire(t0 + Duration::from_secs(1800)), 3);
         assert_eq!(
-            t.observe(session(), ObservationDomainId(9), 0, Some(1), later),
+            t.observe(
+                session(),
+                ObservationDomainId(9),
+                0,
+                Some(MessageRecords::plain(1)),
+                later
+            ),
             SequenceEvent::Synced
         );
         t.remove_session(session());

@@ -35,6 +35,12 @@ pub(crate) struct Frame {
     pub(crate) ip: Option<Key>,
     pub(crate) octets: u64,
     pub(crate) flags: u16,
+    /// The first fragment of a datagram (offset 0, more to come) has ports 0 in `ip`, as
+    /// flowprobe keys it; these are the ports its transport header gives, which softflowd
+    /// and pmacct key it by.
+    pub(crate) first_fragment_ports: Option<(u16, u16)>,
+    /// An 802.1ad (QinQ, 0x88a8) tag came first: meters that know only 802.1Q skip the frame.
+    pub(crate) qinq: bool,
 }
 
 /// One captured frame.
@@ -69,6 +75,7 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
     let mut et = be16(f, 12)?;
     let mut at = 14;
     let mut vlan = 0;
+    let qinq = et == 0x88a8;
     while et == 0x8100 || et == 0x88a8 {
         if at == 14 {
             vlan = be16(f, at)? & 0x0fff;
@@ -83,7 +90,7 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
         vlan,
     };
     let ip = f.get(at..)?;
-    let (src, dst, proto, l4, octets, fragment) = match et {
+    let (src, dst, proto, l4, octets, fragment, offset) = match et {
         0x0800 => {
             if ip.len() < 20 || ip[0] >> 4 != 4 {
                 return None;
@@ -99,6 +106,7 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
                 ip.get(ihl..)?,
                 u64::from(be16(ip, 2)?),
                 fragment,
+                be16(ip, 6)? & 0x1fff,
             )
         }
         0x86dd => {
@@ -113,7 +121,7 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
                 off += (usize::from(*ip.get(off + 1)?) + 1) * 8;
             }
             let octets = u64::from(be16(ip, 4)?) + 40;
-            (src, dst, next, ip.get(off..)?, octets, false)
+            (src, dst, next, ip.get(off..)?, octets, false, 0)
         }
         _ => {
             return Some(Frame {
@@ -121,10 +129,17 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
                 ip: None,
                 octets: orig_len,
                 flags: 0,
+                first_fragment_ports: None,
+                qinq,
             });
         }
     };
     let (mut sport, mut dport, mut flags) = (0, 0, 0);
+    let first_fragment_ports = if fragment && offset == 0 && matches!(proto, 6 | 17) {
+        Some((be16(l4, 0)?, be16(l4, 2)?))
+    } else {
+        None
+    };
     if !fragment {
         match proto {
             6 => {
@@ -147,6 +162,8 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
         ip: Some((src, dst, proto, sport, dport)),
         octets,
         flags,
+        first_fragment_ports,
+        qinq,
     })
 }
 

@@ -83,8 +83,13 @@ pub(crate) struct Running {
 impl Running {
     /// Starts a collector with `config` adjusted to loopback port 0 and `out`.
     pub(crate) async fn start(out: &Path, config: Config) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), out, config).await
+    }
+
+    /// Starts a collector listening on `listen` (e.g. `[::1]:0`), otherwise as [`Self::start`].
+    pub(crate) async fn start_on(listen: std::net::SocketAddr, out: &Path, config: Config) -> Self {
         let config = Config {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            listen: vec![listen],
             out: out.to_path_buf(),
             metrics: Some("127.0.0.1:0".parse().unwrap()),
             ..config
