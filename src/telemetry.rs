@@ -335,11 +335,15 @@ impl LogLimiter {
                 return None;
             }
         }
-        let entry = self
-            .seen
-            .entry((exporter, reason))
-            .or_insert((now - self.interval * 2, 0));
-        if now.saturating_duration_since(entry.0) >= self.interval || entry.0 > now {
+        // A new key has never logged: `now` less two intervals would be its natural "last
+        // time", but an Instant cannot go below the clock's start (a panic in the first seconds
+        // after boot), so the first line is let through explicitly.
+        let mut fresh = false;
+        let entry = self.seen.entry((exporter, reason)).or_insert_with(|| {
+            fresh = true;
+            (now, 0)
+        });
+        if fresh || now.saturating_duration_since(entry.0) >= self.interval || entry.0 > now {
             let suppressed = std::mem::take(&mut entry.1);
             entry.0 = now;
             Some(suppressed)
