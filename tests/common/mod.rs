@@ -10,6 +10,7 @@
     reason = "test helpers: each test binary uses a different subset, and failing loudly is the point"
 )]
 
+pub(crate) mod biflows;
 pub(crate) mod flows;
 
 use std::path::{Path, PathBuf};
