@@ -181,6 +181,8 @@ pub struct Counters {
     pub connections_accepted: Counter,
     /// TCP connections open now (gauge).
     pub connections_open: Counter,
+    /// TCP connections the exporter reset (RST) rather than closed.
+    pub connections_reset: Counter,
     /// Datagrams the kernel dropped on the UDP sockets (gauge, read from the kernel).
     pub udp_kernel_drops: Counter,
     dropped: [Counter; DropReason::ALL.len()],
@@ -202,7 +204,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 23] = [
+        let plain: [(&str, &str, &Counter); 24] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -285,6 +287,11 @@ impl Counters {
                 &self.connections_accepted,
             ),
             ("flowvm_connections_open", "gauge", &self.connections_open),
+            (
+                "flowvm_connections_reset_total",
+                "counter",
+                &self.connections_reset,
+            ),
             ("flowvm_udp_kernel_drops", "gauge", &self.udp_kernel_drops),
         ];
         for (name, kind, counter) in plain {

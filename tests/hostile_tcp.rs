@@ -318,6 +318,51 @@ async fn trickling_stopping_and_silent_peers() {
     assert_eq!(interfaces, expected);
 }
 
+/// Resets `peer` (RST, not FIN): zero linger, then close.
+fn reset(peer: TcpStream) {
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_are_counted_and_a_message_cut_by_one_is_truncated() {
+    let out = scratch("hostile-tcp-reset");
+    let c = Running::start(&out, Config::default()).await;
+    // Reset between Messages: the Messages before it are whole and decode.
+    let mut between = TcpStream::connect(c.tcp).await.unwrap();
+    between
+        .write_all(&template_message(&[template(256, &FIELDS)], 1))
+        .await
+        .unwrap();
+    between
+        .write_all(&data_message(256, &[record(1, 1)], 0, 1))
+        .await
+        .unwrap();
+    c.until("the record before the reset", |k| {
+        k.records_decoded.get() == 1
+    })
+    .await;
+    reset(between);
+    c.until("one reset", |k| k.connections_reset.get() == 1)
+        .await;
+    // Reset mid-message: the partial Message is truncated.
+    let mut mid = TcpStream::connect(c.tcp).await.unwrap();
+    mid.write_all(&data_message(256, &[record(2, 1)], 1, 1)[..20])
+        .await
+        .unwrap();
+    // Bounded wait until the collector has read the 20 octets (it reads as they come).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    reset(mid);
+    c.until("two resets", |k| k.connections_reset.get() == 2)
+        .await;
+    let k = c.stop().await;
+    assert_eq!(k.dropped(DropReason::Truncated), 1);
+    assert_eq!(k.messages_dropped.get(), 1);
+    assert_eq!(k.records_decoded.get(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_65535_octet_message_decodes() {
     let out = scratch("hostile-tcp-65535");

@@ -340,6 +340,9 @@ impl Decoder {
                 TemplateState::Rejected { options }
             }
         };
+        if !session.is_udp() {
+            self.log_reuse(key, &state, now);
+        }
         let ready = matches!(state, TemplateState::Ready(_));
         if self.templates.install(key, state, now).is_err() {
             self.counters.record_drop(DropReason::TemplateLimit, 1);
@@ -357,10 +360,46 @@ impl Decoder {
         }
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-8.1
+    //# If a Collecting Process receives a new Template Record or Options
+    //# Template Record for an already-allocated Template ID, and that
+    //# Template or Options Template is identical to the already-received
+    //# Template or Options Template, it SHOULD log the retransmission.
+    //
+    //# If a Collecting Process receives a new Template Record or Options
+    //# Template Record for an already-allocated Template ID, and that
+    //# Template or Options Template is different from the already-received
+    //# Template or Options Template, this indicates a malfunctioning or
+    //# improperly implemented Exporting Process.  The continued receipt and
+    //# unambiguous interpretation of Data Records for this Template ID are
+    //# no longer possible, and the Collecting Process SHOULD log the error.
+    /// Logs a template that reuses an allocated ID without a withdrawal (outside UDP, where
+    /// that is a refresh or normal reuse, §8.4). flowvm applies the new definition to the
+    /// data that follows, as over UDP: the exporter's newest word is the best guess.
+    fn log_reuse(&mut self, key: TemplateKey, new: &TemplateState, now: Instant) {
+        let identical = match (self.templates.get(&key), new) {
+            (None, _) => return,
+            (Some(TemplateState::Ready(old)), TemplateState::Ready(new)) => Arc::ptr_eq(old, new),
+            // Refused again: already logged as a rejection.
+            (Some(TemplateState::Rejected { .. }), TemplateState::Rejected { .. }) => return,
+            (Some(_), _) => false,
+        };
+        let session = key.session;
+        if identical {
+            debug!(%session, domain = key.domain.0, template_id = key.template_id.0, "Template retransmitted.");
+        } else if self
+            .warning_allowed(session, "template_redefined", now)
+            .is_some()
+        {
+            warn!(%session, domain = key.domain.0, template_id = key.template_id.0, "Template redefined without a withdrawal; the new layout applies to the data that follows.");
+        }
+    }
+
     fn withdraw(&mut self, session: TransportSession, key: TemplateKey) {
         //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
-        //# If a Collecting Process receives a Template Withdrawal Message over UDP, the
-        //# Collecting Process MUST ignore it
+        //# Template Withdrawals (Section 8.1) MUST NOT be sent by Exporting
+        //# Processes exporting via UDP and MUST be ignored by Collecting
+        //# Processes collecting via UDP.
         if session.is_udp() {
             self.counters
                 .record_drop(DropReason::UdpWithdrawalIgnored, 1);

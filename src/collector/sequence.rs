@@ -191,6 +191,14 @@ impl SequenceTracker {
         {
             stream.convention = Convention::IncludingThisMessage;
             event = SequenceEvent::CountsItsOwnRecords;
+        } else if stream.convention == Convention::IncludingThisMessage
+            && !matches!(event, SequenceEvent::InOrder)
+            && stream.expected == Some(sequence_number)
+        {
+            // The switch was a coincidence (an RFC exporter's gap equal to the next Message's
+            // record count): a mismatch that RFC 7011's reading explains exactly switches back.
+            stream.convention = Convention::Rfc;
+            event = SequenceEvent::InOrder;
         }
         match event {
             SequenceEvent::Reordered => {
@@ -302,6 +310,25 @@ mod tests {
         // A real gap is still a gap: 10 records never came.
         assert_eq!(observe(114, 4, 0), SequenceEvent::Lost(10));
         assert_eq!(t.lost().map(|(_, _, l)| l).sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn a_coincidence_taken_for_softflowd_is_undone_by_the_next_rfc_message() {
+        // 5 records lost after the first Message (10 records), so the second (15 records)
+        // starts at 0 + 15, as softflowd would number it; the third fits only RFC 7011's
+        // reading, which is restored.
+        let (events, lost) = run(&[(0, Some(10)), (15, Some(15)), (30, Some(7)), (37, Some(1))]);
+        assert_eq!(
+            events,
+            [
+                SequenceEvent::Synced,
+                SequenceEvent::CountsItsOwnRecords,
+                SequenceEvent::InOrder,
+                SequenceEvent::InOrder
+            ]
+        );
+        // The 5 lost records go uncounted: the price of reading softflowd without false loss.
+        assert_eq!(lost, 0);
     }
 
     #[test]

@@ -97,6 +97,19 @@ impl Peer<'_> {
         self.counters.record_drop(DropReason::Truncated, 1);
         warn!(%exporter, octets = got, "A TCP peer stopped mid-message; the partial message is dropped.");
     }
+
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-11.6
+    //# IPFIX Exporting and Collecting Processes SHOULD detect and log any
+    //# SCTP association reset or TCP connection reset.
+    /// The peer reset the connection, `got` octets into a Message (0: between Messages).
+    fn reset(&self, exporter: SocketAddr, got: usize) -> &'static str {
+        self.counters.connections_reset.add(1);
+        if got > 0 {
+            self.truncated(exporter, got);
+        }
+        warn!(%exporter, "A TCP peer reset its connection.");
+        "reset"
+    }
 }
 
 /// How filling a buffer from the stream ended.
@@ -105,6 +118,8 @@ enum Fill {
     Full,
     /// The peer closed the stream (or it failed) after this many octets.
     Ended(usize),
+    /// The peer reset the connection after this many octets.
+    Reset(usize),
     /// The peer was silent for the idle timeout after this many octets.
     Silent(usize),
 }
@@ -115,12 +130,20 @@ async fn fill(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> Fill {
     let mut got = 0;
     while let Some(rest) = buf.get_mut(got..).filter(|rest| !rest.is_empty()) {
         match tokio::time::timeout(idle, stream.read(rest)).await {
+            Ok(Err(e)) if is_reset(&e) => return Fill::Reset(got),
             Ok(Ok(0) | Err(_)) => return Fill::Ended(got),
             Ok(Ok(n)) => got += n,
             Err(_) => return Fill::Silent(got),
         }
     }
     Fill::Full
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Reads Messages from one connection until it ends; returns why it ended.
@@ -157,6 +180,7 @@ async fn connection(
                 peer.truncated(exporter, got);
                 return "idle mid-header";
             }
+            Fill::Reset(got) => return peer.reset(exporter, got),
         }
         //= https://www.rfc-editor.org/rfc/rfc7011#section-10.4.1
         //# The IPFIX Message Header contains the Message Length
@@ -187,6 +211,7 @@ async fn connection(
                 peer.truncated(exporter, HEADER_LEN + got);
                 return "idle mid-message";
             }
+            Fill::Reset(got) => return peer.reset(exporter, HEADER_LEN + got),
         }
         // TCP is reliable: wait for room (in Messages and in octets) rather than drop: the
         // exporter is pushed back.
