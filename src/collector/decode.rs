@@ -52,6 +52,9 @@ enum Step<'a> {
     Withdraw(TemplateId),
     WithdrawAll(SetId),
     Data(Set<'a>, TemplateId),
+    /// A Set skipped for a reserved Set ID: counted in pass two, so that a Message dropped
+    /// later in pass one counts one reason only.
+    Skip(DropReason),
 }
 
 /// Decodes the Messages of every Transport Session into batches.
@@ -169,7 +172,7 @@ impl Decoder {
                     //# Values from 4 to 255 are reserved for future use.
                     // Judgement: skip the Set, keep the rest of the Message (COMPLIANCE.md).
                     debug!(%session, set_id = set.id.0, "Skipped a Set with a reserved Set ID.");
-                    self.counters.record_drop(DropReason::from(e.kind), 1);
+                    plan.push(Step::Skip(DropReason::from(e.kind)));
                     continue;
                 }
             };
@@ -262,6 +265,7 @@ impl Decoder {
                             .add(u64::try_from(n).unwrap_or(0));
                     }
                 }
+                Step::Skip(reason) => self.counters.record_drop(reason, 1),
                 Step::Data(set, template_id) => {
                     let key = TemplateKey {
                         session,
