@@ -234,16 +234,25 @@ fn ntp(b: [u8; 8]) -> (i64, u64) {
 #[inline]
 fn ntp_micros(b: [u8; 8]) -> i64 {
     let (seconds, fraction) = ntp(b);
-    let micros = ((fraction & !0x7ff) * 1_000_000) >> 32; // < 10^6: fits
-    seconds * 1_000_000 + i64::try_from(micros).unwrap_or(0)
+    seconds * 1_000_000 + nearest(fraction & !0x7ff, 1_000_000)
 }
 
 /// A dateTimeNanoseconds (NTP format, §6.1.10) as nanoseconds since the UNIX epoch.
 #[inline]
 fn ntp_nanos(b: [u8; 8]) -> i64 {
     let (seconds, fraction) = ntp(b);
-    let nanos = (fraction * 1_000_000_000) >> 32; // < 10^9: fits
-    seconds * 1_000_000_000 + i64::try_from(nanos).unwrap_or(0)
+    seconds * 1_000_000_000 + nearest(fraction, 1_000_000_000)
+}
+
+/// A binary fraction of a second (of 2³²) in `per_second` units, rounded to the nearest.
+/// Exporters convert the other way by truncating (python-ipfix, most C meters), rounding up
+/// (flowvm's exporter) or rounding: to the nearest unit reads every one of them back exactly,
+/// where rounding down loses a unit from the truncating ones (1 µs sent as `0x1000` would read
+/// as 0). A fraction within half a unit of the next second gives `per_second`, which carries.
+#[inline]
+fn nearest(fraction: u64, per_second: u64) -> i64 {
+    // fraction < 2³², per_second ≤ 10⁹ < 2³⁰: no overflow; the result is ≤ per_second.
+    i64::try_from((fraction * per_second + (1 << 31)) >> 32).unwrap_or(0)
 }
 
 /// Where the octets of natural-length fields come from: every record of a Set at a stride (op
@@ -567,6 +576,47 @@ mod tests {
             [&[0xff, 0xfe][..], &[0x00, 0x02], &[0x80, 0x00]].into_iter(),
         );
         assert!(matches!(col, Column::I64(ref v) if v == &[-2, 2, -32_768]));
+    }
+
+    #[test]
+    fn ntp_fractions_read_back_to_the_nearest_unit_whoever_rounded_them() {
+        // 2030-01-02 03:04:05 UTC, then fractions for 1 µs, 654321 µs and 999999999 ns as a
+        // truncating exporter (python-ipfix: 1 µs is 0x1000), a rounding-up one and one that
+        // sets the 11 low bits a microsecond time ignores (RFC 7011 §6.1.9).
+        let seconds: u32 = 4_102_455_845;
+        let unix = i64::from(seconds) - NTP_UNIX_OFFSET;
+        let at = |fraction: u32| {
+            let mut b = [0; 8];
+            b[..4].copy_from_slice(&seconds.to_be_bytes());
+            b[4..].copy_from_slice(&fraction.to_be_bytes());
+            b
+        };
+        for (fraction, micros) in [
+            (0x1000, 1),
+            (0x10c7, 1),
+            (0x10c6 | 0x7ff, 1),
+            (0xa781_9400, 654_321),
+            (0xffff_ffff, 1_000_000),
+        ] {
+            assert_eq!(
+                ntp_micros(at(fraction)),
+                unix * 1_000_000 + micros,
+                "{fraction:#x}"
+            );
+        }
+        for (fraction, nanos) in [
+            (4, 1),
+            (5, 1),
+            (4_294_967_291, 999_999_999),
+            (4_294_967_292, 999_999_999),
+            (0xffff_ffff, 1_000_000_000),
+        ] {
+            assert_eq!(
+                ntp_nanos(at(fraction)),
+                unix * 1_000_000_000 + nanos,
+                "{fraction:#x}"
+            );
+        }
     }
 
     #[test]

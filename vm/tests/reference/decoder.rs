@@ -174,7 +174,8 @@ fn signed(b: &[u8]) -> i64 {
 fn ntp(b: &[u8], per_second: i64, mask: u64) -> i64 {
     let seconds = unsigned(&b[..4]) as i64 - 2_208_988_800;
     let fraction = unsigned(&b[4..]) & !mask;
-    seconds * per_second + ((fraction as i128 * per_second as i128) / (1_i128 << 32)) as i64
+    // To the nearest unit, as the VM reads it (exporters truncate, round or round up).
+    seconds * per_second + ((fraction as i128 * per_second as i128 + (1_i128 << 31)) >> 32) as i64
 }
 
 fn build(ty: T, len: u16, values: &[Vec<u8>]) -> ArrayRef {
