@@ -102,10 +102,10 @@ fn collect_message_a_dropped_message_counts_one_reason_after_a_reserved_set() {
 /// A `dateTimeMicroseconds` field alone whose NTP seconds lie before 1970 (1945-05-15, a
 /// negative UNIX time), with a fraction that is not a whole microsecond. Found by running
 /// `vm_differential` on a working tree where the VM's NTP conversion had begun rounding the
-/// fraction to the nearest microsecond while the reference decoder still truncated; at the
-/// committed VM both read 02:09:25.417968. Kept so that the VM and its reference
-/// (`vm/tests/reference/decoder.rs`) cannot drift apart on sub-unit fractions and negative
-/// times: a change of rounding has to change both.
+/// fraction to the nearest microsecond (commit e5a3f43) while the reference decoder still
+/// truncated: the VM read 02:09:25.417969, the reference .417968. That commit changed the
+/// reference too. Kept so that the VM and its reference (`vm/tests/reference/decoder.rs`)
+/// cannot drift apart on sub-unit fractions and negative times.
 #[test]
 fn vm_differential_ntp_microseconds_before_1970_agree_with_the_reference() {
     replay("vm_differential", "ntp-microseconds-before-1970");
