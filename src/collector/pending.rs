@@ -47,6 +47,10 @@ pub struct PendingLimits {
     pub max_age: Duration,
 }
 
+//= https://www.rfc-editor.org/rfc/rfc7011#section-9.3
+//# The Collecting Process SHOULD accept Data Records without the
+//# associated Template Record (or other definitions such as Common
+//# Properties) required to decode the Data Record.
 /// The buffer of Sets waiting for their template.
 #[derive(Debug)]
 pub struct PendingStore {

@@ -122,6 +122,9 @@ impl SequenceTracker {
         self.streams.is_empty()
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-11.6
+    //# IPFIX Collecting Processes MUST detect potential IPFIX Message
+    //# insertion or loss conditions by tracking the IPFIX Sequence Number
     /// Accounts a Message of `session`/`domain` carrying `sequence_number` and `records` Data
     /// Records (`None` when some could not be counted, e.g. held for a missing template: the
     /// next Message then re-syncs instead of counting loss), received at `now`.

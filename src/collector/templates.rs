@@ -11,6 +11,10 @@ use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 
 use crate::collector::session::TransportSession;
 
+//= https://www.rfc-editor.org/rfc/rfc7011#section-8
+//# Different Observation Domains within a Transport Session MAY use the
+//# same Template ID value to refer to different Templates; Collecting
+//# Processes MUST properly handle this case.
 /// Where a template lives: templates of different sessions or domains never mix (§8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TemplateKey {
@@ -136,6 +140,11 @@ impl TemplateStore {
         self.map.get(key).map(|e| &e.state)
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
+    //# The Collecting Process MUST replace the Template or Options
+    //# Template for that Template ID with the newly received Template or
+    //# Options Template.  This is the normal operation of Template ID reuse
+    //# over UDP.
     /// Installs (or redefines, or refreshes) the template at `key`.
     ///
     /// # Errors
@@ -280,6 +289,9 @@ impl TemplateStore {
         })
     }
 
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-8
+    //# The Collecting Process MUST NOT use Templates from one Transport
+    //# Session to decode Data Sets in a subsequent Transport Session.
     /// Forgets every template of a session that ended (a closed TCP connection, §8.1).
     pub fn remove_session(&mut self, session: TransportSession) -> usize {
         self.remove_where(|k, _| k.session == session)
