@@ -11,11 +11,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
@@ -104,17 +103,7 @@ struct Relay {
 
 impl Relay {
     fn start(collector: SocketAddr) -> Self {
-        // A deep buffer: the exporter replays as fast as it can, as a real one would.
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        socket.set_recv_buffer_size(8 << 20).unwrap();
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .unwrap();
-        let socket = UdpSocket::from(socket);
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        let socket = common::loopback_udp_receiver();
         let addr = socket.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);

@@ -21,7 +21,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -84,16 +84,7 @@ fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16,
         });
         (port, receiver)
     } else {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
-        socket.set_recv_buffer_size(8 << 20).unwrap();
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .unwrap();
-        let socket = UdpSocket::from(socket);
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        let socket = common::loopback_udp_receiver();
         let port = socket.local_addr().unwrap().port();
         let flag = Arc::clone(&stop);
         let receiver = std::thread::spawn(move || {

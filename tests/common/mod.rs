@@ -26,6 +26,21 @@ use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
 use flowvm_vm::wire::writer::MessageWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// A UDP socket on 127.0.0.1 port 0 with a deep (8 MiB) receive buffer, so an exporter that
+/// replays as fast as it can loses nothing, and a 50 ms read timeout for bounded loops.
+pub(crate) fn loopback_udp_receiver() -> std::net::UdpSocket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    socket.set_recv_buffer_size(8 << 20).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let socket = std::net::UdpSocket::from(socket);
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    socket
+}
+
 /// A fresh directory under the system temp dir, unique to this process and `name`.
 pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flowvm-test-{}-{name}", std::process::id()));
