@@ -16,31 +16,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::types::UInt32Type;
 use common::flows::{Key, Packet, Record, S, pcap, read_pcap, reference};
-use common::{Running, read_archive, scratch};
+use common::{Running, read_archive, scratch, uint};
 use flowvm::config::Config;
 
 /// One record as both sides see it, under `record l3,l4`.
 type Row = Record<Key>;
 
 // ---- The archive side. ----
-
-fn uint(col: &dyn Array, i: usize) -> u64 {
-    match col.data_type() {
-        DataType::UInt8 => u64::from(col.as_primitive::<UInt8Type>().value(i)),
-        DataType::UInt16 => u64::from(col.as_primitive::<UInt16Type>().value(i)),
-        DataType::UInt32 => u64::from(col.as_primitive::<UInt32Type>().value(i)),
-        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i),
-        DataType::Timestamp(..) => {
-            u64::try_from(col.as_primitive::<TimestampNanosecondType>().value(i)).unwrap()
-        }
-        other => panic!("unexpected column type {other}"),
-    }
-}
 
 fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();

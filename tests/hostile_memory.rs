@@ -13,24 +13,17 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{data_message, scratch, template, template_message};
+use common::{KillOnDrop, data_message, scratch, template, template_message};
 
 /// A running `flowvm collect`, killed when dropped (even when the test fails).
 struct Collector {
-    child: Child,
+    child: KillOnDrop,
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
     metrics: SocketAddr,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Collector {
@@ -54,7 +47,7 @@ impl Collector {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut collector = Self {
-            child,
+            child: KillOnDrop(child),
             udp: Vec::new(),
             tcp: Vec::new(),
             metrics: "127.0.0.1:0".parse().unwrap(),
@@ -76,7 +69,8 @@ impl Collector {
 
     /// A field of /proc/<pid>/status, in KiB.
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix(field))

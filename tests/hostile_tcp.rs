@@ -8,7 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Running, column, data_message, read_archive, scratch, template, template_message};
+use common::{
+    INTERFACE_PACKETS, Running, column, data_message, interface_packets, read_archive, scratch,
+    template, template_message,
+};
 use flowvm::config::Config;
 use flowvm::telemetry::DropReason;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
@@ -16,15 +19,6 @@ use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
 use flowvm_vm::wire::writer::MessageWriter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// ingressInterface (4) and packetDeltaCount (8): 12-octet records.
-const FIELDS: [(u16, u16); 2] = [(10, 4), (2, 8)];
-
-fn record(interface: u32, packets: u64) -> Vec<u8> {
-    let mut r = interface.to_be_bytes().to_vec();
-    r.extend(packets.to_be_bytes());
-    r
-}
 
 /// Waits (bounded) until the collector closes `peer`: a read sees the end of the stream.
 async fn closed_by_collector(peer: &mut TcpStream) {
@@ -76,10 +70,10 @@ async fn a_template_flood_over_tcp_is_bounded_per_connection_and_others_still_de
         .await;
     assert_eq!(c.counters.templates_live.get(), 4096);
     let mut good = TcpStream::connect(c.tcp).await.unwrap();
-    good.write_all(&template_message(&[template(256, &FIELDS)], 1))
+    good.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
         .await
         .unwrap();
-    good.write_all(&data_message(256, &[record(5, 50)], 0, 1))
+    good.write_all(&data_message(256, &[interface_packets(5, 50)], 0, 1))
         .await
         .unwrap();
     c.until("the good record", |k| k.records_decoded.get() == 1)
@@ -101,28 +95,28 @@ async fn lying_lengths_over_tcp_drop_the_message_or_close_only_that_connection()
     let out = scratch("hostile-tcp-lengths");
     let c = Running::start(&out, Config::default()).await;
     let mut peer = TcpStream::connect(c.tcp).await.unwrap();
-    peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
+    peer.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
         .await
         .unwrap();
     // The framing holds (the Message Length is right) but a Set Length lies: the Message is
     // dropped, the connection goes on.
-    let good = sets(1, 0, &[(SetId(256), record(99, 99))]);
+    let good = sets(1, 0, &[(SetId(256), interface_packets(99, 99))]);
     let mut lying = good.clone();
     lying.extend([1, 0, 0, 3]);
     lying[2..4].copy_from_slice(&36_u16.to_be_bytes());
     peer.write_all(&lying).await.unwrap();
-    peer.write_all(&data_message(256, &[record(1, 1)], 0, 1))
+    peer.write_all(&data_message(256, &[interface_packets(1, 1)], 0, 1))
         .await
         .unwrap();
     c.until("the good record", |k| k.records_decoded.get() == 1)
         .await;
     // A Message Length below the header's 16 octets loses the framing: that connection ends.
     let mut short = TcpStream::connect(c.tcp).await.unwrap();
-    let mut m = data_message(256, &[record(2, 2)], 0, 1);
+    let mut m = data_message(256, &[interface_packets(2, 2)], 0, 1);
     m[2..4].copy_from_slice(&12_u16.to_be_bytes());
     short.write_all(&m).await.unwrap();
     closed_by_collector(&mut short).await;
-    peer.write_all(&data_message(256, &[record(3, 3)], 1, 1))
+    peer.write_all(&data_message(256, &[interface_packets(3, 3)], 1, 1))
         .await
         .unwrap();
     c.until("the next record", |k| k.records_decoded.get() == 2)
@@ -141,7 +135,7 @@ async fn withdrawals_and_redefinitions_at_awkward_moments() {
     let out = scratch("hostile-tcp-withdraw");
     let c = Running::start(&out, Config::default()).await;
     let mut peer = TcpStream::connect(c.tcp).await.unwrap();
-    let t256 = template(256, &FIELDS);
+    let t256 = template(256, &INTERFACE_PACKETS);
     let t258 = template(258, &[(14, 4)]);
     let t258_wide = template(258, &[(14, 4), (2, 8)]);
     let t260 = template(260, &[(10, 4)]);
@@ -171,9 +165,9 @@ async fn withdrawals_and_redefinitions_at_awkward_moments() {
             1,
             1,
             &[
-                (SetId(256), record(1, 10)),
+                (SetId(256), interface_packets(1, 10)),
                 (tpl, withdraw(256)),
-                (SetId(256), record(2, 20)),
+                (SetId(256), interface_packets(2, 20)),
             ],
         ),
         // Data in the old layout, a redefinition, data in the new layout.
@@ -183,7 +177,7 @@ async fn withdrawals_and_redefinitions_at_awkward_moments() {
             &[
                 (SetId(258), 6_u32.to_be_bytes().to_vec()),
                 (tpl, define(&t258_wide)),
-                (SetId(258), record(7, 70)),
+                (SetId(258), interface_packets(7, 70)),
             ],
         ),
         // 260 re-used as an Options Template, and its data.
@@ -200,7 +194,10 @@ async fn withdrawals_and_redefinitions_at_awkward_moments() {
         sets(
             1,
             6,
-            &[(SetId(258), record(8, 80)), (SetId(260), sampling(2000))],
+            &[
+                (SetId(258), interface_packets(8, 80)),
+                (SetId(260), sampling(2000)),
+            ],
         ),
         // Withdraw every Options Template (ID 3 in an Options Template Set): 260 goes.
         sets(1, 8, &[(SetId::OPTIONS_TEMPLATE, withdraw(3))]),
@@ -254,9 +251,9 @@ async fn trickling_stopping_and_silent_peers() {
     // One octet at a time: every Message decodes.
     let mut slow = TcpStream::connect(c.tcp).await.unwrap();
     slow.set_nodelay(true).unwrap();
-    let mut stream = template_message(&[template(256, &FIELDS)], 1);
+    let mut stream = template_message(&[template(256, &INTERFACE_PACKETS)], 1);
     for i in 0..3_u32 {
-        let rows: Vec<Vec<u8>> = (0..20).map(|j| record(i * 20 + j, 1)).collect();
+        let rows: Vec<Vec<u8>> = (0..20).map(|j| interface_packets(i * 20 + j, 1)).collect();
         stream.extend(data_message(256, &rows, i * 20, 1));
     }
     for b in &stream {
@@ -267,10 +264,10 @@ async fn trickling_stopping_and_silent_peers() {
     // A steady peer beside the bad ones.
     let mut steady = TcpStream::connect(c.tcp).await.unwrap();
     steady
-        .write_all(&template_message(&[template(256, &FIELDS)], 2))
+        .write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 2))
         .await
         .unwrap();
-    let partial = data_message(256, &[record(1000, 1)], 0, 1);
+    let partial = data_message(256, &[interface_packets(1000, 1)], 0, 1);
     // Closed mid-header, and mid-message.
     for cut in [7, 20] {
         let mut peer = TcpStream::connect(c.tcp).await.unwrap();
@@ -286,7 +283,12 @@ async fn trickling_stopping_and_silent_peers() {
     let mut sent = 0_u32;
     while c.counters.dropped(DropReason::Truncated) < 3 && sent < 50 {
         steady
-            .write_all(&data_message(256, &[record(2000 + sent, 1)], sent, 2))
+            .write_all(&data_message(
+                256,
+                &[interface_packets(2000 + sent, 1)],
+                sent,
+                2,
+            ))
             .await
             .unwrap();
         sent += 1;
@@ -295,7 +297,12 @@ async fn trickling_stopping_and_silent_peers() {
     closed_by_collector(&mut silent).await;
     assert_eq!(c.counters.dropped(DropReason::Truncated), 3);
     steady
-        .write_all(&data_message(256, &[record(2000 + sent, 1)], sent, 2))
+        .write_all(&data_message(
+            256,
+            &[interface_packets(2000 + sent, 1)],
+            sent,
+            2,
+        ))
         .await
         .unwrap();
     sent += 1;
@@ -333,11 +340,11 @@ async fn resets_are_counted_and_a_message_cut_by_one_is_truncated() {
     // Reset between Messages: the Messages before it are whole and decode.
     let mut between = TcpStream::connect(c.tcp).await.unwrap();
     between
-        .write_all(&template_message(&[template(256, &FIELDS)], 1))
+        .write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
         .await
         .unwrap();
     between
-        .write_all(&data_message(256, &[record(1, 1)], 0, 1))
+        .write_all(&data_message(256, &[interface_packets(1, 1)], 0, 1))
         .await
         .unwrap();
     c.until("the record before the reset", |k| {
@@ -349,7 +356,7 @@ async fn resets_are_counted_and_a_message_cut_by_one_is_truncated() {
         .await;
     // Reset mid-message: the partial Message is truncated.
     let mut mid = TcpStream::connect(c.tcp).await.unwrap();
-    mid.write_all(&data_message(256, &[record(2, 1)], 1, 1)[..20])
+    mid.write_all(&data_message(256, &[interface_packets(2, 1)], 1, 1)[..20])
         .await
         .unwrap();
     // Bounded wait until the collector has read the 20 octets (it reads as they come).
@@ -369,13 +376,15 @@ async fn a_65535_octet_message_decodes() {
     let c = Running::start(&out, Config::default()).await;
     let mut peer = TcpStream::connect(c.tcp).await.unwrap();
     // 65535 - 20 = 5459 records of 12 octets and 7 of padding.
-    let rows: Vec<Vec<u8>> = (0..5459).map(|i| record(i, u64::from(i))).collect();
+    let rows: Vec<Vec<u8>> = (0..5459)
+        .map(|i| interface_packets(i, u64::from(i)))
+        .collect();
     let mut big = data_message(256, &rows, 0, 1);
     big.extend([0; 7]);
     big[2..4].copy_from_slice(&65_535_u16.to_be_bytes());
     big[18..20].copy_from_slice(&65_519_u16.to_be_bytes());
     assert_eq!(big.len(), 65_535);
-    peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
+    peer.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
         .await
         .unwrap();
     peer.write_all(&big).await.unwrap();
@@ -403,11 +412,13 @@ async fn a_flood_beside_a_steady_exporter_is_pushed_back_and_nothing_is_lost() {
         let mut peer = TcpStream::connect(c.tcp).await.unwrap();
         let defs: Vec<_> = (300..4300).map(|id| template(id, &[(10, 4)])).collect();
         peer.write_all(&template_message(&defs, 9)).await.unwrap();
-        peer.write_all(&template_message(&[template(256, &FIELDS)], 1))
+        peer.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
             .await
             .unwrap();
         for m in 0..100_u32 {
-            let rows: Vec<Vec<u8>> = (0..5000).map(|j| record(m * 5000 + j, 1)).collect();
+            let rows: Vec<Vec<u8>> = (0..5000)
+                .map(|j| interface_packets(m * 5000 + j, 1))
+                .collect();
             peer.write_all(&data_message(256, &rows, m * 5000, 1))
                 .await
                 .unwrap();
@@ -418,11 +429,13 @@ async fn a_flood_beside_a_steady_exporter_is_pushed_back_and_nothing_is_lost() {
     };
     let steady = async {
         let mut peer = TcpStream::connect(c.tcp).await.unwrap();
-        peer.write_all(&template_message(&[template(256, &FIELDS)], 7))
+        peer.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 7))
             .await
             .unwrap();
         for i in 0..200_u32 {
-            let rows: Vec<Vec<u8>> = (0..10).map(|j| record(1_000_000 + i * 10 + j, 1)).collect();
+            let rows: Vec<Vec<u8>> = (0..10)
+                .map(|j| interface_packets(1_000_000 + i * 10 + j, 1))
+                .collect();
             peer.write_all(&data_message(256, &rows, i * 10, 7))
                 .await
                 .unwrap();

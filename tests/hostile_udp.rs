@@ -10,7 +10,8 @@ mod common;
 use std::net::SocketAddr;
 
 use common::{
-    Running, column, data_message, http_get, read_archive, scratch, template, template_message,
+    INTERFACE_PACKETS, Running, column, data_message, http_get, interface_packets, read_archive,
+    scratch, template, template_message,
 };
 use flowvm::collector::udp::kernel_drops;
 use flowvm::config::Config;
@@ -18,15 +19,6 @@ use flowvm::telemetry::DropReason;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
 use flowvm_vm::wire::writer::MessageWriter;
 use tokio::net::UdpSocket;
-
-/// ingressInterface (4) and packetDeltaCount (8): 12-octet records.
-const FIELDS: [(u16, u16); 2] = [(10, 4), (2, 8)];
-
-fn record(interface: u32, packets: u64) -> Vec<u8> {
-    let mut r = interface.to_be_bytes().to_vec();
-    r.extend(packets.to_be_bytes());
-    r
-}
 
 /// `message` with `raw` octets appended and its Message Length set to match.
 fn with_raw(mut message: Vec<u8>, raw: &[u8]) -> Vec<u8> {
@@ -124,10 +116,13 @@ async fn a_template_flood_is_bounded_per_session_and_per_address_and_others_stil
     assert_eq!(k.dropped(DropReason::TemplateLimit), 904 + 4096);
     // Another address still gets its template in and its data decoded.
     let good = exporter("127.0.0.2").await;
-    good.send_to(&template_message(&[template(256, &FIELDS)], 1), c.udp)
-        .await
-        .unwrap();
-    good.send_to(&data_message(256, &[record(7, 70)], 0, 1), c.udp)
+    good.send_to(
+        &template_message(&[template(256, &INTERFACE_PACKETS)], 1),
+        c.udp,
+    )
+    .await
+    .unwrap();
+    good.send_to(&data_message(256, &[interface_packets(7, 70)], 0, 1), c.udp)
         .await
         .unwrap();
     c.until("the good record", |k| k.records_decoded.get() == 1)
@@ -193,13 +188,16 @@ async fn a_flood_of_observation_domains_keeps_sequence_state_and_the_metrics_pag
     );
     // Another address has streams of its own.
     let good = exporter("127.0.0.2").await;
-    good.send_to(&template_message(&[template(256, &FIELDS)], 1), c.udp)
+    good.send_to(
+        &template_message(&[template(256, &INTERFACE_PACKETS)], 1),
+        c.udp,
+    )
+    .await
+    .unwrap();
+    good.send_to(&data_message(256, &[interface_packets(1, 1)], 0, 1), c.udp)
         .await
         .unwrap();
-    good.send_to(&data_message(256, &[record(1, 1)], 0, 1), c.udp)
-        .await
-        .unwrap();
-    good.send_to(&data_message(256, &[record(2, 2)], 3, 1), c.udp)
+    good.send_to(&data_message(256, &[interface_packets(2, 2)], 3, 1), c.udp)
         .await
         .unwrap();
     c.until("the good exporter's gap", |k| {
@@ -218,13 +216,13 @@ async fn sets_whose_lengths_lie_drop_the_whole_message_and_later_messages_decode
     let e = exporter("127.0.0.1").await;
     // 257: ingressInterface, then interfaceName of variable length.
     let defs = [
-        template(256, &FIELDS),
+        template(256, &INTERFACE_PACKETS),
         template(257, &[(10, 4), (82, 65_535)]),
     ];
-    let good = |seq| data_message(256, &[record(99, 99)], seq, 1);
+    let good = |seq| data_message(256, &[interface_packets(99, 99)], seq, 1);
     let messages = [
         template_message(&defs, 1),
-        data_message(256, &[record(1, 1)], 0, 1),
+        data_message(256, &[interface_packets(1, 1)], 0, 1),
         // A good Data Set, then a Set Length of 3.
         with_raw(good(1), &[1, 0, 0, 3]),
         // A good Data Set, then a Set Length past the Message's end.
@@ -247,10 +245,15 @@ async fn sets_whose_lengths_lie_drop_the_whole_message_and_later_messages_decode
         },
         // Two whole records and 5 octets: the rest is padding (RFC 7011 §3.3.1), accepted.
         with_raw(
-            data_message(256, &[record(2, 2), record(3, 3)], 1, 1),
+            data_message(
+                256,
+                &[interface_packets(2, 2), interface_packets(3, 3)],
+                1,
+                1,
+            ),
             &[0, 0, 0, 0, 0],
         ),
-        data_message(256, &[record(4, 4)], 3, 1),
+        data_message(256, &[interface_packets(4, 4)], 3, 1),
     ];
     // Fix the Set Length of the padded Set: 4 + 24 + 5.
     let mut messages = messages.to_vec();
@@ -282,12 +285,12 @@ async fn withdrawals_over_udp_are_ignored_and_counted() {
     let c = Running::start(&out, Config::default()).await;
     let e = exporter("127.0.0.1").await;
     let messages = [
-        template_message(&[template(256, &FIELDS)], 1),
+        template_message(&[template(256, &INTERFACE_PACKETS)], 1),
         withdrawal(SetId::TEMPLATE, 256, 1),
         withdrawal(SetId::TEMPLATE, 2, 1),
         withdrawal(SetId::OPTIONS_TEMPLATE, 3, 1),
         withdrawal(SetId::TEMPLATE, 999, 1),
-        data_message(256, &[record(1, 1)], 0, 1),
+        data_message(256, &[interface_packets(1, 1)], 0, 1),
     ];
     send_paced(&c, &e, &messages, 0).await;
     let k = c.stop().await;
@@ -301,7 +304,7 @@ async fn withdrawals_over_udp_are_ignored_and_counted() {
 fn message_of(len: usize, first: u32, sequence: u32) -> (Vec<u8>, u32) {
     let records = u32::try_from((len - 20) / 12).unwrap();
     let rows: Vec<Vec<u8>> = (first..first + records)
-        .map(|i| record(i, u64::from(i)))
+        .map(|i| interface_packets(i, u64::from(i)))
         .collect();
     let padding = vec![0; (len - 20) % 12];
     let mut m = with_raw(data_message(256, &rows, sequence, 1), &padding);
@@ -327,7 +330,10 @@ async fn the_largest_ipv4_datagram_decodes() {
     send_paced(
         &c,
         &e,
-        &[template_message(&[template(256, &FIELDS)], 1), big],
+        &[
+            template_message(&[template(256, &INTERFACE_PACKETS)], 1),
+            big,
+        ],
         0,
     )
     .await;
@@ -347,12 +353,18 @@ async fn a_flood_beside_a_steady_exporter_costs_it_nothing() {
     let good = exporter("127.0.0.2").await;
     let flood = exporter("127.0.0.1").await;
     let collector: SocketAddr = c.udp;
-    good.send_to(&template_message(&[template(256, &FIELDS)], 7), collector)
-        .await
-        .unwrap();
+    good.send_to(
+        &template_message(&[template(256, &INTERFACE_PACKETS)], 7),
+        collector,
+    )
+    .await
+    .unwrap();
     // The flood's template for its valid data, once: its data then counts no loss.
     flood
-        .send_to(&template_message(&[template(256, &FIELDS)], 1), collector)
+        .send_to(
+            &template_message(&[template(256, &INTERFACE_PACKETS)], 1),
+            collector,
+        )
         .await
         .unwrap();
     // The flood: garbage, template floods, lying lengths and valid data at full size.
@@ -368,7 +380,7 @@ async fn a_flood_beside_a_steady_exporter_costs_it_nothing() {
     // The steady exporter: 200 Messages of 10 records, interleaved with the flood.
     let steady = async {
         for i in 0..200_u32 {
-            let rows: Vec<Vec<u8>> = (0..10).map(|j| record(i * 10 + j, 1)).collect();
+            let rows: Vec<Vec<u8>> = (0..10).map(|j| interface_packets(i * 10 + j, 1)).collect();
             good.send_to(&data_message(256, &rows, i * 10, 7), collector)
                 .await
                 .unwrap();

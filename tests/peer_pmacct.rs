@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,23 +19,13 @@ use arrow_array::types::{TimestampMillisecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use common::biflows::{MS, reference};
 use common::flows::{pcap, read_pcap};
-use common::{Running, column, read_archive, scratch};
+use common::{KillOnDrop, Running, column, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
 
 const PMACCTD: &str = "/usr/sbin/pmacctd";
 /// The Observation Domain the probe is given (`nfprobe_engine`).
 const DOMAIN: u32 = 4242;
-
-/// pmacctd, killed when dropped (a failing test must not leave it running).
-struct Pmacctd(Child);
-
-impl Drop for Pmacctd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs pmacctd over `capture` towards `target` with a configuration written in `dir` plus
 /// `extra` lines, and waits (bounded) for it to exit: it sleeps 2 s, reads the savefile,
@@ -79,7 +69,7 @@ fn pmacctd(capture: &str, target: &str, extra: &str, dir: &Path) -> String {
         ),
     )
     .unwrap();
-    let mut child = Pmacctd(
+    let mut child = KillOnDrop(
         Command::new(PMACCTD)
             .arg("-f")
             .arg(&config)
@@ -177,7 +167,7 @@ async fn pmacct_flows_equal_the_capture() {
         };
         let num = |name: &str, i: usize| {
             let c = b.column_by_name(name).unwrap();
-            arrow_cast_u64(c.as_ref(), i)
+            uint(c.as_ref(), i)
         };
         for i in 0..b.num_rows() {
             let (src, dst) = if v4 {
@@ -265,16 +255,6 @@ async fn pmacct_flows_equal_the_capture() {
     assert!(vlans.iter().any(|v| v == "100"), "{vlans:?}");
     let macs = column(&batches, "sourceMacAddress");
     assert!(macs.iter().any(|m| m == "02:00:00:00:00:0a"), "{macs:?}");
-}
-
-fn arrow_cast_u64(c: &dyn Array, i: usize) -> u64 {
-    use arrow_array::types::{UInt8Type, UInt16Type};
-    use arrow_schema::DataType;
-    match c.data_type() {
-        DataType::UInt8 => u64::from(c.as_primitive::<UInt8Type>().value(i)),
-        DataType::UInt16 => u64::from(c.as_primitive::<UInt16Type>().value(i)),
-        other => panic!("unexpected column type {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,33 +12,18 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, TimeUnit};
 use common::biflows::{MS, Row, reference};
 use common::flows::{Key, S, pcap, read_pcap};
-use common::{Running, read_archive, scratch};
+use common::{KillOnDrop, Running, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
 
 const SOFTFLOWD: &str = "/usr/sbin/softflowd";
-
-/// softflowd, killed when dropped (a failing test must not leave it running).
-struct Softflowd(Child);
-
-impl Drop for Softflowd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs softflowd over `capture` towards `target` with `extra` options and waits (bounded) for
 /// it to exit: with `-r` it reads to the end of the file, expires every flow and stops. Its
@@ -50,7 +35,7 @@ fn softflowd(capture: &str, target: &str, extra: &[&str], dir: &Path) -> String 
     );
     let log = dir.join("softflowd.log");
     let path = pcap(capture);
-    let mut child = Softflowd(
+    let mut child = KillOnDrop(
         Command::new(SOFTFLOWD)
             .args(["-d", "-r", path.to_str().unwrap(), "-v", "10", "-n", target])
             .arg("-p")
@@ -76,30 +61,6 @@ fn softflowd(capture: &str, target: &str, extra: &[&str], dir: &Path) -> String 
 }
 
 // ---- The archive side. ----
-
-fn uint(col: &dyn Array, i: usize) -> u64 {
-    match col.data_type() {
-        DataType::UInt8 => u64::from(col.as_primitive::<UInt8Type>().value(i)),
-        DataType::UInt16 => u64::from(col.as_primitive::<UInt16Type>().value(i)),
-        DataType::UInt32 => u64::from(col.as_primitive::<UInt32Type>().value(i)),
-        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i),
-        DataType::Timestamp(unit, _) => {
-            let (v, scale) = match unit {
-                TimeUnit::Second => (col.as_primitive::<TimestampSecondType>().value(i), S),
-                TimeUnit::Millisecond => {
-                    (col.as_primitive::<TimestampMillisecondType>().value(i), MS)
-                }
-                TimeUnit::Microsecond => (
-                    col.as_primitive::<TimestampMicrosecondType>().value(i),
-                    1_000,
-                ),
-                TimeUnit::Nanosecond => (col.as_primitive::<TimestampNanosecondType>().value(i), 1),
-            };
-            u64::try_from(v).unwrap() * scale
-        }
-        other => panic!("unexpected column type {other}"),
-    }
-}
 
 /// The options record softflowd sends with its templates: systemInitTimeMilliseconds (ns).
 fn system_init_time(batches: &[RecordBatch]) -> Vec<u64> {

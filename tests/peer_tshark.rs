@@ -237,13 +237,6 @@ fn decode(decoder: &str, capture: &Path, port: u16, tcp: bool) -> Vec<String> {
         .collect()
 }
 
-fn mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|o| format!("{o:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// A reference record in the script's vocabulary.
 fn line(l2: Option<&L2>, ip: Option<&Key>, r: &Record<impl Ord>) -> String {
     let template = match ip {
@@ -271,8 +264,8 @@ fn line(l2: Option<&L2>, ip: Option<&Key>, r: &Record<impl Ord>) -> String {
     ]);
     if let Some(l2) = l2 {
         pairs.extend([
-            format!("srcmac={}", mac(&l2.src_mac)),
-            format!("dstmac={}", mac(&l2.dst_mac)),
+            format!("srcmac={}", common::mac_text(&l2.src_mac)),
+            format!("dstmac={}", common::mac_text(&l2.dst_mac)),
             format!("ethertype={}", l2.ethertype),
             format!("vlan={}", l2.vlan),
         ]);

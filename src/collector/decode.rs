@@ -272,19 +272,8 @@ impl Decoder {
                         domain,
                         template_id,
                     };
-                    let options = matches!(
-                        self.templates.get(&key),
-                        Some(TemplateState::Ready(p)) if p.scope_field_count() > 0
-                    );
                     let decoded = self.data(key, &set, export_time, now, out);
-                    records = records.zip(decoded).map(|(r, n)| MessageRecords {
-                        all: r.all.saturating_add(n),
-                        options: if options {
-                            r.options.saturating_add(n)
-                        } else {
-                            r.options
-                        },
-                    });
+                    records = records.zip(decoded).map(|(r, d)| r.plus(d));
                 }
             }
         }
@@ -428,7 +417,7 @@ impl Decoder {
         )
     }
 
-    /// Decodes a Data Set; returns its record count, `None` when it could not be counted.
+    /// Decodes a Data Set; returns its records, `None` when they could not be counted.
     fn data(
         &mut self,
         key: TemplateKey,
@@ -436,11 +425,17 @@ impl Decoder {
         export_time: u32,
         now: Instant,
         out: &mut Vec<RecordBatch>,
-    ) -> Option<u32> {
+    ) -> Option<MessageRecords> {
         match self.templates.get(&key) {
             Some(TemplateState::Ready(program)) => {
                 let program = Arc::clone(program);
-                self.run(&program, key, set, export_time, out).ok()
+                let all = self.run(&program, key, set, export_time, out).ok()?;
+                let options = if program.scope_field_count() > 0 {
+                    all
+                } else {
+                    0
+                };
+                Some(MessageRecords { all, options })
             }
             Some(TemplateState::Rejected { .. }) => {
                 self.counters.record_drop(DropReason::TemplateRejected, 1);

@@ -49,6 +49,14 @@ impl MessageRecords {
         Self { all, options: 0 }
     }
 
+    /// Both Messages' records together.
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            all: self.all.saturating_add(other.all),
+            options: self.options.saturating_add(other.options),
+        }
+    }
+
     /// The records that are not options records.
     fn flow(self) -> u32 {
         self.all.saturating_sub(self.options)
@@ -97,11 +105,6 @@ pub struct SequenceTracker {
     limits: SequenceLimits,
 }
 
-/// The address an exporter's streams are counted under (IPv4-mapped IPv6 as IPv4).
-fn exporter_of(session: TransportSession) -> Option<IpAddr> {
-    session.exporter_ip().map(|ip| ip.to_canonical())
-}
-
 impl SequenceTracker {
     /// A tracker with no stream.
     pub fn new(limits: SequenceLimits) -> Self {
@@ -137,7 +140,7 @@ impl SequenceTracker {
         now: Instant,
     ) -> SequenceEvent {
         if !self.streams.contains_key(&(session, domain)) {
-            let exporter = exporter_of(session);
+            let exporter = session.exporter_ip();
             let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
             if self.streams.len() >= self.limits.max_streams
                 || of_exporter >= self.limits.max_per_exporter
@@ -251,7 +254,7 @@ impl SequenceTracker {
             if !gone(key, stream) {
                 return true;
             }
-            let exporter = exporter_of(key.0);
+            let exporter = key.0.exporter_ip();
             if let Some(count) = per_exporter.get_mut(&exporter) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {

@@ -31,10 +31,14 @@ pub enum TransportSession {
 }
 
 impl TransportSession {
-    /// The exporter's IP address, when there is one.
+    /// The exporter's IP address, when there is one; an IPv4-mapped IPv6 address (a dual-stack
+    /// socket's view of an IPv4 exporter) as the IPv4 address, so one exporter is one address
+    /// for every bound and label.
     pub fn exporter_ip(&self) -> Option<IpAddr> {
         match self {
-            Self::Udp { exporter, .. } | Self::Tcp { exporter, .. } => Some(exporter.ip()),
+            Self::Udp { exporter, .. } | Self::Tcp { exporter, .. } => {
+                Some(exporter.ip().to_canonical())
+            }
             Self::File { .. } => None,
         }
     }
@@ -44,16 +48,10 @@ impl TransportSession {
         matches!(self, Self::Udp { .. })
     }
 
-    /// The text stored in the `exporter` column: the exporter's IP address (IPv4-mapped IPv6
-    /// addresses as IPv4), or `file:N`.
+    /// The text stored in the `exporter` column: the exporter's IP address, or `file:N`.
     pub fn exporter_text(&self) -> String {
-        match self.exporter_ip() {
-            Some(IpAddr::V6(v6)) => v6
-                .to_ipv4_mapped()
-                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-            Some(ip) => ip.to_string(),
-            None => self.to_string(),
-        }
+        self.exporter_ip()
+            .map_or_else(|| self.to_string(), |ip| ip.to_string())
     }
 }
 

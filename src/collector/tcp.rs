@@ -98,6 +98,27 @@ impl Peer<'_> {
         warn!(%exporter, octets = got, "A TCP peer stopped mid-message; the partial message is dropped.");
     }
 
+    /// Why the connection ends after `read`, with `before` octets of the Message already in
+    /// hand; `None` when the buffer was filled. A Message cut part-way is counted.
+    fn ended(&self, exporter: SocketAddr, read: Fill, before: usize) -> Option<&'static str> {
+        let (got, closed) = match read {
+            Fill::Full => return None,
+            Fill::Reset(got) => return Some(self.reset(exporter, before + got)),
+            Fill::Ended(got) => (before + got, true),
+            Fill::Silent(got) => (before + got, false),
+        };
+        if got == 0 {
+            return Some(if closed { "closed" } else { "idle" });
+        }
+        self.truncated(exporter, got);
+        Some(match (closed, got < HEADER_LEN) {
+            (true, true) => "closed mid-header",
+            (true, false) => "closed mid-message",
+            (false, true) => "idle mid-header",
+            (false, false) => "idle mid-message",
+        })
+    }
+
     //= https://www.rfc-editor.org/rfc/rfc7011#section-11.6
     //# IPFIX Exporting and Collecting Processes SHOULD detect and log any
     //# SCTP association reset or TCP connection reset.
@@ -168,19 +189,8 @@ async fn connection(
             read = fill(&mut stream, &mut header, idle) => read,
             _ = shutdown.changed() => return "shutdown",
         };
-        match read {
-            Fill::Full => {}
-            Fill::Ended(0) => return "closed",
-            Fill::Silent(0) => return "idle",
-            Fill::Ended(got) => {
-                peer.truncated(exporter, got);
-                return "closed mid-header";
-            }
-            Fill::Silent(got) => {
-                peer.truncated(exporter, got);
-                return "idle mid-header";
-            }
-            Fill::Reset(got) => return peer.reset(exporter, got),
+        if let Some(end) = peer.ended(exporter, read, 0) {
+            return end;
         }
         //= https://www.rfc-editor.org/rfc/rfc7011#section-10.4.1
         //# The IPFIX Message Header contains the Message Length
@@ -201,17 +211,9 @@ async fn connection(
             .unwrap_or_default()
             .copy_from_slice(&header);
         let body = bytes.get_mut(HEADER_LEN..).unwrap_or_default();
-        match fill(&mut stream, body, idle).await {
-            Fill::Full => {}
-            Fill::Ended(got) => {
-                peer.truncated(exporter, HEADER_LEN + got);
-                return "closed mid-message";
-            }
-            Fill::Silent(got) => {
-                peer.truncated(exporter, HEADER_LEN + got);
-                return "idle mid-message";
-            }
-            Fill::Reset(got) => return peer.reset(exporter, HEADER_LEN + got),
+        let read = fill(&mut stream, body, idle).await;
+        if let Some(end) = peer.ended(exporter, read, HEADER_LEN) {
+            return end;
         }
         // TCP is reliable: wait for room (in Messages and in octets) rather than drop: the
         // exporter is pushed back.

@@ -103,11 +103,6 @@ pub struct TemplateStore {
     limits: TemplateLimits,
 }
 
-/// The address an exporter's templates are counted under (IPv4-mapped IPv6 as IPv4).
-fn exporter_of(session: TransportSession) -> Option<IpAddr> {
-    session.exporter_ip().map(|ip| ip.to_canonical())
-}
-
 impl TemplateStore {
     /// An empty table.
     pub fn new(limits: TemplateLimits) -> Self {
@@ -158,7 +153,7 @@ impl TemplateStore {
         state: TemplateState,
         now: Instant,
     ) -> Result<(), TableFull> {
-        let exporter = exporter_of(key.session);
+        let exporter = key.session.exporter_ip();
         let old_weight = self.map.get(&key).map(|e| e.state.weight());
         let usage = self
             .per_exporter
@@ -227,7 +222,7 @@ impl TemplateStore {
             }
         }
         self.weight = self.weight.saturating_sub(weight);
-        let exporter = exporter_of(session);
+        let exporter = session.exporter_ip();
         if let Some(usage) = self.per_exporter.get_mut(&exporter) {
             usage.templates = usage.templates.saturating_sub(n);
             usage.weight = usage.weight.saturating_sub(weight);

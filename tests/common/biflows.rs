@@ -37,13 +37,6 @@ pub(crate) fn softflowd_key(f: &Frame) -> Option<Key> {
     Some(key)
 }
 
-fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|o| format!("{o:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// softflowd in `-r` mode: no timer fires (they run on the wall clock), every flow is
 /// exported at the end of the file; a connection is one flow with a record per direction
 /// that saw packets. With `l2` (`-T vlan`, `-T ether`) the VLAN and each endpoint's MAC are
@@ -59,7 +52,10 @@ pub(crate) fn reference(packets: &[Packet], l2: bool) -> Vec<Row> {
         let Some(key) = softflowd_key(frame) else {
             continue;
         };
-        let (src_mac, dst_mac) = (mac_text(frame.l2.src_mac), mac_text(frame.l2.dst_mac));
+        let (src_mac, dst_mac) = (
+            super::mac_text(&frame.l2.src_mac),
+            super::mac_text(&frame.l2.dst_mac),
+        );
         let (a, b) = if l2 {
             (
                 (key.0.clone(), key.3, src_mac.clone()),

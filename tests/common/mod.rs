@@ -206,6 +206,70 @@ pub(crate) fn column(batches: &[RecordBatch], name: &str) -> Vec<String> {
     out
 }
 
+/// Value `i` of an unsigned or timestamp column as a number; timestamps in nanoseconds.
+pub(crate) fn uint(col: &dyn arrow_array::Array, i: usize) -> u64 {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+        TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    };
+    use arrow_schema::{DataType, TimeUnit};
+    match col.data_type() {
+        DataType::UInt8 => u64::from(col.as_primitive::<UInt8Type>().value(i)),
+        DataType::UInt16 => u64::from(col.as_primitive::<UInt16Type>().value(i)),
+        DataType::UInt32 => u64::from(col.as_primitive::<UInt32Type>().value(i)),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i),
+        DataType::Timestamp(unit, _) => {
+            let (v, scale) = match unit {
+                TimeUnit::Second => (
+                    col.as_primitive::<TimestampSecondType>().value(i),
+                    1_000_000_000,
+                ),
+                TimeUnit::Millisecond => (
+                    col.as_primitive::<TimestampMillisecondType>().value(i),
+                    1_000_000,
+                ),
+                TimeUnit::Microsecond => (
+                    col.as_primitive::<TimestampMicrosecondType>().value(i),
+                    1_000,
+                ),
+                TimeUnit::Nanosecond => (col.as_primitive::<TimestampNanosecondType>().value(i), 1),
+            };
+            u64::try_from(v).unwrap() * scale
+        }
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+/// A MAC address as the archive writes it: `00:11:22:33:44:55`.
+pub(crate) fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|o| format!("{o:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A child process (a peer, or the collector binary) killed when dropped, so a failing test
+/// never leaves it running.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// ingressInterface (4 octets) and packetDeltaCount (8): a 12-octet record.
+pub(crate) const INTERFACE_PACKETS: [(u16, u16); 2] = [(10, 4), (2, 8)];
+
+/// A record of [`INTERFACE_PACKETS`].
+pub(crate) fn interface_packets(interface: u32, packets: u64) -> Vec<u8> {
+    let mut r = interface.to_be_bytes().to_vec();
+    r.extend(packets.to_be_bytes());
+    r
+}
+
 fn arrow_cast_display(col: &arrow_array::ArrayRef) -> Vec<String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
