@@ -96,8 +96,9 @@ pub struct ExportArgs {
     /// Source address to bind [default: chosen by the kernel].
     #[arg(long, value_name = "ADDR")]
     pub src: Option<std::net::IpAddr>,
-    /// Source port to bind (0: chosen by the kernel).
-    #[arg(long, default_value_t = 4739)]
+    /// Source port to bind [default: 0, chosen by the kernel]. VPP's fixed 4739 is
+    /// `--src-port 4739`, which fails while a collector on this host holds that port.
+    #[arg(long, default_value_t = 0)]
     pub src_port: u16,
     /// Largest IP packet, in octets (68..=1450; RFC 7011 §10.3.3).
     #[arg(long, default_value_t = 512)]
@@ -155,6 +156,10 @@ pub struct CollectArgs {
     /// Do not listen on TCP.
     #[arg(long)]
     pub no_tcp: bool,
+    /// Share the UDP ports with other sockets (SO_REUSEPORT), for a deliberate fan-out over
+    /// several collectors; without it a port another socket holds is an error.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Archive directory [default: flows].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -180,12 +185,18 @@ pub struct CollectArgs {
     /// Octets of data held for templates not yet received [default: 67108864].
     #[arg(long, value_name = "OCTETS")]
     pub pending_max_bytes: Option<usize>,
-    /// Seconds data waits for its template before it is dropped [default: 60].
+    /// Seconds data waits for its template before it is dropped [default: 1800].
     #[arg(long, value_name = "SECONDS")]
     pub pending_max_age: Option<u64>,
     /// Concurrent TCP connections [default: 256].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Concurrent TCP connections from one exporter address [default: 16].
+    #[arg(long)]
+    pub max_connections_per_exporter: Option<usize>,
+    /// Seconds a new TCP connection has to send its first complete message header [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub tcp_header_timeout: Option<u64>,
     /// Seconds a TCP peer may stay silent mid-stream before it is closed [default: 600].
     #[arg(long, value_name = "SECONDS")]
     pub tcp_idle_timeout: Option<u64>,
@@ -215,6 +226,7 @@ impl CollectArgs {
         }
         c.udp &= !self.no_udp;
         c.tcp &= !self.no_tcp;
+        c.reuse_port |= self.reuse_port;
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = &self.$field { c.$field = v.clone(); })*};
         }
@@ -229,6 +241,8 @@ impl CollectArgs {
             pending_max_bytes,
             pending_max_age,
             max_connections,
+            max_connections_per_exporter,
+            tcp_header_timeout,
             tcp_idle_timeout,
             log_level
         );

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::collector::decode::DecoderConfig;
 use crate::collector::pending::PendingLimits;
 use crate::collector::sequence::SequenceLimits;
+use crate::collector::tcp::TcpLimits;
 use crate::collector::templates::TemplateLimits;
 use crate::sink::parquet::ArchiveConfig;
 
@@ -24,6 +25,9 @@ pub struct Config {
     pub udp: bool,
     /// Listen on TCP.
     pub tcp: bool,
+    /// Let other sockets share the UDP ports (SO_REUSEPORT), for a deliberate fan-out over
+    /// several collectors; off, a port another socket holds stops the start with an error.
+    pub reuse_port: bool,
     /// Archive directory.
     pub out: PathBuf,
     /// Rotation window of the archive files, in seconds.
@@ -51,12 +55,14 @@ pub struct Config {
     pub pending_max_bytes: usize,
     /// Octets of such data held for one Transport Session.
     pub pending_max_session_bytes: usize,
-    /// Data Sets held for one template.
-    pub pending_max_sets: usize,
     /// Seconds such data is held before it is dropped.
     pub pending_max_age: u64,
     /// Concurrent TCP connections.
     pub max_connections: usize,
+    /// Concurrent TCP connections from one exporter address (`max_connections` bounds it too).
+    pub max_connections_per_exporter: usize,
+    /// Seconds a new TCP connection has to deliver its first complete Message Header.
+    pub tcp_header_timeout: u64,
     /// Seconds a TCP connection may stay silent mid-stream before it is closed.
     pub tcp_idle_timeout: u64,
     /// Messages queued between receive and decode.
@@ -84,6 +90,7 @@ impl Default for Config {
             ],
             udp: true,
             tcp: true,
+            reuse_port: false,
             out: PathBuf::from("flows"),
             rotate: 60,
             max_file_bytes: 256 << 20,
@@ -96,9 +103,10 @@ impl Default for Config {
             max_template_fields_per_exporter: 1 << 17,
             pending_max_bytes: 64 << 20,
             pending_max_session_bytes: 16 << 20,
-            pending_max_sets: 256,
-            pending_max_age: 60,
+            pending_max_age: 1800,
             max_connections: 256,
+            max_connections_per_exporter: 16,
+            tcp_header_timeout: 10,
             tcp_idle_timeout: 600,
             queue: 16_384,
             queue_max_bytes: 64 << 20,
@@ -132,6 +140,7 @@ impl Config {
             ("template_lifetime", self.template_lifetime),
             ("pending_max_age", self.pending_max_age),
             ("tcp_idle_timeout", self.tcp_idle_timeout),
+            ("tcp_header_timeout", self.tcp_header_timeout),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -153,6 +162,10 @@ impl Config {
             ("queue_max_bytes", self.queue_max_bytes),
             ("max_open_files", self.max_open_files),
             ("max_connections", self.max_connections),
+            (
+                "max_connections_per_exporter",
+                self.max_connections_per_exporter,
+            ),
             ("queue", self.queue),
             ("batch_rows", self.batch_rows),
         ] {
@@ -185,7 +198,6 @@ impl Config {
             pending: PendingLimits {
                 max_bytes: self.pending_max_bytes,
                 max_session_bytes: self.pending_max_session_bytes,
-                max_sets_per_template: self.pending_max_sets,
                 max_age: Duration::from_secs(self.pending_max_age),
             },
             sequences: SequenceLimits {
@@ -194,6 +206,16 @@ impl Config {
                 idle: Duration::from_secs(self.template_lifetime),
             },
             batch_rows: self.batch_rows,
+        }
+    }
+
+    /// The TCP listeners' part.
+    pub fn tcp_limits(&self) -> TcpLimits {
+        TcpLimits {
+            max_connections: self.max_connections,
+            max_per_exporter: self.max_connections_per_exporter,
+            header_timeout: Duration::from_secs(self.tcp_header_timeout),
+            idle: Duration::from_secs(self.tcp_idle_timeout),
         }
     }
 

@@ -112,11 +112,14 @@ mod tests {
 
     use super::*;
 
-    fn template_message(domain: u32, len: u16) -> Vec<u8> {
+    fn template_message(domain: u32, lengths: [u16; 2]) -> Vec<u8> {
         let def = TemplateDef {
             template_id: TemplateId(256),
             scope_field_count: 0,
-            fields: vec![FieldSpecifier::iana(8, len), FieldSpecifier::iana(2, 4)],
+            fields: vec![
+                FieldSpecifier::iana(8, lengths[0]),
+                FieldSpecifier::iana(2, lengths[1]),
+            ],
         };
         let mut w = MessageWriter::new(512);
         w.begin_set(SetId::TEMPLATE);
@@ -127,10 +130,12 @@ mod tests {
 
     #[test]
     fn prints_each_distinct_template_once_and_reports_rejections() {
-        let mut file = template_message(1, 4);
-        file.extend(template_message(1, 4));
-        file.extend(template_message(2, 4));
-        file.extend(template_message(3, 5));
+        let mut file = template_message(1, [4, 4]);
+        file.extend(template_message(1, [4, 4]));
+        file.extend(template_message(2, [4, 4]));
+        // An odd length is marked, not rejected; fields of no octets at all are.
+        file.extend(template_message(3, [5, 4]));
+        file.extend(template_message(4, [0, 0]));
         file.extend([0, 10, 0, 99]);
         let mut out = Vec::new();
         let summary = disassemble(&file, &Compiler::default(), &mut out).unwrap();
@@ -138,16 +143,17 @@ mod tests {
         assert_eq!(
             summary,
             Summary {
-                messages: 4,
-                templates: 2,
+                messages: 5,
+                templates: 3,
                 rejected: 1,
                 malformed: 1
             }
         );
         assert_eq!(text.matches("RIP4 c0").count(), 2, "{text}");
         assert!(
-            text.contains("field length 5 is not permitted for sourceIPv4Address"),
+            text.contains("ROCT c0/5") && text.contains("raw: not a length of ipv4Address"),
             "{text}"
         );
+        assert!(text.contains("no field occupies any bytes"), "{text}");
     }
 }

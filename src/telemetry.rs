@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flowvm_vm::DecodeErrorKind;
+use flowvm_vm::program::Nonconformity;
 
 /// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +21,8 @@ pub enum DropReason {
     BadTemplateId,
     /// A TCP connection over the connection limit.
     ConnectionLimit,
+    /// A TCP connection over the limit for one exporter address.
+    ExporterConnectionLimit,
     /// A value repaired on decoding (non-UTF-8 string, boolean other than 1 or 2).
     InvalidValue,
     /// Message Length disagrees with the datagram or frame.
@@ -38,6 +41,8 @@ pub enum DropReason {
     TemplateRejected,
     /// A template refused because the template table is full.
     TemplateLimit,
+    /// A TCP connection that sent no complete first Message Header within the deadline.
+    TcpHeaderTimeout,
     /// A length field promised more than was there.
     Truncated,
     /// A Version Number other than 10.
@@ -50,11 +55,12 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::BadScopeFieldCount,
         Self::BadSetLength,
         Self::BadTemplateId,
         Self::ConnectionLimit,
+        Self::ExporterConnectionLimit,
         Self::InvalidValue,
         Self::LengthMismatch,
         Self::PendingOverflow,
@@ -64,6 +70,7 @@ impl DropReason {
         Self::ReservedSetId,
         Self::TemplateRejected,
         Self::TemplateLimit,
+        Self::TcpHeaderTimeout,
         Self::Truncated,
         Self::UnsupportedVersion,
         Self::UnknownWithdrawal,
@@ -77,6 +84,7 @@ impl DropReason {
             Self::BadSetLength => "bad_set_length",
             Self::BadTemplateId => "bad_template_id",
             Self::ConnectionLimit => "connection_limit",
+            Self::ExporterConnectionLimit => "exporter_connection_limit",
             Self::InvalidValue => "invalid_value",
             Self::LengthMismatch => "length_mismatch",
             Self::PendingOverflow => "pending_overflow",
@@ -86,6 +94,7 @@ impl DropReason {
             Self::ReservedSetId => "reserved_set_id",
             Self::TemplateRejected => "template_rejected",
             Self::TemplateLimit => "template_limit",
+            Self::TcpHeaderTimeout => "tcp_header_timeout",
             Self::Truncated => "truncated",
             Self::UnsupportedVersion => "unsupported_version",
             Self::UnknownWithdrawal => "unknown_withdrawal",
@@ -186,7 +195,11 @@ pub struct Counters {
     /// Datagrams the kernel dropped on the UDP sockets (gauge, read from the kernel).
     pub udp_kernel_drops: Counter,
     dropped: [Counter; DropReason::ALL.len()],
+    nonconforming: [Counter; NONCONFORMITIES.len()],
 }
+
+/// Every way a field with a length its type does not permit is decoded, in counter order.
+const NONCONFORMITIES: [Nonconformity; 2] = [Nonconformity::WideInteger, Nonconformity::Raw];
 
 impl Counters {
     /// Counts `n` drops for `reason`.
@@ -199,6 +212,23 @@ impl Counters {
     /// Drops so far for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason.index()).map_or(0, Counter::get)
+    }
+
+    /// Counts `n` fields of newly defined templates whose length their type does not permit
+    /// (`flowvm_fields_nonconforming_total{reason}`).
+    pub fn record_nonconforming(&self, handling: Nonconformity, n: u64) {
+        let index = NONCONFORMITIES.iter().position(|&h| h == handling);
+        if let Some(c) = index.and_then(|i| self.nonconforming.get(i)) {
+            c.add(n);
+        }
+    }
+
+    /// Fields counted so far as decoded by `handling`.
+    pub fn nonconforming(&self, handling: Nonconformity) -> u64 {
+        let index = NONCONFORMITIES.iter().position(|&h| h == handling);
+        index
+            .and_then(|i| self.nonconforming.get(i))
+            .map_or(0, Counter::get)
     }
 
     /// The Prometheus text exposition of every counter.
@@ -304,6 +334,15 @@ impl Counters {
                 "flowvm_dropped_total{{reason=\"{}\"}} {}",
                 reason.label(),
                 self.dropped(reason)
+            );
+        }
+        let _ = writeln!(out, "# TYPE flowvm_fields_nonconforming_total counter");
+        for handling in NONCONFORMITIES {
+            let _ = writeln!(
+                out,
+                "flowvm_fields_nonconforming_total{{reason=\"{}\"}} {}",
+                handling.label(),
+                self.nonconforming(handling)
             );
         }
         out

@@ -242,7 +242,8 @@ fn mixed() -> Vec<Frame> {
     let mut bad = whole;
     bad[14] = 0x75;
     f.push(frame(900_001, bad));
-    // A UDP datagram in two IPv4 fragments: no ports on either.
+    // A UDP datagram in two IPv4 fragments: the first is keyed by its ports, the second has
+    // none.
     let mut first = udp4(a, c, 7_000, 7_001, 64);
     first[14 + 6] = 0x20; // MF
     first.truncate(14 + 20 + 8 + 32);

@@ -9,7 +9,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::err::packet::SliceError;
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+use etherparse::{
+    EtherType, Icmpv4Slice, Icmpv6Slice, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket,
+    LinkSlice, TcpSlice, TransportSlice, UdpSlice,
+};
 
 use crate::capture::LinkType;
 
@@ -51,10 +54,12 @@ pub struct Dissected {
     pub addresses: Addresses,
     /// The IP protocol of the transport header (after IPv6 extension headers), 0 if not IP.
     pub protocol: u8,
-    /// TCP/UDP source port; 0 for other protocols and for fragments.
+    /// TCP/UDP source port; 0 for other protocols and for fragments after the first (the
+    /// first fragment carries the transport header and keeps its ports, as in softflowd and
+    /// VPP's flowprobe).
     pub src_port: u16,
     /// TCP/UDP destination port; ICMP type × 256 + code, as NetFlow meters put it; 0 for
-    /// fragments.
+    /// fragments after the first.
     pub dst_port: u16,
     /// TCP header flags (the low 12 bits of the header's 13th and 14th octets, RFC 7125).
     pub tcp_flags: u16,
@@ -144,7 +149,9 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
     if let Some(payload) = packet.ether_payload() {
         d.ethertype = payload.ether_type.0;
     }
-    let fragmented = match &packet.net {
+    // `Some(payload)` for a fragment: the first (offset 0) with the octets after the IP
+    // headers, which start with the transport header; a later one with none.
+    let fragment = match &packet.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
             d.addresses = Addresses::V4(h.source(), h.destination());
@@ -152,7 +159,10 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
             if h.total_len() != 0 {
                 d.octets = u64::from(h.total_len());
             }
-            v4.payload().fragmented
+            let first = h.fragments_offset().value() == 0;
+            v4.payload()
+                .fragmented
+                .then(|| first.then_some(v4.payload().payload))
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
@@ -161,7 +171,13 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
             if h.payload_length() != 0 {
                 d.octets = u64::from(h.payload_length()) + 40;
             }
-            v6.payload().fragmented
+            let first = v6.extensions().clone().into_iter().all(|ext| match ext {
+                Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
+                _ => true,
+            });
+            v6.payload()
+                .fragmented
+                .then(|| first.then_some(v6.payload().payload))
         }
         Some(LaxNetSlice::Arp(_)) => return Ok(d),
         None => {
@@ -172,16 +188,19 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
             };
         }
     };
-    // A fragment has no transport header of its own (or only part of one): ports stay 0.
-    if fragmented {
-        return Ok(d);
-    }
-    match &packet.transport {
+    let transport = match fragment {
+        // Later fragments carry no transport header: ports stay 0, as softflowd meters them.
+        Some(None) => return Ok(d),
+        Some(Some(payload)) => first_fragment_transport(d.protocol, payload),
+        None => packet.transport.clone(),
+    };
+    match &transport {
         Some(TransportSlice::Tcp(tcp)) => {
             d.src_port = tcp.source_port();
             d.dst_port = tcp.destination_port();
-            let h = tcp.header_slice();
-            d.tcp_flags = u16::from_be_bytes([h[12], h[13]]) & 0x0fff;
+            // Octets 12 and 13 of a header etherparse has checked to be at least 20 long.
+            let flags = tcp.header_slice().get(12..).and_then(<[u8]>::first_chunk);
+            d.tcp_flags = flags.map_or(0, |f| u16::from_be_bytes(*f)) & 0x0fff;
         }
         Some(TransportSlice::Udp(udp)) => {
             d.src_port = udp.source_port();
@@ -194,15 +213,37 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
             d.dst_port = u16::from_be_bytes([icmp.type_u8(), icmp.code_u8()]);
         }
         None => {
-            if matches!(
-                d.protocol,
-                protocol::TCP | protocol::UDP | protocol::ICMP | protocol::ICMPV6
-            ) {
+            if fragment.is_none()
+                && matches!(
+                    d.protocol,
+                    protocol::TCP | protocol::UDP | protocol::ICMP | protocol::ICMPV6
+                )
+            {
                 return Err(stop_reason(&packet));
             }
         }
     }
     Ok(d)
+}
+
+/// The transport header at the start of a first fragment's payload. etherparse slices no
+/// transport header in a fragment, so it is sliced here, laxly for UDP (whose length runs past
+/// the fragment); a first fragment too short to hold the whole header (RFC 1858's tiny
+/// fragments) gives none, and keeps ports 0.
+fn first_fragment_transport(protocol: u8, payload: &[u8]) -> Option<TransportSlice<'_>> {
+    match protocol {
+        protocol::TCP => TcpSlice::from_slice(payload).ok().map(TransportSlice::Tcp),
+        protocol::UDP => UdpSlice::from_slice_lax(payload)
+            .ok()
+            .map(TransportSlice::Udp),
+        protocol::ICMP => Icmpv4Slice::from_slice(payload)
+            .ok()
+            .map(TransportSlice::Icmpv4),
+        protocol::ICMPV6 => Icmpv6Slice::from_slice(payload)
+            .ok()
+            .map(TransportSlice::Icmpv6),
+        _ => None,
+    }
 }
 
 /// One UDP datagram found in a frame (what `flowvm decode` reads IPFIX from).
@@ -384,5 +425,89 @@ mod tests {
         assert_eq!(d.payload, &[9; 20]);
         assert_eq!(d.destination.port(), 4739);
         assert_eq!(udp_datagram(LinkType::Ethernet, &f[..f.len() - 1]), None);
+    }
+
+    /// An Ethernet frame with one IPv4 or IPv6 fragment of a datagram of `protocol`: offset
+    /// `offset` (in 8-octet units), more fragments to come or not, and `payload` after the IP
+    /// headers.
+    fn fragment(v6: bool, protocol: u8, offset: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+        use etherparse::{
+            Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header,
+        };
+        let mut v = Vec::new();
+        let ether_type = if v6 { EtherType::IPV6 } else { EtherType::IPV4 };
+        Ethernet2Header {
+            source: A,
+            destination: B,
+            ether_type,
+        }
+        .write(&mut v)
+        .unwrap();
+        let offset = IpFragOffset::try_new(offset).unwrap();
+        if v6 {
+            let frag = Ipv6FragmentHeader::new(IpNumber(protocol), offset, more, 7);
+            Ipv6Header {
+                payload_length: u16::try_from(8 + payload.len()).unwrap(),
+                next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
+                hop_limit: 64,
+                source: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                destination: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                ..Ipv6Header::default()
+            }
+            .write(&mut v)
+            .unwrap();
+            frag.write(&mut v).unwrap();
+        } else {
+            let mut h = Ipv4Header::new(
+                u16::try_from(payload.len()).unwrap(),
+                64,
+                IpNumber(protocol),
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+            )
+            .unwrap();
+            h.identification = 7;
+            h.more_fragments = more;
+            h.fragment_offset = offset;
+            h.header_checksum = h.calc_header_checksum();
+            h.write(&mut v).unwrap();
+        }
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn a_first_fragment_keeps_its_ports_and_later_fragments_have_none() {
+        // A UDP datagram of 1000 octets in three fragments; a TCP segment in two.
+        let udp = [[0x13, 0x88, 0, 53, 0x03, 0xe8, 0, 0].as_slice(), &[7; 24]].concat();
+        let mut tcp = vec![
+            0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 4, 0, 0, 0, 0, 0,
+        ];
+        tcp.extend([9; 12]);
+        for v6 in [false, true] {
+            let cases = [
+                (fragment(v6, protocol::UDP, 0, true, &udp), (5000, 53, 0)),
+                (fragment(v6, protocol::UDP, 4, true, &[7; 32]), (0, 0, 0)),
+                (fragment(v6, protocol::UDP, 8, false, &[7; 8]), (0, 0, 0)),
+                (fragment(v6, protocol::TCP, 0, true, &tcp), (1234, 80, 0x18)),
+                (fragment(v6, protocol::TCP, 4, false, &[9; 16]), (0, 0, 0)),
+                // RFC 1858's tiny first fragment: too short for a TCP header, no ports.
+                (fragment(v6, protocol::TCP, 0, true, &tcp[..8]), (0, 0, 0)),
+            ];
+            for (n, (f, (src, dst, flags))) in cases.iter().enumerate() {
+                let d = dissect(LinkType::Ethernet, f, len(f)).unwrap();
+                assert_eq!(
+                    (d.src_port, d.dst_port, d.tcp_flags),
+                    (*src, *dst, *flags),
+                    "case {n}, IPv6 {v6}"
+                );
+            }
+        }
+        // An unfragmented datagram cut inside its UDP header is still an error, as before.
+        let cut = fragment(false, protocol::UDP, 0, false, &udp[..4]);
+        assert_eq!(
+            dissect(LinkType::Ethernet, &cut, len(&cut)),
+            Err(Skip::Truncated)
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! templates and append rows. A malformed Message therefore adds nothing.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -336,6 +337,17 @@ impl Decoder {
         if !session.is_udp() {
             self.log_reuse(key, &state, now);
         }
+        let fresh = match (&state, self.templates.get(&key)) {
+            (TemplateState::Ready(new), Some(TemplateState::Ready(old))) => {
+                (!Arc::ptr_eq(new, old)).then_some(new)
+            }
+            (TemplateState::Ready(new), _) => Some(new),
+            _ => None,
+        };
+        if let Some(program) = fresh.filter(|p| !p.nonconforming().is_empty()) {
+            let program = Arc::clone(program);
+            self.report_nonconforming(key, &program, now);
+        }
         let ready = matches!(state, TemplateState::Ready(_));
         if self.templates.install(key, state, now).is_err() {
             self.counters.record_drop(DropReason::TemplateLimit, 1);
@@ -351,6 +363,31 @@ impl Decoder {
         if ready {
             self.resolve_pending(key, now, out);
         }
+    }
+
+    /// Counts the fields of a newly defined template whose lengths their types do not permit,
+    /// and says once, for the template, how each is decoded (a refresh says nothing again; a
+    /// flood of such templates is held to the limiter's line per exporter and interval).
+    fn report_nonconforming(&mut self, key: TemplateKey, program: &Program, now: Instant) {
+        for field in program.nonconforming() {
+            self.counters.record_nonconforming(field.handling, 1);
+        }
+        let Some(suppressed) = self.warning_allowed(key.session, "nonconforming_field", now) else {
+            return;
+        };
+        let mut fields = String::new();
+        for field in program.nonconforming() {
+            let _ = write!(
+                fields,
+                "{}{} ({} in {} octets: {})",
+                if fields.is_empty() { "" } else { ", " },
+                field.column,
+                field.data_type,
+                field.field_length,
+                field.handling.label()
+            );
+        }
+        warn!(session = %key.session, domain = key.domain.0, template_id = key.template_id.0, suppressed, "Template with field lengths their types do not permit; decoded anyway: {fields}.");
     }
 
     //= https://www.rfc-editor.org/rfc/rfc7011#section-8.1
@@ -452,9 +489,13 @@ impl Decoder {
                     export_time,
                     arrived: now,
                 };
-                let dropped = self.pending.push(key, held);
-                self.counters
-                    .record_drop(DropReason::PendingOverflow, dropped);
+                if !self.pending.push(key, held) {
+                    self.counters.record_drop(DropReason::PendingOverflow, 1);
+                    let reason = DropReason::PendingOverflow.label();
+                    if let Some(suppressed) = self.warning_allowed(key.session, reason, now) {
+                        warn!(session = %key.session, template_id = key.template_id.0, suppressed, "Dropped data held for a template not yet received: the pending buffer is full (pending_max_session_bytes, pending_max_bytes).");
+                    }
+                }
                 self.pending_gauges();
                 None
             }
@@ -627,7 +668,6 @@ mod tests {
             pending: PendingLimits {
                 max_bytes: 1 << 20,
                 max_session_bytes: 1 << 18,
-                max_sets_per_template: 8,
                 max_age: Duration::from_secs(60),
             },
             batch_rows: 1 << 16,
@@ -910,9 +950,10 @@ mod tests {
         let mut d = decoder();
         let mut out = Vec::new();
         let now = crate::clock::now();
+        // A template whose fields occupy no octets cannot decode any record.
         d.handle(
             udp(1),
-            &template_message(&template(&[(8, 5)]), 1),
+            &template_message(&template(&[(8, 0)]), 1),
             now,
             &mut out,
         );
@@ -956,5 +997,41 @@ mod tests {
         assert_eq!(d.counters().pending_sets.get(), 1);
         d.expire(t0 + Duration::from_secs(1900));
         assert_eq!(d.counters().dropped(DropReason::PendingExpired), 1);
+    }
+
+    #[test]
+    fn odd_field_lengths_cost_neither_the_template_nor_its_records() {
+        use flowvm_vm::program::Nonconformity;
+        let mut d = decoder();
+        // samplerId (48, unsigned8) in 4 octets as Cisco sends it, a sourceIPv4Address in 5
+        // octets, then packetDeltaCount: every record decodes, the odd fields as said.
+        let def = template(&[(48, 4), (8, 5), (2, 4)]);
+        let record: &[u8] = &[0, 1, 0, 2, 10, 0, 0, 1, 99, 0, 0, 0, 7];
+        let out = run(
+            &mut d,
+            udp(1),
+            &[
+                template_message(&def, 1),
+                data_message(&[record, record], 0, 1),
+                template_message(&def, 1),
+            ],
+        );
+        let batch = &out[0];
+        assert_eq!(batch.num_rows(), 2);
+        let sampler = batch.column_by_name("samplerId").unwrap();
+        assert_eq!(sampler.as_primitive::<UInt32Type>().value(0), 65_538);
+        let raw = batch.column_by_name("sourceIPv4Address_raw").unwrap();
+        assert_eq!(raw.as_binary::<i32>().value(1), [10, 0, 0, 1, 99]);
+        let packets = batch.column_by_name("packetDeltaCount").unwrap();
+        assert_eq!(packets.as_primitive::<UInt64Type>().value(0), 7);
+        let c = d.counters();
+        assert_eq!(c.templates_rejected.get(), 0);
+        // Counted once for the definition, not again for its refresh.
+        assert_eq!(c.nonconforming(Nonconformity::WideInteger), 1);
+        assert_eq!(c.nonconforming(Nonconformity::Raw), 1);
+        assert!(
+            c.render()
+                .contains("flowvm_fields_nonconforming_total{reason=\"raw_octets\"} 1")
+        );
     }
 }

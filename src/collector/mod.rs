@@ -16,7 +16,7 @@ pub mod templates;
 pub mod udp;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
@@ -74,44 +74,85 @@ pub struct Collector {
     counters: Arc<Counters>,
 }
 
+/// Why the collector could not start or run.
+#[derive(Debug)]
+pub enum CollectError {
+    /// A listener could not be bound.
+    Bind {
+        /// What the socket was for: `udp`, `tcp` or `metrics`.
+        purpose: &'static str,
+        /// The address it was to be bound to.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A thread could not be started, or a decode or archive thread panicked.
+    Thread(String),
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bind {
+                purpose,
+                addr,
+                source,
+            } if source.kind() == std::io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {purpose} {addr}: the port is in use by another socket \
+                 (another collector?); stop it, choose other addresses with --listen, or share \
+                 UDP ports on purpose with --reuse-port"
+            ),
+            Self::Bind {
+                purpose,
+                addr,
+                source,
+            } => write!(f, "cannot listen on {purpose} {addr}: {source}"),
+            Self::Thread(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for CollectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind { source, .. } => Some(source),
+            Self::Thread(_) => None,
+        }
+    }
+}
+
 impl Collector {
     /// Binds every listener of `config`.
     ///
     /// # Errors
-    /// A socket that cannot be bound, with its address.
-    pub async fn bind(config: Config, compiler: Compiler) -> Result<Self, String> {
+    /// [`CollectError::Bind`] for a socket that cannot be bound, with its address: a UDP port
+    /// that another socket holds included, unless `reuse_port` shares it on purpose.
+    pub async fn bind(config: Config, compiler: Compiler) -> Result<Self, CollectError> {
+        let failed = |purpose, addr| {
+            move |source| CollectError::Bind {
+                purpose,
+                addr,
+                source,
+            }
+        };
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in &config.listen {
             if config.udp {
-                let socket =
-                    udp::bind(addr, config.rcvbuf).map_err(|e| format!("udp {addr}: {e}"))?;
+                let socket = udp::bind(addr, config.rcvbuf, config.reuse_port)
+                    .map_err(failed("udp", addr))?;
                 udp.push(socket);
             }
             if config.tcp {
-                let socket = if addr.is_ipv6() {
-                    tokio::net::TcpSocket::new_v6()
-                } else {
-                    tokio::net::TcpSocket::new_v4()
-                };
-                let listener = socket
-                    .and_then(|s| {
-                        if addr.is_ipv6() {
-                            socket2::SockRef::from(&s).set_only_v6(true)?;
-                        }
-                        s.set_reuseaddr(true)?;
-                        s.bind(addr)?;
-                        s.listen(1024)
-                    })
-                    .map_err(|e| format!("tcp {addr}: {e}"))?;
-                tcp.push(listener);
+                tcp.push(tcp::bind(addr).map_err(failed("tcp", addr))?);
             }
         }
         let metrics = match config.metrics {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(|e| format!("metrics {addr}: {e}"))?,
+                    .map_err(failed("metrics", addr))?,
             ),
             None => None,
         };
@@ -154,8 +195,8 @@ impl Collector {
     /// Runs until `shutdown` turns true, then completes every file and returns.
     ///
     /// # Errors
-    /// A thread that could not be started or that panicked.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+    /// [`CollectError::Thread`]: a thread that could not be started or that panicked.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), CollectError> {
         let Self {
             config,
             compiler,
@@ -165,7 +206,7 @@ impl Collector {
             counters,
         } = self;
         for socket in &udp {
-            info!(addr = %socket.local_addr().map_err(|e| e.to_string())?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
+            info!(addr = %socket.local_addr().map_err(|e| CollectError::Thread(e.to_string()))?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(config.queue);
         // A queue of 64 KiB Messages would hold `queue` × 64 KiB: the octets are bounded too.
@@ -182,7 +223,9 @@ impl Collector {
             std::thread::Builder::new()
                 .name("flowvm-archive".into())
                 .spawn(move || archive_loop(&mut archive, &outbound_rx, &counters, &depth))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| {
+                    CollectError::Thread(format!("cannot start the archive thread: {e}"))
+                })?
         };
         let decoder = Decoder::new(compiler, config.decoder(), Arc::clone(&counters));
         let decode = {
@@ -190,7 +233,7 @@ impl Collector {
             std::thread::Builder::new()
                 .name("flowvm-decode".into())
                 .spawn(move || decode_loop(decoder, inbound_rx, &outbound_tx, &losses, &depth))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| CollectError::Thread(format!("cannot start the decode thread: {e}")))?
         };
 
         let udp_ports: Vec<u16> = udp
@@ -208,18 +251,18 @@ impl Collector {
                 shutdown.clone(),
             ));
         }
+        // One set of connection slots for every TCP listener.
+        let slots = tcp::Slots::new(config.tcp_limits());
         for listener in tcp {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "Listening on TCP.");
             }
-            let idle = Duration::from_secs(config.tcp_idle_timeout);
             tasks.spawn(tcp::accept(
                 listener,
                 inbound_tx.clone(),
                 Arc::clone(&budget),
                 Arc::clone(&counters),
-                config.max_connections,
-                idle,
+                Arc::clone(&slots),
                 shutdown.clone(),
             ));
         }
@@ -251,7 +294,9 @@ impl Collector {
         }
         match joined {
             Ok((true, true)) => Ok(()),
-            _ => Err("the decode or archive thread panicked".to_owned()),
+            _ => Err(CollectError::Thread(
+                "the decode or archive thread panicked".to_owned(),
+            )),
         }
     }
 }

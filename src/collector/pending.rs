@@ -2,9 +2,11 @@
 //!
 //! RFC 7011 §8 lets a Collecting Process that receives data without its template drop it; over
 //! UDP the template often arrives a little after the first data (exporter restart, collector
-//! restart, reordering), and dropping loses exactly the start of every flow. flowvm keeps such
-//! Sets, bounded by count per template, octets per session, octets in all, and age; what a
-//! bound drops is counted.
+//! restart, reordering), and dropping loses exactly the start of every flow. A router sends
+//! hundreds of Sets per template between its boot and its first Template, for several
+//! Observation Domains, and refreshes templates only every few minutes: flowvm keeps such Sets,
+//! bounded by octets per session, octets in all (each Set is charged its bookkeeping too, so
+//! octets bound the count) and age, not by a count per template; what a bound drops is counted.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,8 +43,6 @@ pub struct PendingLimits {
     pub max_bytes: usize,
     /// Octets held for one Transport Session, so one exporter cannot crowd out the others.
     pub max_session_bytes: usize,
-    /// Sets held for one (session, domain, template).
-    pub max_sets_per_template: usize,
     /// Age after which a held Set is dropped.
     pub max_age: Duration,
 }
@@ -83,32 +83,22 @@ impl PendingStore {
         self.sets
     }
 
-    /// Holds `set` for `key`. Returns how many Sets were dropped to respect the bounds: the
-    /// oldest of the same template first, or `set` itself when the session or the whole
-    /// buffer is full.
-    pub fn push(&mut self, key: TemplateKey, set: PendingSet) -> u64 {
+    /// Holds `set` for `key`; `false` (the Set is dropped) when the session's share or the
+    /// whole buffer has no room for it. What is held stays: the oldest data of a flow is the
+    /// start of it.
+    pub fn push(&mut self, key: TemplateKey, set: PendingSet) -> bool {
         let cost = set.cost();
         let session = self.session_bytes.get(&key.session).copied().unwrap_or(0);
         if cost > self.limits.max_session_bytes.saturating_sub(session)
             || cost > self.limits.max_bytes.saturating_sub(self.bytes)
         {
-            return 1;
+            return false;
         }
-        let queue = self.map.entry(key).or_default();
-        let mut dropped = 0;
-        let mut freed = 0;
-        while queue.len() >= self.limits.max_sets_per_template.max(1) {
-            if let Some(old) = queue.pop_front() {
-                freed += old.cost();
-                dropped += 1;
-            }
-        }
-        queue.push_back(set);
-        self.sets = self.sets + 1 - usize::try_from(dropped).unwrap_or(0);
-        self.bytes = self.bytes + cost - freed;
+        self.map.entry(key).or_default().push_back(set);
+        self.sets += 1;
+        self.bytes += cost;
         *self.session_bytes.entry(key.session).or_insert(0) += cost;
-        self.release(key.session, freed);
-        dropped
+        true
     }
 
     fn release(&mut self, session: TransportSession, cost: usize) {
@@ -205,36 +195,37 @@ mod tests {
         PendingLimits {
             max_bytes: 1000,
             max_session_bytes: 600,
-            max_sets_per_template: 3,
             max_age: Duration::from_secs(10),
         }
     }
 
     #[test]
-    fn keeps_the_newest_sets_per_template() {
-        let mut p = PendingStore::new(limits());
+    fn holds_every_set_of_a_template_in_arrival_order_within_the_octets() {
+        let mut p = PendingStore::new(PendingLimits {
+            max_session_bytes: 100_000,
+            max_bytes: 100_000,
+            ..limits()
+        });
         let t = crate::clock::now();
-        for i in 0..5 {
-            assert_eq!(p.push(key(1), set(i, t)), u64::from(i >= 3));
+        // A router's boot: far more Sets per template than any count bound used to allow.
+        for i in 0..1000 {
+            assert!(p.push(key(1), set(i % 7, t)));
         }
         let held: Vec<usize> = p.take(&key(1)).iter().map(|s| s.body.len()).collect();
-        assert_eq!(held, [2, 3, 4]);
+        assert_eq!(held, (0..1000).map(|i| i % 7).collect::<Vec<_>>());
         assert_eq!((p.sets(), p.bytes()), (0, 0));
     }
 
     #[test]
     fn one_session_cannot_take_the_whole_buffer() {
-        let mut p = PendingStore::new(PendingLimits {
-            max_sets_per_template: 100,
-            ..limits()
-        });
+        let mut p = PendingStore::new(limits());
         let t = crate::clock::now();
         let mut dropped = 0;
         for _ in 0..10 {
-            dropped += p.push(key(1), set(100, t));
+            dropped += u64::from(!p.push(key(1), set(100, t)));
         }
         assert_eq!(dropped, 7, "600 octets per session hold 3 sets of 164");
-        assert_eq!(p.push(key(2), set(100, t)), 0);
+        assert!(p.push(key(2), set(100, t)));
         assert_eq!(p.remove_session(key(1).session), 3);
         assert_eq!(p.sets(), 1);
     }

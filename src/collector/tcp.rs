@@ -2,36 +2,140 @@
 //! by the Message Header's length (RFC 7011 §10.4). A malformed header closes that connection
 //! only.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flowvm_vm::wire::HEADER_LEN;
 use flowvm_vm::wire::header::MessageHeader;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::clock;
 use crate::collector::Inbound;
 use crate::collector::session::TransportSession;
-use crate::telemetry::{Counters, DropReason};
+use crate::telemetry::{Counters, DropReason, LogLimiter};
 
-/// Accepts connections until shutdown, at most `max_connections` at once; more are closed at
-/// once and counted.
+/// Seconds between two warnings about one exporter address and one reason.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Binds a TCP listener; an IPv6 one takes only IPv6, so `[::]` and `0.0.0.0` can share a
+/// port. SO_REUSEADDR only lets a restarted collector bind while old connections sit in
+/// TIME_WAIT: on Linux it never lets two listeners share a port.
+///
+/// # Errors
+/// The socket cannot be created, bound (the port is taken) or put to listen.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    if addr.is_ipv6() {
+        socket2::SockRef::from(&socket).set_only_v6(true)?;
+    }
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// The bounds and deadlines of TCP connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections open at once over every TCP listener.
+    pub max_connections: usize,
+    /// Connections open at once from one exporter address: below `max_connections`, so that
+    /// no address (stalled peers, a reconnect loop, an attack) can take every slot.
+    pub max_per_exporter: usize,
+    /// Time a new connection has to deliver its first complete Message Header.
+    pub header_timeout: Duration,
+    /// Silence mid-stream after which a connection is closed.
+    pub idle: Duration,
+}
+
+/// The connection slots every TCP listener shares, counted in all and per exporter address.
+#[derive(Debug)]
+pub struct Slots {
+    limits: TcpLimits,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    /// Open connections per address; an address leaves the map with its last connection, so
+    /// the map never has more entries than `max_connections`.
+    per_exporter: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's slot, given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    exporter: IpAddr,
+}
+
+impl Slots {
+    /// Slots for `limits`.
+    pub fn new(limits: TcpLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    /// A slot for a connection from `exporter`, or the bound it would break.
+    fn take(self: &Arc<Self>, exporter: IpAddr) -> Result<Slot, DropReason> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = held.per_exporter.get(&exporter).copied().unwrap_or(0);
+        if mine >= self.limits.max_per_exporter {
+            return Err(DropReason::ExporterConnectionLimit);
+        }
+        if held.total >= self.limits.max_connections {
+            return Err(DropReason::ConnectionLimit);
+        }
+        held.total += 1;
+        held.per_exporter.insert(exporter, mine + 1);
+        Ok(Slot {
+            slots: Arc::clone(self),
+            exporter,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.total = held.total.saturating_sub(1);
+        if let Some(n) = held.per_exporter.get_mut(&self.exporter) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.per_exporter.remove(&self.exporter);
+            }
+        }
+    }
+}
+
+/// Accepts connections until shutdown, within the bounds of `slots`: a connection past a
+/// bound is closed at once, counted, and logged at most once per address and interval.
 pub async fn accept(
     listener: TcpListener,
     inbound: mpsc::Sender<Inbound>,
     budget: Arc<Semaphore>,
     counters: Arc<Counters>,
-    max_connections: usize,
-    idle: Duration,
+    slots: Arc<Slots>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
     let next = AtomicU64::new(1);
+    let limiter = Arc::new(Mutex::new(LogLimiter::new(WARN_INTERVAL)));
     let mut stop = shutdown.clone();
     loop {
         let (stream, exporter) = tokio::select! {
@@ -44,10 +148,20 @@ pub async fn accept(
             },
             _ = stop.changed() => break,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            counters.record_drop(DropReason::ConnectionLimit, 1);
-            warn!(%exporter, "Refused a TCP connection over the connection limit.");
-            continue;
+        // An IPv4 exporter seen through a dual-stack socket is the same address.
+        let slot = match slots.take(exporter.ip().to_canonical()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                counters.record_drop(reason, 1);
+                let allowed = limiter
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .allow(exporter.ip(), reason.label(), clock::now());
+                if let Some(suppressed) = allowed {
+                    warn!(%exporter, reason = reason.label(), suppressed, "Refused a TCP connection over a connection bound.");
+                }
+                continue;
+            }
         };
         counters.connections_accepted.add(1);
         counters.connections_open.add(1);
@@ -55,26 +169,29 @@ pub async fn accept(
             exporter,
             connection: next.fetch_add(1, Ordering::Relaxed),
         };
-        let (inbound, budget, counters, shutdown) = (
+        let (inbound, budget, counters, limiter, shutdown) = (
             inbound.clone(),
             Arc::clone(&budget),
             Arc::clone(&counters),
+            Arc::clone(&limiter),
             shutdown.clone(),
         );
+        let limits = slots.limits;
         tokio::spawn(async move {
             let peer = Peer {
                 inbound: &inbound,
                 budget: &budget,
                 counters: &counters,
-                idle,
+                limiter: &limiter,
+                limits,
             };
-            let reason = connection(stream, session, peer, shutdown).await;
+            let reason = connection(stream, exporter, session, peer, shutdown).await;
             debug!(%session, reason, "TCP connection closed.");
             let _ = inbound.send(Inbound::Closed(session)).await;
             counters
                 .connections_open
                 .set(counters.connections_open.get().saturating_sub(1));
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -85,10 +202,27 @@ struct Peer<'a> {
     inbound: &'a mpsc::Sender<Inbound>,
     budget: &'a Arc<Semaphore>,
     counters: &'a Counters,
-    idle: Duration,
+    limiter: &'a Mutex<LogLimiter>,
+    limits: TcpLimits,
 }
 
 impl Peer<'_> {
+    /// The peer did not complete its first Message Header in time: counted, logged at most
+    /// once per address and interval.
+    fn header_timeout(&self, exporter: SocketAddr) -> &'static str {
+        let reason = DropReason::TcpHeaderTimeout;
+        self.counters.record_drop(reason, 1);
+        let allowed = self
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(exporter.ip(), reason.label(), clock::now());
+        if let Some(suppressed) = allowed {
+            warn!(%exporter, suppressed, "Closed a TCP connection that sent no complete message header in time.");
+        }
+        "header timeout"
+    }
+
     /// A Message cut short by the peer (closed, or silent past the idle timeout): counted
     /// as received and dropped, `truncated`.
     fn truncated(&self, exporter: SocketAddr, got: usize) {
@@ -170,6 +304,7 @@ fn is_reset(e: &std::io::Error) -> bool {
 /// Reads Messages from one connection until it ends; returns why it ended.
 async fn connection(
     mut stream: TcpStream,
+    exporter: SocketAddr,
     session: TransportSession,
     peer: Peer<'_>,
     mut shutdown: watch::Receiver<bool>,
@@ -178,15 +313,26 @@ async fn connection(
         inbound,
         budget,
         counters,
-        idle,
+        limits,
+        ..
     } = peer;
-    let exporter: SocketAddr = stream
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let idle = limits.idle;
+    let mut first = true;
     loop {
         let mut header = [0_u8; HEADER_LEN];
+        // The first header has a deadline of its own: a peer that connects and trickles or
+        // stalls must not hold a slot for the whole idle timeout.
+        let deadline = if first {
+            limits.header_timeout
+        } else {
+            Duration::MAX
+        };
+        first = false;
         let read = tokio::select! {
-            read = fill(&mut stream, &mut header, idle) => read,
+            read = tokio::time::timeout(deadline, fill(&mut stream, &mut header, idle)) => match read {
+                Ok(read) => read,
+                Err(_) => return peer.header_timeout(exporter),
+            },
             _ = shutdown.changed() => return "shutdown",
         };
         if let Some(end) = peer.ended(exporter, read, 0) {

@@ -14,14 +14,22 @@ use crate::telemetry::{Counters, DropReason};
 
 /// Binds a UDP socket with a large receive buffer; IPv6 sockets take only IPv6.
 ///
+/// Without `reuse_port` the socket sets neither SO_REUSEADDR nor SO_REUSEPORT, so a port
+/// another socket holds fails to bind (`AddrInUse`): with either option on both, Linux lets
+/// a second collector bind the same port and silently takes datagrams from the first. With
+/// `reuse_port`, sockets that all ask for it share the port, the kernel spreading exporters
+/// over them by a hash of their addresses (a deliberate fan-out).
+///
 /// # Errors
 /// The socket cannot be created or bound.
-pub fn bind(addr: SocketAddr, rcvbuf: usize) -> std::io::Result<UdpSocket> {
+pub fn bind(addr: SocketAddr, rcvbuf: usize, reuse_port: bool) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     // The kernel may cap the size (net.core.rmem_max); what it granted is logged by the caller.
     let _ = socket.set_recv_buffer_size(rcvbuf);
     socket.set_nonblocking(true)?;

@@ -101,13 +101,6 @@ pub struct CompileError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CompileErrorKind {
-    /// A Field Length that the element's abstract data type does not permit (RFC 7011 §6.2).
-    BadFieldLength {
-        /// The element, by name.
-        element: String,
-        /// The Field Length given in the template.
-        len: u16,
-    },
     /// More columns than `Limits::max_columns`.
     TooManyColumns {
         /// Columns the template needs.
@@ -144,7 +137,6 @@ impl CompileError {
     /// A short, stable label for counters (`templates_rejected_total{reason}`).
     pub fn label(&self) -> &'static str {
         match self.kind {
-            CompileErrorKind::BadFieldLength { .. } => "bad_field_length",
             CompileErrorKind::TooManyColumns { .. } => "too_many_columns",
             CompileErrorKind::TooManyFields { .. } => "too_many_fields",
             CompileErrorKind::EmptyRecord => "empty_record",
@@ -156,9 +148,6 @@ impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "template {}: ", self.template_id.0)?;
         match &self.kind {
-            CompileErrorKind::BadFieldLength { element, len } => {
-                write!(f, "field length {len} is not permitted for {element}")
-            }
             CompileErrorKind::TooManyColumns { given, limit } => {
                 write!(f, "{given} columns exceed the limit of {limit}")
             }
@@ -191,14 +180,8 @@ mod tests {
 
     #[test]
     fn compile_error_names_the_template_and_the_reason() {
-        let e = CompileError::new(
-            TemplateId(300),
-            CompileErrorKind::BadFieldLength {
-                element: "sourceIPv4Address".into(),
-                len: 5,
-            },
-        );
-        assert_eq!(e.label(), "bad_field_length");
+        let e = CompileError::new(TemplateId(300), CompileErrorKind::EmptyRecord);
+        assert_eq!(e.label(), "empty_record");
         assert!(e.to_string().contains("template 300"));
     }
 }

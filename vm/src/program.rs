@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 
+use crate::ie::types::AbstractDataType;
 use crate::op::Op;
 use crate::wire::ids::TemplateId;
 
@@ -82,6 +83,41 @@ impl ColumnKind {
     }
 }
 
+/// How a field whose Field Length RFC 7011 §6.2 does not permit for its type is decoded
+/// anyway (the template is installed; one odd field never costs a record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Nonconformity {
+    /// An unsigned or signed integer sent in more octets than its type has (at most 8): read
+    /// at the wire width into a column wide enough for every value, under the element's name.
+    WideInteger,
+    /// No unambiguous reading: the octets are kept as sent, in a Binary column named
+    /// `<name>_raw`.
+    Raw,
+}
+
+impl Nonconformity {
+    /// A short, stable label for counters (`fields_nonconforming_total{reason}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::WideInteger => "wide_integer",
+            Self::Raw => "raw_octets",
+        }
+    }
+}
+
+/// A field of a template that departs from RFC 7011 §6.2, and how it is decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NonconformingField {
+    /// The column it fills.
+    pub column: String,
+    /// The element's abstract data type.
+    pub data_type: AbstractDataType,
+    /// The Field Length the template gives.
+    pub field_length: u16,
+    /// How it is decoded.
+    pub handling: Nonconformity,
+}
+
 /// Where a read of a variable-length template finds its octets in a record, in terms of the
 /// record's bounds: the offsets the check pass notes for every record (the record's start, then
 /// the start and end of each variable-length field's content), so a read can run across all
@@ -133,6 +169,8 @@ pub struct Program {
     /// Variable-length templates: every read with where it lies relative to the record's
     /// bounds. Empty for fixed-length templates.
     pub(crate) placed: Vec<(Op, Place)>,
+    /// The fields whose Field Length the type does not permit, in template order.
+    pub(crate) nonconforming: Vec<NonconformingField>,
 }
 
 impl Program {
@@ -159,6 +197,11 @@ impl Program {
     /// How each column stores its values, in schema order.
     pub fn column_kinds(&self) -> &[ColumnKind] {
         &self.kinds
+    }
+
+    /// The fields whose Field Length their type does not permit, and how each is decoded.
+    pub fn nonconforming(&self) -> &[NonconformingField] {
+        &self.nonconforming
     }
 
     /// Octets of the shortest possible record (variable-length fields empty); at least 1.

@@ -46,7 +46,6 @@ fn config() -> Config {
         max_templates_per_session: 8,
         pending_max_bytes: 4096,
         pending_max_session_bytes: 2048,
-        pending_max_sets: 3,
         pending_max_age: 60,
         template_lifetime: 1800,
         batch_rows: 64,

@@ -260,10 +260,7 @@ pub fn check(data: &[u8]) {
         Err(e) => {
             let kind = e.kind();
             let explained = match kind {
-                CompileErrorKind::EmptyRecord => def.fields.is_empty(),
-                CompileErrorKind::BadFieldLength { len, .. } => {
-                    def.fields.iter().any(|f| f.field_length == *len)
-                }
+                CompileErrorKind::EmptyRecord => def.fields.iter().all(|f| f.field_length == 0),
                 CompileErrorKind::TooManyFields { given, limit } => {
                     *given == def.fields.len() && given > limit
                 }

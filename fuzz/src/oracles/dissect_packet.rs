@@ -8,7 +8,9 @@
 //! - lax slicing: whenever etherparse's lax parse finds an IPv4 or IPv6 header and then either a
 //!   fragment, a transport header, or a protocol without one the meter reads (the L3/L4 headers
 //!   are complete), the dissector meters the frame and its flow key has those addresses, that
-//!   protocol, and the ports (ICMP type and code) and TCP flags of the transport header;
+//!   protocol, and the ports (ICMP type and code) and TCP flags of the transport header: for a
+//!   first fragment (offset 0) those of the whole transport header its payload starts with, for
+//!   a later fragment none;
 //! - strict slicing: whenever etherparse's strict parse of the whole frame succeeds with IP, the
 //!   same, and the octets counted are the IP length (or the wire length when it is zero);
 //!
@@ -16,7 +18,8 @@
 //! the dissector meters as that UDP flow.
 
 use etherparse::{
-    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice,
+    EtherType, Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice,
+    LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 use flowvm_exporter::capture::LinkType;
 use flowvm_exporter::dissect::{Addresses, Dissected, dissect, udp_datagram};
@@ -70,6 +73,34 @@ fn has_transport(protocol: IpNumber) -> bool {
     .contains(&protocol)
 }
 
+/// Whether no Fragment header of `extensions` has a non-zero offset.
+fn first_ipv6_fragment(extensions: &Ipv6ExtensionsSlice<'_>) -> bool {
+    extensions.clone().into_iter().all(|ext| match ext {
+        Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
+        _ => true,
+    })
+}
+
+/// The transport fields of a fragment: a first one's from the whole transport header its
+/// payload starts with (none when it is too short for one), a later one's none.
+fn fragment_transport(first: bool, protocol: IpNumber, payload: &[u8]) -> (u16, u16, u16) {
+    let slice = match protocol {
+        _ if !first => None,
+        IpNumber::TCP => TcpSlice::from_slice(payload).ok().map(TransportSlice::Tcp),
+        IpNumber::UDP => UdpSlice::from_slice_lax(payload)
+            .ok()
+            .map(TransportSlice::Udp),
+        IpNumber::ICMP => Icmpv4Slice::from_slice(payload)
+            .ok()
+            .map(TransportSlice::Icmpv4),
+        IpNumber::IPV6_ICMP => Icmpv6Slice::from_slice(payload)
+            .ok()
+            .map(TransportSlice::Icmpv6),
+        _ => None,
+    };
+    slice.as_ref().map_or((0, 0, 0), transport)
+}
+
 /// The lax model: `Some` when the L3/L4 headers are complete.
 fn lax(link: LinkType, frame: &[u8]) -> Option<Expected> {
     let packet = match link {
@@ -94,8 +125,13 @@ fn lax(link: LinkType, frame: &[u8]) -> Option<Expected> {
         ),
         LaxNetSlice::Arp(_) => return None,
     };
+    let first = match packet.net.as_ref()? {
+        LaxNetSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
+        LaxNetSlice::Ipv6(v6) => first_ipv6_fragment(v6.extensions()),
+        LaxNetSlice::Arp(_) => return None,
+    };
     let transport = match (&packet.transport, payload.fragmented) {
-        (_, true) => (0, 0, 0),
+        (_, true) => fragment_transport(first, payload.ip_number, payload.payload),
         (Some(t), false) => transport(t),
         (None, false) if !has_transport(payload.ip_number) => (0, 0, 0),
         (None, false) => return None,
@@ -137,8 +173,14 @@ fn strict(link: LinkType, frame: &[u8]) -> Option<(Expected, u64)> {
         ),
         NetSlice::Arp(_) => return None,
     };
+    let first = match packet.net.as_ref()? {
+        NetSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
+        NetSlice::Ipv6(v6) => first_ipv6_fragment(v6.extensions()),
+        NetSlice::Arp(_) => return None,
+    };
     let transport = match (&packet.transport, payload.fragmented) {
         (Some(t), false) => transport(t),
+        (_, true) => fragment_transport(first, payload.ip_number, payload.payload),
         _ => (0, 0, 0),
     };
     let expected = Expected {

@@ -2,7 +2,7 @@
 //! input from the fuzzer's octets and panics (an assertion) when flowvm breaks the oracle.
 //!
 //! This file is compiled twice: into the fuzz crate (`fuzz/src/lib.rs`), which the cargo-fuzz
-//! targets call, and, through `#[path]`, into the workspace test `tests/fuzz_regressions.rs`,
+//! targets call, and, through `#[path]`, into the workspace test `tests/it/fuzz_regressions.rs`,
 //! which replays every input kept in `testdata/regressions/<target>/`. One oracle, two callers,
 //! so a crash found by the fuzzer is replayed by `cargo test` exactly as the fuzzer ran it.
 //!

@@ -15,8 +15,9 @@ pub use limits::Limits;
 
 use crate::error::{CompileError, CompileErrorKind};
 use crate::ie::registry::Registry;
+use crate::ie::types::AbstractDataType;
 use crate::op::Op;
-use crate::program::{Place, Program};
+use crate::program::{NonconformingField, Nonconformity, Place, Program};
 use crate::wire::ids::{ElementId, EnterpriseNumber};
 use crate::wire::template::TemplateDef;
 
@@ -48,8 +49,9 @@ impl Compiler {
     ///
     /// # Errors
     /// [`CompileErrorKind::TooManyFields`] and [`CompileErrorKind::TooManyColumns`] beyond the
-    /// limits, [`CompileErrorKind::BadFieldLength`] for a length the element's type does not
-    /// permit, [`CompileErrorKind::EmptyRecord`] for a template without fields.
+    /// limits, [`CompileErrorKind::EmptyRecord`] for a template whose fields occupy no octets.
+    /// A Field Length the element's type does not permit is no error: the field is decoded as
+    /// [`Program::nonconforming`] says.
     pub fn compile(&self, def: &TemplateDef) -> Result<Program, CompileError> {
         let fail = |kind| CompileError::new(def.template_id, kind);
         let limit = self.limits.max_fields.min(usize::from(u16::MAX) - 8);
@@ -64,19 +66,13 @@ impl Compiler {
         let mut kinds = Vec::new();
         let mut fields = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
+        let mut nonconforming = Vec::new();
         let mut min_record_len = 0_usize;
         let mut fixed_len = Some(0_usize);
         for (n, spec) in def.fields.iter().enumerate() {
             let ie = self
                 .registry
                 .lookup(spec.enterprise_number, spec.element_id);
-            let bad_length = || {
-                let element = ie.name.to_string();
-                fail(CompileErrorKind::BadFieldLength {
-                    element,
-                    len: spec.field_length,
-                })
-            };
             //= https://www.rfc-editor.org/rfc/rfc7011#section-9
             //# The Collecting Process MUST accept padding in Data Records and
             //# Template Records.
@@ -85,12 +81,12 @@ impl Compiler {
                 || self
                     .skip
                     .contains(&(spec.enterprise_number, spec.element_id));
-            let op = if skipped {
-                match spec.field_length {
-                    0 => return Err(bad_length()),
+            let (op, note) = if skipped {
+                let op = match spec.field_length {
                     _ if spec.is_variable_length() => Op::Skipv,
                     len => Op::Skip { len },
-                }
+                };
+                (op, ", skipped".to_owned())
             } else {
                 let col = u16::try_from(kinds.len()).unwrap_or(u16::MAX);
                 if kinds.len() >= self.limits.max_columns {
@@ -100,13 +96,40 @@ impl Compiler {
                     };
                     return Err(fail(kind));
                 }
-                let (op, kind) =
-                    layout::read_op(ie.data_type, spec.field_length, col).ok_or_else(bad_length)?;
-                let name = unique_name(&mut names, &ie.name);
+                let (op, kind, nonconformity) =
+                    layout::read_op(ie.data_type, spec.field_length, col);
+                let name = match nonconformity {
+                    Some(Nonconformity::Raw) => {
+                        unique_name(&mut names, &format!("{}_raw", ie.name))
+                    }
+                    _ => unique_name(&mut names, &ie.name),
+                };
+                // A raw column holds octets: readers must not take it for the declared type.
+                let data_type = match nonconformity {
+                    Some(Nonconformity::Raw) => AbstractDataType::OctetArray,
+                    _ => ie.data_type,
+                };
                 let mut meta = HashMap::from([
                     ("ipfix.element_id".to_owned(), ie.element_id.0.to_string()),
-                    ("ipfix.data_type".to_owned(), ie.data_type.name().to_owned()),
+                    ("ipfix.data_type".to_owned(), data_type.name().to_owned()),
                 ]);
+                if let Some(handling) = nonconformity {
+                    meta.insert(
+                        "ipfix.nonconforming".into(),
+                        format!(
+                            "{}: field length {} for {}",
+                            handling.label(),
+                            spec.field_length,
+                            ie.data_type
+                        ),
+                    );
+                    nonconforming.push(NonconformingField {
+                        column: name.clone(),
+                        data_type: ie.data_type,
+                        field_length: spec.field_length,
+                        handling,
+                    });
+                }
                 if ie.enterprise_number != EnterpriseNumber::IANA {
                     meta.insert(
                         "ipfix.enterprise_number".into(),
@@ -127,7 +150,12 @@ impl Compiler {
                 let nullable = matches!(op, Op::Rbool { .. });
                 fields.push(Field::new(name, kind.data_type(), nullable).with_metadata(meta));
                 kinds.push(kind);
-                op
+                let note = match nonconformity {
+                    Some(Nonconformity::WideInteger) => format!(", wider than {}", ie.data_type),
+                    Some(Nonconformity::Raw) => format!(", raw: not a length of {}", ie.data_type),
+                    None => String::new(),
+                };
+                (op, note)
             };
             match op.wire_len() {
                 Some(len) => {
@@ -146,8 +174,7 @@ impl Compiler {
             } else {
                 spec.field_length.to_string()
             };
-            let skip = if skipped { ", skipped" } else { "" };
-            comments.push(format!("{} ({length}{skip})", ie.name));
+            comments.push(format!("{} ({length}{note})", ie.name));
         }
         if min_record_len == 0 {
             return Err(fail(CompileErrorKind::EmptyRecord));
@@ -177,6 +204,7 @@ impl Compiler {
             operands,
             gaps,
             placed,
+            nonconforming,
         })
     }
 }
@@ -310,20 +338,18 @@ mod tests {
     }
 
     #[test]
-    fn bad_lengths_and_limits_are_typed_errors() {
+    fn empty_records_and_limits_are_typed_errors() {
         let c = Compiler::default();
-        let e = c
-            .compile(&def(vec![FieldSpecifier::iana(8, 5)]))
-            .unwrap_err();
-        assert_eq!(
-            e.kind(),
-            &CompileErrorKind::BadFieldLength {
-                element: "sourceIPv4Address".into(),
-                len: 5
-            }
-        );
         assert_eq!(
             c.compile(&def(vec![])).unwrap_err().kind(),
+            &CompileErrorKind::EmptyRecord
+        );
+        let nothing = def(vec![
+            FieldSpecifier::iana(8, 0),
+            FieldSpecifier::iana(210, 0),
+        ]);
+        assert_eq!(
+            c.compile(&nothing).unwrap_err().kind(),
             &CompileErrorKind::EmptyRecord
         );
         let small = Compiler::new(
@@ -364,5 +390,55 @@ mod tests {
             ]
         );
         assert_eq!((p.min_record_len(), p.record_len()), (5, None));
+    }
+
+    #[test]
+    fn odd_field_lengths_never_cost_the_template() {
+        // Cisco's samplerId (IE 48, unsigned8) in 4 octets; an ipv4Address in 5 octets.
+        let p = Compiler::default()
+            .compile(&def(vec![
+                FieldSpecifier::iana(48, 4),
+                FieldSpecifier::iana(8, 5),
+                FieldSpecifier::iana(2, 8),
+            ]))
+            .unwrap();
+        let columns: Vec<_> = p
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("samplerId", arrow_schema::DataType::UInt32),
+                ("sourceIPv4Address_raw", arrow_schema::DataType::Binary),
+                ("packetDeltaCount", arrow_schema::DataType::UInt64),
+            ]
+        );
+        let handling: Vec<_> = p
+            .nonconforming()
+            .iter()
+            .map(|n| (n.column.as_str(), n.field_length, n.handling))
+            .collect();
+        assert_eq!(
+            handling,
+            [
+                ("samplerId", 4, Nonconformity::WideInteger),
+                ("sourceIPv4Address_raw", 5, Nonconformity::Raw),
+            ]
+        );
+        let raw = p.schema().field(1).metadata();
+        assert_eq!(raw["ipfix.data_type"], "octetArray");
+        assert_eq!(
+            raw["ipfix.nonconforming"],
+            "raw_octets: field length 5 for ipv4Address"
+        );
+        let listing = p.to_string();
+        assert!(
+            listing.contains("samplerId (4, wider than unsigned8)"),
+            "{listing}"
+        );
+        assert_eq!(p.record_len(), Some(17));
     }
 }

@@ -78,10 +78,8 @@ pub(crate) fn reference(
         .fields
         .iter()
         .map(|f| {
-            (
-                registry.lookup(f.enterprise_number, f.element_id).data_type,
-                f.field_length,
-            )
+            let ty = registry.lookup(f.enterprise_number, f.element_id).data_type;
+            (reading(ty, f.field_length), f.field_length)
         })
         .collect();
     let min_len: usize = types
@@ -257,15 +255,50 @@ fn build(ty: T, len: u16, values: &[Vec<u8>]) -> ArrayRef {
     }
 }
 
-/// Field lengths an element of `ty` may have: reduced sizes, fixed and variable lengths.
+/// The type a field of `ty` in `len` octets is decoded as: its own for the lengths RFC 7011
+/// §6.2 and §7 permit, a wider integer for an integer in more octets than its type (up to 8),
+/// octets for every other length.
+fn reading(ty: T, len: u16) -> T {
+    let unsigned = [T::Unsigned8, T::Unsigned16, T::Unsigned32, T::Unsigned64];
+    let signed = [T::Signed8, T::Signed16, T::Signed32, T::Signed64];
+    let width = |types: [T; 4]| match len {
+        1 => types[0],
+        2 => types[1],
+        3 | 4 => types[2],
+        _ => types[3],
+    };
+    match ty.natural_len() {
+        _ if len == 0 => T::OctetArray,
+        None => ty,
+        Some(_) if len == VARIABLE_LENGTH => T::OctetArray,
+        Some(n) if len > 8 && len != n => T::OctetArray,
+        Some(n) if unsigned.contains(&ty) && len > n => width(unsigned),
+        Some(n) if signed.contains(&ty) && len > n => width(signed),
+        Some(_) if unsigned.contains(&ty) || signed.contains(&ty) => ty,
+        Some(_) if ty == T::Float64 && len == 4 => ty,
+        Some(n) if len == n => ty,
+        Some(_) => T::OctetArray,
+    }
+}
+
+/// Field lengths an element of `ty` may be sent in: reduced sizes, fixed and variable lengths,
+/// and lengths its type does not permit (integers up to 9 octets, one octet past a fixed type's
+/// length, variable length for a fixed type), which the VM decodes all the same.
 pub(crate) fn lengths(ty: T) -> Vec<u16> {
     match (ty, ty.natural_len()) {
-        (T::Float64, _) => vec![4, 8],
+        (T::Float64, _) => vec![4, 8, 3, VARIABLE_LENGTH],
         (
-            T::Unsigned16 | T::Unsigned32 | T::Unsigned64 | T::Signed16 | T::Signed32 | T::Signed64,
-            Some(n),
-        ) => (1..=n).collect(),
-        (_, Some(n)) => vec![n],
+            T::Unsigned8
+            | T::Unsigned16
+            | T::Unsigned32
+            | T::Unsigned64
+            | T::Signed8
+            | T::Signed16
+            | T::Signed32
+            | T::Signed64,
+            Some(_),
+        ) => (1..=9).chain([VARIABLE_LENGTH]).collect(),
+        (_, Some(n)) => vec![n, n + 1, VARIABLE_LENGTH],
         (_, None) => vec![1, 3, 16, VARIABLE_LENGTH],
     }
 }

@@ -1,7 +1,7 @@
 //! The archive opens as it is in DuckDB and pyarrow (installed by the README's test command),
 //! with the README's query, and a filter on an address written as text.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

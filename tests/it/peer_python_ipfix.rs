@@ -14,7 +14,7 @@
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -17,7 +17,7 @@
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

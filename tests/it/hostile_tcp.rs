@@ -4,7 +4,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -462,4 +462,79 @@ async fn a_flood_beside_a_steady_exporter_is_pushed_back_and_nothing_is_lost() {
     steady_rows.sort_unstable();
     assert_eq!(steady_rows, (1_000_000..1_002_000).collect::<Vec<u32>>());
     assert_eq!(k.rows_written.get(), 502_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_peers_from_one_address_cost_a_steady_exporter_nothing() {
+    // 300 connections from 127.0.0.2 that each send 3 octets of a Message Header and stall,
+    // while a steady exporter on 127.0.0.1 sends over TCP and UDP: on the default bounds the
+    // stalled address gets 16 of the 256 slots, the rest are refused and counted, and the
+    // header deadline (2 s here, 10 s by default) closes those 16.
+    let out = scratch("hostile-tcp-stalled");
+    let config = Config {
+        tcp_header_timeout: 2,
+        ..Config::default()
+    };
+    let c = Running::start(&out, config).await;
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut peer = socket.connect(c.tcp).await.unwrap();
+        // A refused connection may already be closed: its write can fail.
+        let _ = peer.write_all(&[0, 10, 0]).await;
+        stalled.push(peer);
+    }
+    c.until("the stalled address to reach its bound", |k| {
+        k.dropped(DropReason::ExporterConnectionLimit) == 284
+    })
+    .await;
+    assert_eq!(c.counters.connections_open.get(), 16);
+    assert_eq!(c.counters.dropped(DropReason::ConnectionLimit), 0);
+
+    let records: u32 = 200;
+    let mut tcp = TcpStream::connect(c.tcp).await.unwrap();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let def = template(256, &[(1, 4), (2, 4)]);
+    tcp.write_all(&template_message(std::slice::from_ref(&def), 1))
+        .await
+        .unwrap();
+    udp.send_to(&template_message(&[def], 2), c.udp)
+        .await
+        .unwrap();
+    for i in 0..records {
+        let record = [i.to_be_bytes(), 1_u32.to_be_bytes()].concat();
+        tcp.write_all(&data_message(256, std::slice::from_ref(&record), i, 1))
+            .await
+            .unwrap();
+        udp.send_to(&data_message(256, &[record], i, 2), c.udp)
+            .await
+            .unwrap();
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    c.until("every record of the steady exporter", |k| {
+        k.records_decoded.get() == 2 * u64::from(records)
+    })
+    .await;
+    c.until("the header deadline to close the stalled", |k| {
+        k.dropped(DropReason::TcpHeaderTimeout) == 16
+    })
+    .await;
+    drop(tcp);
+    let k = c.stop().await;
+    assert_eq!(k.records_lost.get(), 0, "{}", k.render());
+    assert_eq!(k.dropped(DropReason::ConnectionLimit), 0);
+    let batches = read_archive(&out);
+    let mut octets: Vec<u64> = column(&batches, "octetDeltaCount")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    octets.sort_unstable();
+    let expected: Vec<u64> = (0..u64::from(records)).flat_map(|i| [i, i]).collect();
+    assert_eq!(
+        octets, expected,
+        "every record, once over TCP and once over UDP"
+    );
 }

@@ -8,7 +8,7 @@
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,11 +24,11 @@ use common::{Running, read_archive, scratch, uint};
 use flowvm::config::Config;
 
 /// One record as both sides see it, under `record l3,l4`.
-type Row = Record<Key>;
+pub(crate) type Row = Record<Key>;
 
 // ---- The archive side. ----
 
-fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
+pub(crate) fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();
     for b in batches {
         let (src, dst) = if b.column_by_name("sourceIPv4Address").is_some() {
@@ -336,7 +336,14 @@ fn the_reference_parser_sees_what_the_generator_wrote() {
         .iter()
         .filter_map(|p| flow(p).map(|f| (f, ())))
         .collect();
-    assert_eq!(flows.len(), 11);
+    // The two fragments of one UDP datagram are two flows: the first keyed by the ports of the
+    // transport header it carries, the second, which has none, by ports 0.
+    assert_eq!(flows.len(), 12);
+    let fragments: Vec<_> = flows
+        .keys()
+        .filter(|k| k.2 == 17 && matches!((k.3, k.4), (7_000, 7_001) | (0, 0)))
+        .collect();
+    assert_eq!(fragments.len(), 2, "{fragments:?}");
     assert!(
         flows
             .keys()

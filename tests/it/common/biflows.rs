@@ -24,17 +24,12 @@ pub(crate) struct Row {
     pub(crate) vlan: u16,
 }
 
-/// softflowd's key of a frame: it reads 802.1Q but not 802.1ad, and takes the ports of the
-/// first fragment of a datagram from its transport header.
+/// softflowd's key of a frame: it reads 802.1Q but not 802.1ad.
 pub(crate) fn softflowd_key(f: &Frame) -> Option<Key> {
     if f.qinq {
         return None;
     }
-    let mut key = f.ip.clone()?;
-    if let Some((sport, dport)) = f.first_fragment_ports {
-        (key.3, key.4) = (sport, dport);
-    }
-    Some(key)
+    f.ip.clone()
 }
 
 /// softflowd in `-r` mode: no timer fires (they run on the wall clock), every flow is

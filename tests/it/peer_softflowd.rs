@@ -8,7 +8,7 @@
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

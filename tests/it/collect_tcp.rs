@@ -3,7 +3,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
-mod common;
+use crate::common;
 
 use common::{Running, column, data_message, read_archive, scratch, template, template_message};
 use flowvm::config::Config;

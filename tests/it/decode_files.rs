@@ -3,7 +3,7 @@
 
 #![expect(clippy::unwrap_used, reason = "the capture builder fails loudly")]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -6,7 +6,7 @@
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;

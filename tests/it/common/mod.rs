@@ -93,7 +93,7 @@ pub(crate) struct Running {
     pub(crate) metrics: std::net::SocketAddr,
     pub(crate) counters: Arc<Counters>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), flowvm::collector::CollectError>>,
 }
 
 impl Running {

@@ -9,7 +9,7 @@
     reason = "test helpers fail loudly"
 )]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -115,6 +115,7 @@ pending_max_session_bytes = 2097152
 queue = 1024
 queue_max_bytes = 8388608
 max_connections = 32
+max_connections_per_exporter = 32
 max_open_files = 16
 ";
 

@@ -35,10 +35,6 @@ pub(crate) struct Frame {
     pub(crate) ip: Option<Key>,
     pub(crate) octets: u64,
     pub(crate) flags: u16,
-    /// The first fragment of a datagram (offset 0, more to come) has ports 0 in `ip`, as
-    /// flowprobe keys it; these are the ports its transport header gives, which softflowd
-    /// and pmacct key it by.
-    pub(crate) first_fragment_ports: Option<(u16, u16)>,
     /// An 802.1ad (QinQ, 0x88a8) tag came first: meters that know only 802.1Q skip the frame.
     pub(crate) qinq: bool,
 }
@@ -116,12 +112,21 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?).to_string();
             let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?).to_string();
             let (mut next, mut off) = (ip[6], 40);
-            while matches!(next, 0 | 43 | 60) {
-                next = *ip.get(off)?;
-                off += (usize::from(*ip.get(off + 1)?) + 1) * 8;
+            let (mut fragment, mut offset) = (false, 0);
+            while matches!(next, 0 | 43 | 44 | 60) {
+                if next == 44 {
+                    // The Fragment header: 8 octets, offset in its top 13 bits (RFC 8200 §4.5).
+                    fragment = true;
+                    offset = be16(ip, off + 2)? >> 3;
+                    next = *ip.get(off)?;
+                    off += 8;
+                } else {
+                    next = *ip.get(off)?;
+                    off += (usize::from(*ip.get(off + 1)?) + 1) * 8;
+                }
             }
             let octets = u64::from(be16(ip, 4)?) + 40;
-            (src, dst, next, ip.get(off..)?, octets, false, 0)
+            (src, dst, next, ip.get(off..)?, octets, fragment, offset)
         }
         _ => {
             return Some(Frame {
@@ -129,41 +134,45 @@ fn parse_frame(f: &[u8], orig_len: u64) -> Option<Frame> {
                 ip: None,
                 octets: orig_len,
                 flags: 0,
-                first_fragment_ports: None,
                 qinq,
             });
         }
     };
-    let (mut sport, mut dport, mut flags) = (0, 0, 0);
-    let first_fragment_ports = if fragment && offset == 0 && matches!(proto, 6 | 17) {
-        Some((be16(l4, 0)?, be16(l4, 2)?))
-    } else {
-        None
+    // A later fragment has no transport header: ports 0. A first fragment (offset 0) carries
+    // it, and is keyed by it as softflowd and flowprobe do; one too short for the whole header
+    // keeps zeros, where an unfragmented packet cut as short is skipped.
+    let (sport, dport, flags) = match transport(proto, l4) {
+        _ if fragment && offset != 0 => (0, 0, 0),
+        Some(t) => t,
+        None if fragment => (0, 0, 0),
+        None => return None,
     };
-    if !fragment {
-        match proto {
-            6 => {
-                sport = be16(l4, 0)?;
-                dport = be16(l4, 2)?;
-                flags = be16(l4, 12)? & 0x0fff;
-                l4.get(..20)?;
-            }
-            17 => {
-                sport = be16(l4, 0)?;
-                dport = be16(l4, 2)?;
-                l4.get(..8)?;
-            }
-            1 | 58 => dport = be16(l4, 0)?,
-            _ => {}
-        }
-    }
     Some(Frame {
         l2,
         ip: Some((src, dst, proto, sport, dport)),
         octets,
         flags,
-        first_fragment_ports,
         qinq,
+    })
+}
+
+/// Ports (ICMP type × 256 + code) and TCP flags of a whole transport header at the start of
+/// `l4`; `None` when it is cut.
+fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u16)> {
+    Some(match proto {
+        6 => {
+            l4.get(..20)?;
+            (be16(l4, 0)?, be16(l4, 2)?, be16(l4, 12)? & 0x0fff)
+        }
+        17 => {
+            l4.get(..8)?;
+            (be16(l4, 0)?, be16(l4, 2)?, 0)
+        }
+        1 | 58 => {
+            l4.get(..8)?;
+            (0, be16(l4, 0)?, 0)
+        }
+        _ => (0, 0, 0),
     })
 }
 

@@ -1,7 +1,7 @@
 //! More of the collector over real sockets: options templates archived like any other, the
 //! pending buffer's bound, IPv6 listeners, and files completed at the size bound.
 
-mod common;
+use crate::common;
 
 use common::{
     Running, archive_files, column, data_message, read_archive, scratch, template, template_message,
@@ -64,7 +64,8 @@ async fn options_templates_and_their_data_are_archived() {
 async fn data_for_an_unknown_template_past_the_bound_is_counted() {
     let out = scratch("pending-bound");
     let config = Config {
-        pending_max_sets: 4,
+        // Four Sets of 8 octets, 64 of bookkeeping each.
+        pending_max_session_bytes: 4 * (8 + 64),
         ..Config::default()
     };
     let c = Running::start(&out, config).await;

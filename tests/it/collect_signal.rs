@@ -1,7 +1,7 @@
 //! `flowvm collect` as users run it: the real binary, SIGTERM, and every record received
 //! before the signal found in completed Parquet files.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;

@@ -1,0 +1,205 @@
+//! What a new user does first, through the real binaries on their defaults: the README's round
+//! trip (`flowvm collect` in one terminal, `flowvm export --pcap … --collector
+//! 127.0.0.1:4739` in another), and a second collector started by mistake on the same ports.
+//!
+//! The defaults listen on fixed ports (4739, 9739) of every address, so each test runs in a
+//! network namespace of its own (`ip netns`, as root, which CI is): its loopback is the only
+//! network, and no other test or program can hold its ports.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: failing loudly is the point"
+)]
+
+use crate::common;
+use crate::export_to_collect::archived_rows;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::flows::{Packet, S, pcap, read_pcap, reference};
+use common::{KillOnDrop, read_archive, scratch};
+
+/// A network namespace with its loopback up, deleted when dropped.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: &str) -> Self {
+        let ns = format!("flowvm-{}-{name}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?} (run as root: CI does): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        Self(ns)
+    }
+
+    /// `flowvm ARGS` inside the namespace, in `dir` (`ip netns exec` execs the command, so
+    /// the child's PID is flowvm's own).
+    fn flowvm(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, env!("CARGO_BIN_EXE_flowvm")])
+            .args(args)
+            .current_dir(dir);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Starts `flowvm collect ARGS` and waits (bounded) until its listeners are up; its standard
+/// error keeps draining into a thread.
+fn start_collector(ns: &NetNs, dir: &Path, args: &[&str]) -> KillOnDrop {
+    let mut child = ns
+        .flowvm(dir, &[&["collect"], args].concat())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            // Every socket is bound before the first of these lines.
+            Ok(line) if line.contains("Listening on UDP") => return KillOnDrop(child),
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("flowvm collect {args:?} did not start: {seen:#?}"),
+        }
+    }
+}
+
+/// Sends SIGTERM and waits (bounded) for a clean exit: every file completed.
+fn terminate(mut collector: KillOnDrop) {
+    let pid = collector.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..200 {
+        if let Some(status) = collector.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("flowvm collect did not stop on SIGTERM");
+}
+
+fn run(mut command: Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn the_readme_round_trip_works_on_the_defaults() {
+    let ns = NetNs::new("readme");
+    let dir = scratch("first-run-readme");
+    let collector = start_collector(&ns, &dir, &[]);
+    let capture = pcap("mixed.pcap");
+    let export = run(ns.flowvm(
+        &dir,
+        &[
+            "export",
+            "--pcap",
+            capture.to_str().unwrap(),
+            "--collector",
+            "127.0.0.1:4739",
+        ],
+    ));
+    assert!(
+        export.status.success(),
+        "flowvm export failed on its defaults: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    terminate(collector);
+    // The defaults: active 15 s, passive 120 s, record l3,l4; the archive in ./flows.
+    let mut expected = reference(&read_pcap(&capture), 15 * S, 120 * S, Packet::l3_l4);
+    expected.sort();
+    let got = archived_rows(&read_archive(&dir.join("flows")));
+    assert_eq!(got, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_collector_on_the_same_udp_port_refuses_to_start() {
+    let ns = NetNs::new("second");
+    let dir = scratch("first-run-second");
+    let first = start_collector(&ns, &dir, &["--no-tcp", "--out", "one"]);
+    let second = run(ns.flowvm(&dir, &["collect", "--no-tcp", "--out", "two"]));
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("udp 0.0.0.0:4739") && last.contains("in use"),
+        "{stderr}"
+    );
+    terminate(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn collectors_share_a_udp_port_only_when_asked() {
+    let ns = NetNs::new("reuse");
+    let dir = scratch("first-run-reuse");
+    let shared = [
+        "--no-tcp",
+        "--reuse-port",
+        "--listen",
+        "127.0.0.1:4739",
+        "--metrics",
+        "off",
+    ];
+    let first = start_collector(&ns, &dir, &[&shared[..], &["--out", "one"]].concat());
+    // Without --reuse-port a third cannot join them.
+    let alone = run(ns.flowvm(
+        &dir,
+        &[
+            "collect",
+            "--no-tcp",
+            "--listen",
+            "127.0.0.1:4739",
+            "--metrics",
+            "off",
+        ],
+    ));
+    assert_eq!(alone.status.code(), Some(1), "{alone:?}");
+    let mut second = ns
+        .flowvm(
+            &dir,
+            &[&["collect"], &shared[..], &["--out", "two"]].concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        second.0.try_wait().unwrap().is_none(),
+        "a second collector that asked to share the port runs"
+    );
+    terminate(second);
+    terminate(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
