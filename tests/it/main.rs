@@ -4,6 +4,7 @@
 //! Each module is one family; `common` holds the helpers they share.
 
 mod archive_readers;
+mod captures;
 mod collect_more;
 mod collect_signal;
 mod collect_tcp;

@@ -178,8 +178,20 @@ fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u16)> {
 
 /// Classic pcap (microseconds, little-endian), as the generator writes it.
 pub(crate) fn read_pcap(path: &Path) -> Vec<Packet> {
+    pcap_frames(path)
+        .into_iter()
+        .map(|(ts, frame, orig_len)| Packet {
+            ts,
+            frame: parse_frame(&frame, orig_len),
+        })
+        .collect()
+}
+
+/// Every frame of a classic pcap (microseconds, little-endian): its time in nanoseconds, its
+/// captured octets and its length on the wire.
+pub(crate) fn pcap_frames(path: &Path) -> Vec<(u64, Vec<u8>, u64)> {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "{}", path.display());
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= bytes.len() {
@@ -190,11 +202,7 @@ pub(crate) fn read_pcap(path: &Path) -> Vec<Packet> {
         };
         let ts = word(0) * S + word(4) * 1_000;
         let len = usize::try_from(word(8)).unwrap();
-        let frame = &bytes[at + 16..at + 16 + len];
-        out.push(Packet {
-            ts,
-            frame: parse_frame(frame, word(12)),
-        });
+        out.push((ts, bytes[at + 16..at + 16 + len].to_vec(), word(12)));
         at += 16 + len;
     }
     out
