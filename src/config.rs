@@ -241,8 +241,14 @@ mod tests {
             c.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["0.0.0.0:4739", "[::]:4739"]
         );
-        assert!(c.udp && c.tcp);
+        assert!(c.udp && c.tcp && !c.reuse_port);
         assert_eq!(c.out, PathBuf::from("flows"));
+        // One address holds at most 16 of the 256 TCP slots, and must send its first header
+        // within 10 s; data waits for its template as long as a UDP template lives.
+        let tcp = c.tcp_limits();
+        assert_eq!((tcp.max_connections, tcp.max_per_exporter), (256, 16));
+        assert_eq!(tcp.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.decoder().pending.max_age, Duration::from_secs(1800));
         assert!(c.validate().is_ok());
     }
 
