@@ -113,6 +113,9 @@ impl Registry {
         //# the reverse Information Element identifier for each forward
         //# Information Element MUST be the same as the forward Information
         //# Element identifier
+        if pen == EnterpriseNumber::NETFLOW9_SCOPE {
+            return netflow9_scope(id);
+        }
         if pen == EnterpriseNumber::REVERSE {
             let forward = self.known(EnterpriseNumber::IANA, id)?;
             let mut chars = forward.name.chars();
@@ -158,6 +161,29 @@ impl Registry {
     }
 }
 
+/// NetFlow v9's options scope field types (RFC 3954 §6.1) as elements: an unsigned number of
+/// up to 8 octets (an identifier of the system, interface, line card, cache or template the
+/// options describe); other lengths keep their octets.
+fn netflow9_scope(id: ElementId) -> Option<InformationElement> {
+    let name = match id.0 {
+        1 => "scopeSystem",
+        2 => "scopeInterface",
+        3 => "scopeLineCard",
+        4 => "scopeCache",
+        5 => "scopeTemplate",
+        _ => return None,
+    };
+    Some(InformationElement {
+        enterprise_number: EnterpriseNumber::NETFLOW9_SCOPE,
+        element_id: id,
+        name: Cow::Borrowed(name),
+        data_type: AbstractDataType::Unsigned64,
+        semantics: Cow::Borrowed("identifier"),
+        units: Cow::Borrowed(""),
+        deprecated: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +200,18 @@ mod tests {
         assert_eq!(iana(8).data_type, AbstractDataType::Ipv4Address);
         assert_eq!(iana(155).data_type, AbstractDataType::DateTimeMicroseconds);
         assert!(ELEMENTS.len() > 800);
+    }
+
+    #[test]
+    fn names_netflow9_scope_types() {
+        let r = Registry::new();
+        let scope = |id| {
+            r.lookup(EnterpriseNumber::NETFLOW9_SCOPE, ElementId(id))
+                .name
+        };
+        assert_eq!(scope(2), "scopeInterface");
+        assert_eq!(scope(5), "scopeTemplate");
+        assert_eq!(scope(9), format!("e{}_9", u32::MAX));
     }
 
     #[test]

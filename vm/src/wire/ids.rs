@@ -65,4 +65,8 @@ impl EnterpriseNumber {
     pub const IANA: Self = Self(0);
     /// Reverse Information Elements of RFC 5103 §6.1.
     pub const REVERSE: Self = Self(29_305);
+    /// Not a real enterprise: flowvm's name space for NetFlow v9's options scope field types
+    /// (RFC 3954 §6.1: 1 System, 2 Interface, 3 Line Card, 4 Cache, 5 Template), which have
+    /// no IPFIX element. The highest Private Enterprise Number, far above any assigned.
+    pub const NETFLOW9_SCOPE: Self = Self(u32::MAX);
 }

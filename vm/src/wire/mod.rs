@@ -1,5 +1,7 @@
 //! The IPFIX wire format (RFC 7011 §3, §7, §8): Message Headers, Sets, (Options) Template
-//! Records, withdrawals, and a writer for the same structures.
+//! Records, withdrawals, and a writer for the same structures; NetFlow v9 (RFC 3954) and v5
+//! packets; and the front end that tells them apart and yields the same items for each
+//! ([`packet::ExportPacket`]).
 //!
 //! Everything here reads through [`reader::Reader`] or nom's `complete` parsers; no wire value
 //! indexes a slice.
@@ -7,6 +9,9 @@
 
 pub mod header;
 pub mod ids;
+pub mod netflow5;
+pub mod netflow9;
+pub mod packet;
 pub mod reader;
 pub mod set;
 pub mod template;

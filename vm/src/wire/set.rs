@@ -62,6 +62,8 @@ impl<'a> Set<'a> {
 pub struct Sets<'a> {
     reader: Reader<'a>,
     failed: bool,
+    /// Whether fewer octets than a Set Header at the end are padding rather than an error.
+    padded: bool,
 }
 
 impl<'a> Sets<'a> {
@@ -70,6 +72,18 @@ impl<'a> Sets<'a> {
         Self {
             reader: Reader::at(body, HEADER_LEN),
             failed: false,
+            padded: false,
+        }
+    }
+
+    /// Walks `body`, which starts `offset` octets into its packet, taking fewer than four
+    /// octets at the end as padding: NetFlow v9's FlowSets are framed as Sets, after a
+    /// 20-octet header, and exporters pad the packet.
+    pub fn padded(body: &'a [u8], offset: usize) -> Self {
+        Self {
+            reader: Reader::at(body, offset),
+            failed: false,
+            padded: true,
         }
     }
 
@@ -108,7 +122,10 @@ impl<'a> Iterator for Sets<'a> {
     type Item = Result<Set<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.reader.is_empty() {
+        if self.failed
+            || self.reader.is_empty()
+            || self.padded && self.reader.len() < SET_HEADER_LEN
+        {
             return None;
         }
         let set = self.next_set();
