@@ -1,29 +1,34 @@
-//! `flowvm disasm`: the program of every distinct template found in IPFIX files.
+//! `flowvm disasm`: the program of every distinct template found in IPFIX files or in captures
+//! of IPFIX, NetFlow v9 and v5 (whose fixed layout is a built-in template).
 
 use std::collections::HashSet;
 use std::io::Write;
 
+use flowvm_exporter::capture::file;
+use flowvm_exporter::dissect::udp_datagram;
 use flowvm_vm::Compiler;
-use flowvm_vm::wire::header::{Message, Messages};
+use flowvm_vm::wire::header::Messages;
 use flowvm_vm::wire::ids::ObservationDomainId;
-use flowvm_vm::wire::set::SetKind;
-use flowvm_vm::wire::template::{TemplateDef, TemplateRecord, TemplateRecords};
+use flowvm_vm::wire::netflow5;
+use flowvm_vm::wire::packet::{ExportPacket, Item};
+use flowvm_vm::wire::template::{TemplateDef, TemplateRecord};
 
 /// What one disassembly saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Messages read.
+    /// Export packets (IPFIX Messages, NetFlow packets) read.
     pub messages: u64,
     /// Distinct templates printed.
     pub templates: u64,
     /// Templates the compiler refused.
     pub rejected: u64,
-    /// Messages or Sets that could not be decoded.
+    /// Packets or Sets that could not be decoded.
     pub malformed: u64,
 }
 
-/// Writes the listing of every distinct (domain, template) in `bytes` to `out`, each once; a
-/// malformed Message is reported in the listing and skipped, a framing error ends the file.
+/// Writes the listing of every distinct (domain, template) in `bytes`, an IPFIX File (RFC
+/// 5655) or a pcap/pcapng capture, to `out`, each once; a malformed packet is reported in the
+/// listing and skipped, a framing error ends an IPFIX File.
 ///
 /// # Errors
 /// Only errors writing to `out`.
@@ -32,76 +37,122 @@ pub fn disassemble(
     compiler: &Compiler,
     out: &mut impl Write,
 ) -> std::io::Result<Summary> {
-    let mut seen: HashSet<(ObservationDomainId, TemplateDef)> = HashSet::new();
-    let mut summary = Summary::default();
-    for framed in Messages::new(bytes) {
-        let message = match framed.and_then(Message::decode) {
-            Ok(message) => message,
-            Err(e) => {
-                summary.malformed += 1;
-                writeln!(out, "; message {}: {e}", summary.messages + 1)?;
-                continue;
-            }
-        };
-        summary.messages += 1;
-        let domain = message.header.observation_domain_id;
-        for set in message.sets() {
-            let records = match set.and_then(|s| s.kind().map(|k| (s, k))) {
-                Ok((set, SetKind::Template | SetKind::OptionsTemplate)) => {
-                    TemplateRecords::new(&set)
-                }
-                Ok((_, SetKind::Data(_))) => continue,
-                Err(e) => {
-                    summary.malformed += 1;
-                    writeln!(out, "; message {}: {e}", summary.messages)?;
-                    break;
-                }
+    let mut d = Disassembler {
+        compiler,
+        seen: HashSet::new(),
+        summary: Summary::default(),
+        out,
+    };
+    if file::is_capture(bytes) {
+        let mut failed = Ok(());
+        let read = file::for_each_packet(bytes, |p| {
+            let Some(datagram) = udp_datagram(p.link, p.data) else {
+                return true;
             };
-            for record in records {
-                match record {
-                    Ok(TemplateRecord::Definition(def)) => {
-                        if !seen.insert((domain, def.clone())) {
-                            continue;
-                        }
-                        match compiler.compile(&def) {
-                            Ok(program) => {
-                                summary.templates += 1;
-                                writeln!(out, "; observation domain {}", domain.0)?;
-                                writeln!(out, "{program}")?;
-                            }
-                            Err(e) => {
-                                summary.rejected += 1;
-                                writeln!(
-                                    out,
-                                    "; observation domain {}: rejected: {e}\n",
-                                    domain.0
-                                )?;
-                            }
-                        }
-                    }
-                    Ok(TemplateRecord::Withdrawal(id)) => {
-                        writeln!(
-                            out,
-                            "; observation domain {}: template {} withdrawn\n",
-                            domain.0, id.0
-                        )?;
-                    }
-                    Ok(TemplateRecord::WithdrawAll(set_id)) => {
-                        writeln!(
-                            out,
-                            "; observation domain {}: all of {set_id:?} withdrawn\n",
-                            domain.0
-                        )?;
-                    }
-                    Err(e) => {
-                        summary.malformed += 1;
-                        writeln!(out, "; message {}: {e}", summary.messages)?;
-                    }
+            // Only the versions flowvm collects; other UDP traffic is passed over.
+            if !ExportPacket::is_collected_version(datagram.payload) {
+                return true;
+            }
+            failed = d.packet(datagram.payload);
+            failed.is_ok()
+        });
+        failed?;
+        if let Err(e) = read {
+            d.summary.malformed += 1;
+            writeln!(d.out, "; {e}")?;
+        }
+    } else {
+        for framed in Messages::new(bytes) {
+            match framed {
+                Ok(message) => d.packet(message)?,
+                Err(e) => {
+                    d.summary.malformed += 1;
+                    writeln!(d.out, "; message {}: {e}", d.summary.messages + 1)?;
                 }
             }
         }
     }
-    Ok(summary)
+    Ok(d.summary)
+}
+
+/// The state of one disassembly.
+struct Disassembler<'c, W> {
+    compiler: &'c Compiler,
+    seen: HashSet<(ObservationDomainId, TemplateDef)>,
+    summary: Summary,
+    out: W,
+}
+
+impl<W: Write> Disassembler<'_, W> {
+    /// Lists the templates of one export packet.
+    fn packet(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let packet = match ExportPacket::decode(bytes) {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.summary.malformed += 1;
+                return writeln!(self.out, "; message {}: {e}", self.summary.messages + 1);
+            }
+        };
+        self.summary.messages += 1;
+        let domain = packet.header().observation_domain_id;
+        let mut records = Vec::new();
+        if let ExportPacket::Netflow5(_) = packet {
+            records.push(TemplateRecord::Definition(netflow5::template()));
+        }
+        let walked = packet.for_each_item(|item| {
+            if let Item::Template(record) = item {
+                records.push(record);
+            }
+            Ok(())
+        });
+        for record in records {
+            self.record(domain, record)?;
+        }
+        if let Err(e) = walked {
+            self.summary.malformed += 1;
+            writeln!(self.out, "; message {}: {e}", self.summary.messages)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        domain: ObservationDomainId,
+        record: TemplateRecord,
+    ) -> std::io::Result<()> {
+        let d = domain.0;
+        match record {
+            TemplateRecord::Definition(def) => {
+                if !self.seen.insert((domain, def.clone())) {
+                    return Ok(());
+                }
+                match self.compiler.compile(&def) {
+                    Ok(program) => {
+                        self.summary.templates += 1;
+                        writeln!(self.out, "; observation domain {d}")?;
+                        writeln!(self.out, "{program}")
+                    }
+                    Err(e) => {
+                        self.summary.rejected += 1;
+                        writeln!(self.out, "; observation domain {d}: rejected: {e}\n")
+                    }
+                }
+            }
+            TemplateRecord::Withdrawal(id) => {
+                writeln!(
+                    self.out,
+                    "; observation domain {d}: template {} withdrawn\n",
+                    id.0
+                )
+            }
+            TemplateRecord::WithdrawAll(set_id) => {
+                writeln!(
+                    self.out,
+                    "; observation domain {d}: all of {set_id:?} withdrawn\n"
+                )
+            }
+        }
+    }
 }
 
 #[cfg(test)]

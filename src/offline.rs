@@ -1,5 +1,6 @@
-//! `flowvm decode`: IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX over UDP into the
-//! same archive the collector writes, through the same decoder core.
+//! `flowvm decode`: IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX, NetFlow v9 and
+//! NetFlow v5 over UDP into the same archive the collector writes, through the same decoder
+//! core.
 //!
 //! Time comes from the input, not the clock: a capture's packet timestamps, or a file's Export
 //! Times, drive the template and pending timers and choose the archive partitions, so decoding
@@ -14,6 +15,7 @@ use arrow_array::RecordBatch;
 use flowvm_exporter::capture::file;
 use flowvm_exporter::dissect::udp_datagram;
 use flowvm_vm::wire::header::{MessageHeader, Messages};
+use flowvm_vm::wire::packet::ExportPacket;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::collector::decode::Decoder;
@@ -23,7 +25,7 @@ use crate::sink::parquet::Archive;
 use crate::telemetry::Counters;
 
 /// Decodes `paths` in order into `archive`, then completes every file. In captures, UDP
-/// datagrams that do not start with IPFIX's version number are passed over.
+/// datagrams that do not start with a version flowvm collects (10, 9, 5) are passed over.
 ///
 /// # Errors
 /// An input that cannot be read, or an archive write failure.
@@ -66,7 +68,7 @@ pub fn decode_files(
                 let Some(d) = udp_datagram(p.link, p.data) else {
                     return true;
                 };
-                if d.payload.get(..2) != Some(&[0, 10]) {
+                if !ExportPacket::is_collected_version(d.payload) {
                     return true;
                 }
                 let now = clock.at_nanos(i64::try_from(p.timestamp_ns).unwrap_or(i64::MAX));

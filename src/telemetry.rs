@@ -155,8 +155,12 @@ pub struct Counters {
     pub records_decoded: Counter,
     /// Data Records decoded late, from the pending buffer, when their template came.
     pub records_decoded_late: Counter,
-    /// Data Records lost according to sequence numbers (§3.1).
+    /// Data Records lost according to sequence numbers (§3.1; NetFlow v5's flows).
     pub records_lost: Counter,
+    /// NetFlow v9 export packets lost according to sequence numbers (RFC 3954 §5.1).
+    pub packets_lost: Counter,
+    /// NetFlow v9 packets whose Count disagrees with the records they hold (not dropped).
+    pub netflow_count_mismatches: Counter,
     /// Messages that arrived out of order or twice according to sequence numbers.
     pub messages_reordered: Counter,
     /// Exporter restarts detected from sequence numbers.
@@ -234,7 +238,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 24] = [
+        let plain: [(&str, &str, &Counter); 26] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -261,6 +265,12 @@ impl Counters {
                 &self.records_decoded_late,
             ),
             ("flowvm_records_lost_total", "counter", &self.records_lost),
+            ("flowvm_packets_lost_total", "counter", &self.packets_lost),
+            (
+                "flowvm_netflow9_count_mismatches_total",
+                "counter",
+                &self.netflow_count_mismatches,
+            ),
             (
                 "flowvm_messages_reordered_total",
                 "counter",

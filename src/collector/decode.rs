@@ -1,28 +1,33 @@
-//! The collector's pure core: Messages in, Arrow batches out, with template state, held data,
-//! sequence accounting and counters. No socket, no clock: callers pass `now`.
+//! The collector's pure core: export packets in (IPFIX, NetFlow v9, v5), Arrow batches out,
+//! with template state, held data, sequence accounting and counters. No socket, no clock:
+//! callers pass `now`.
 //!
-//! Each Message is handled in two passes (RFC 7011 §9.1, "check, then decode"): the first
-//! frames every Set, decodes every Template Record and checks every Data Set whose template is
-//! known against its Set Length; only if all of that holds does the second pass install
-//! templates and append rows. A malformed Message therefore adds nothing.
+//! Each packet is handled in two passes (RFC 7011 §9.1, "check, then decode"): the first
+//! (`plan.rs`, pure) frames every Set, decodes every Template Record and checks every Data Set
+//! whose template is known against its Set Length; only if all of that holds does the second
+//! (here) install templates and append rows. A malformed packet therefore adds nothing.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use flowvm_vm::wire::header::Message;
-use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
-use flowvm_vm::wire::set::{Set, SetKind};
-use flowvm_vm::wire::template::{TemplateDef, TemplateRecord, TemplateRecords};
+use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
+use flowvm_vm::wire::packet::{ExportHeader, ExportPacket, SequenceUnit};
+use flowvm_vm::wire::set::Set;
+use flowvm_vm::wire::template::TemplateDef;
 use flowvm_vm::{CompileError, Compiler, DecodeError, Program};
 use tracing::{debug, error, info, warn};
 
-use crate::collector::batch::{Batcher, RowContext};
+use crate::collector::batch::{Batcher, Provenance, RowContext};
 use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
-use crate::collector::sequence::{MessageRecords, SequenceEvent, SequenceLimits, SequenceTracker};
+use crate::collector::plan::{self, Step};
+use crate::collector::programs::ProgramCache;
+use crate::collector::sequence::{
+    MessageRecords, SequenceEvent, SequenceLimits, SequenceNumber, SequenceTracker,
+};
 use crate::collector::session::TransportSession;
 use crate::collector::templates::{TemplateKey, TemplateLimits, TemplateState, TemplateStore};
 use crate::telemetry::{Counters, DropReason, LogLimiter};
@@ -40,36 +45,26 @@ pub struct DecoderConfig {
     pub batch_rows: usize,
 }
 
-/// `programs` is swept of dead entries no more often than at this size.
-const PROGRAMS_SWEEP_MIN: usize = 1024;
-
-/// One step of a checked Message, applied in the second pass.
-enum Step<'a> {
-    Define {
-        def: TemplateDef,
-        compiled: Result<Arc<Program>, CompileError>,
-        options: bool,
-    },
-    Withdraw(TemplateId),
-    WithdrawAll(SetId),
-    Data(Set<'a>, TemplateId),
-    /// A Set skipped for a reserved Set ID: counted in pass two, so that a Message dropped
-    /// later in pass one counts one reason only.
-    Skip(DropReason),
+/// What applying a packet's plan counted.
+#[derive(Clone, Copy, Debug)]
+struct Applied {
+    /// Template records (definitions and withdrawals).
+    templates: u32,
+    /// Data Records; `None` when some could not be counted (held for their template, or of a
+    /// rejected one).
+    records: Option<MessageRecords>,
 }
 
-/// Decodes the Messages of every Transport Session into batches.
+/// Decodes the export packets of every Transport Session into batches.
 #[derive(Debug)]
 pub struct Decoder {
-    compiler: Compiler,
-    /// Identical templates, from any exporter, share one program and one batch.
-    programs: HashMap<TemplateDef, Weak<Program>>,
-    /// Size of `programs` at which dead entries are swept before the next insert.
-    programs_sweep_at: usize,
+    /// Identical templates, from any exporter and protocol, share one program.
+    programs: ProgramCache,
     templates: TemplateStore,
     pending: PendingStore,
     sequences: SequenceTracker,
-    batchers: HashMap<usize, Batcher>,
+    /// The rows of each program, per protocol version (NetFlow rows have columns more).
+    batchers: HashMap<(usize, u16), Batcher>,
     exporters: HashMap<TransportSession, Arc<str>>,
     counters: Arc<Counters>,
     limiter: LogLimiter,
@@ -80,9 +75,7 @@ impl Decoder {
     /// A decoder with no template yet.
     pub fn new(compiler: Compiler, config: DecoderConfig, counters: Arc<Counters>) -> Self {
         Self {
-            compiler,
-            programs: HashMap::new(),
-            programs_sweep_at: PROGRAMS_SWEEP_MIN,
+            programs: ProgramCache::new(compiler),
             templates: TemplateStore::new(config.templates),
             pending: PendingStore::new(config.pending),
             sequences: SequenceTracker::new(config.sequences),
@@ -124,94 +117,9 @@ impl Decoder {
         }
     }
 
-    fn compile(&mut self, def: &TemplateDef) -> Result<Arc<Program>, CompileError> {
-        if let Some(program) = self.programs.get(def).and_then(Weak::upgrade) {
-            return Ok(program);
-        }
-        let program = Arc::new(self.compiler.compile(def)?);
-        // Definitions compiled but never installed (a full table, a Message found malformed
-        // later) leave dead entries until the next tick: a flood of distinct definitions must
-        // not grow the map in between. Sweeping at twice the live size keeps it amortised.
-        if self.programs.len() >= self.programs_sweep_at {
-            self.programs.retain(|_, p| p.strong_count() > 0);
-            self.programs_sweep_at = (self.programs.len() * 2).max(PROGRAMS_SWEEP_MIN);
-        }
-        self.programs.insert(def.clone(), Arc::downgrade(&program));
-        Ok(program)
-    }
-
-    /// The program a Data Set will meet in pass two: defined earlier in this Message, or held.
-    fn program_for(&self, key: &TemplateKey, plan: &[Step<'_>]) -> Option<Arc<Program>> {
-        for step in plan.iter().rev() {
-            match step {
-                Step::Define { def, compiled, .. } if def.template_id == key.template_id => {
-                    return compiled.as_ref().ok().cloned();
-                }
-                _ => {}
-            }
-        }
-        match self.templates.get(key) {
-            Some(TemplateState::Ready(p)) => Some(Arc::clone(p)),
-            _ => None,
-        }
-    }
-
-    /// First pass: frame, decode templates, check data; nothing changes state.
-    fn plan<'a>(
-        &mut self,
-        session: TransportSession,
-        message: &Message<'a>,
-    ) -> Result<Vec<Step<'a>>, DecodeError> {
-        let domain = message.header.observation_domain_id;
-        let mut plan = Vec::new();
-        for set in message.sets() {
-            let set = set?;
-            let kind = match set.kind() {
-                Ok(kind) => kind,
-                Err(e) => {
-                    //= https://www.rfc-editor.org/rfc/rfc7011#section-3.3.2
-                    //# Values from 4 to 255 are reserved for future use.
-                    // Judgement: skip the Set, keep the rest of the Message (COMPLIANCE.md).
-                    debug!(%session, set_id = set.id.0, "Skipped a Set with a reserved Set ID.");
-                    plan.push(Step::Skip(DropReason::from(e.kind)));
-                    continue;
-                }
-            };
-            match kind {
-                SetKind::Template | SetKind::OptionsTemplate => {
-                    for record in TemplateRecords::new(&set) {
-                        plan.push(match record? {
-                            TemplateRecord::Definition(def) => {
-                                let compiled = self.compile(&def);
-                                Step::Define {
-                                    options: def.is_options(),
-                                    def,
-                                    compiled,
-                                }
-                            }
-                            TemplateRecord::Withdrawal(id) => Step::Withdraw(id),
-                            TemplateRecord::WithdrawAll(set_id) => Step::WithdrawAll(set_id),
-                        });
-                    }
-                }
-                SetKind::Data(template_id) => {
-                    let key = TemplateKey {
-                        session,
-                        domain,
-                        template_id,
-                    };
-                    if let Some(program) = self.program_for(&key, &plan) {
-                        program.check(&set)?;
-                    }
-                    plan.push(Step::Data(set, template_id));
-                }
-            }
-        }
-        Ok(plan)
-    }
-
-    /// Decodes one whole IPFIX Message from `session`, appending full batches to `out`.
-    /// Malformed input is counted, logged at a rate-limited warning and skipped.
+    /// Decodes one whole export packet (IPFIX, NetFlow v9 or v5) from `session`, appending full
+    /// batches to `out`. Malformed input is counted, logged at a rate-limited warning and
+    /// skipped.
     pub fn handle(
         &mut self,
         session: TransportSession,
@@ -226,9 +134,11 @@ impl Decoder {
         //= https://www.rfc-editor.org/rfc/rfc7011#section-9.1
         //# If the Collecting Process receives a malformed IPFIX Message, it
         //# MUST discard the IPFIX Message and SHOULD log the error.
-        let checked =
-            Message::decode(bytes).and_then(|m| self.plan(session, &m).map(|plan| (m, plan)));
-        let (message, plan) = match checked {
+        let checked = ExportPacket::decode(bytes).and_then(|packet| {
+            plan::plan(&packet, session, &self.templates, &mut self.programs)
+                .map(|steps| (packet, steps))
+        });
+        let (packet, steps) = match checked {
             Ok(checked) => checked,
             Err(e) => {
                 self.counters.messages_dropped.add(1);
@@ -237,57 +147,25 @@ impl Decoder {
                 return;
             }
         };
-        let domain = message.header.observation_domain_id;
-        let export_time = message.header.export_time;
-        let mut records = Some(MessageRecords::plain(0));
-        for step in plan {
-            match step {
-                Step::Define {
-                    def,
-                    compiled,
-                    options,
-                } => self.define(session, domain, def, compiled, options, now, out),
-                Step::Withdraw(template_id) => self.withdraw(
-                    session,
-                    TemplateKey {
-                        session,
-                        domain,
-                        template_id,
-                    },
-                ),
-                Step::WithdrawAll(set_id) => {
-                    if session.is_udp() {
-                        self.counters
-                            .record_drop(DropReason::UdpWithdrawalIgnored, 1);
-                    } else {
-                        let n = self.templates.withdraw_all(session, domain, set_id);
-                        self.counters
-                            .templates_removed
-                            .add(u64::try_from(n).unwrap_or(0));
-                    }
-                }
-                Step::Skip(reason) => self.counters.record_drop(reason, 1),
-                Step::Data(set, template_id) => {
-                    let key = TemplateKey {
-                        session,
-                        domain,
-                        template_id,
-                    };
-                    let decoded = self.data(key, &set, export_time, now, out);
-                    records = records.zip(decoded).map(|(r, d)| r.plus(d));
-                }
-            }
-        }
-        match self.sequences.observe(
-            session,
-            domain,
-            message.header.sequence_number,
-            records,
-            now,
-        ) {
+        let header = packet.header();
+        let applied = self.apply(session, &header, steps, now, out);
+        self.check_count(session, &header, applied);
+        let sequence = SequenceNumber {
+            value: header.sequence_number,
+            unit: header.sequence_unit,
+            sys_uptime: header.sys_uptime,
+        };
+        let domain = header.observation_domain_id;
+        match self
+            .sequences
+            .observe(session, domain, sequence, applied.records, now)
+        {
             SequenceEvent::Lost(n) => {
-                debug!(%session, domain = domain.0, lost = n, "Sequence gap.");
-                self.counters.records_lost.add(u64::from(n));
+                debug!(%session, domain = domain.0, lost = n, unit = ?header.sequence_unit, "Sequence gap.");
+                match header.sequence_unit {
+                    SequenceUnit::Records => self.counters.records_lost.add(u64::from(n)),
+                    SequenceUnit::Packets => self.counters.packets_lost.add(u64::from(n)),
+                }
             }
             SequenceEvent::Reordered => self.counters.messages_reordered.add(1),
             SequenceEvent::Restart => {
@@ -303,6 +181,94 @@ impl Decoder {
         self.counters
             .templates_live
             .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
+    }
+
+    /// Pass two: applies a checked packet's steps in order.
+    fn apply(
+        &mut self,
+        session: TransportSession,
+        header: &ExportHeader,
+        steps: Vec<Step<'_>>,
+        now: Instant,
+        out: &mut Vec<RecordBatch>,
+    ) -> Applied {
+        let domain = header.observation_domain_id;
+        let provenance = Provenance::of(header);
+        let mut applied = Applied {
+            templates: 0,
+            records: Some(MessageRecords::plain(0)),
+        };
+        for step in steps {
+            match step {
+                Step::Define {
+                    def,
+                    compiled,
+                    options,
+                } => {
+                    applied.templates += 1;
+                    self.define(session, domain, def, compiled, options, now, out);
+                }
+                Step::Withdraw(template_id) => {
+                    applied.templates += 1;
+                    self.withdraw(
+                        session,
+                        TemplateKey {
+                            session,
+                            domain,
+                            template_id,
+                        },
+                    );
+                }
+                Step::WithdrawAll(set_id) => {
+                    applied.templates += 1;
+                    if session.is_udp() {
+                        self.counters
+                            .record_drop(DropReason::UdpWithdrawalIgnored, 1);
+                    } else {
+                        let n = self.templates.withdraw_all(session, domain, set_id);
+                        self.counters
+                            .templates_removed
+                            .add(u64::try_from(n).unwrap_or(0));
+                    }
+                }
+                Step::Skip(reason) => {
+                    debug!(%session, reason = reason.label(), "Skipped a Set with a reserved Set ID.");
+                    self.counters.record_drop(reason, 1);
+                }
+                Step::Data(set, template_id) => {
+                    let key = TemplateKey {
+                        session,
+                        domain,
+                        template_id,
+                    };
+                    let decoded = self.data(key, &set, provenance, now, out);
+                    applied.records = applied.records.zip(decoded).map(|(r, d)| r.plus(d));
+                }
+            }
+        }
+        applied
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc3954#section-5.1
+    //# Count
+    //#       The total number of records in the Export Packet, which is the
+    //#       sum of Options FlowSet records, Template FlowSet records, and
+    //#       Data FlowSet records.
+    /// Checks a NetFlow v9 packet's Count against the records it held, when all could be
+    /// counted. A mismatch is counted, not fatal: exporters read Count differently (softflowd
+    /// counts its flow records only, some devices count FlowSets), and the records decode the
+    /// same either way.
+    fn check_count(&self, session: TransportSession, header: &ExportHeader, applied: Applied) {
+        let (Some(count), Some(records), SequenceUnit::Packets) =
+            (header.count, applied.records, header.sequence_unit)
+        else {
+            return;
+        };
+        let held = applied.templates.saturating_add(records.all);
+        if u32::from(count) != held {
+            self.counters.netflow_count_mismatches.add(1);
+            debug!(%session, count, held, "A NetFlow v9 packet's Count disagrees with the records it holds.");
+        }
     }
 
     #[expect(
@@ -459,14 +425,14 @@ impl Decoder {
         &mut self,
         key: TemplateKey,
         set: &Set<'_>,
-        export_time: u32,
+        provenance: Provenance,
         now: Instant,
         out: &mut Vec<RecordBatch>,
     ) -> Option<MessageRecords> {
         match self.templates.get(&key) {
             Some(TemplateState::Ready(program)) => {
                 let program = Arc::clone(program);
-                let all = self.run(&program, key, set, export_time, out).ok()?;
+                let all = self.run(&program, key, set, provenance, out).ok()?;
                 let options = if program.scope_field_count() > 0 {
                     all
                 } else {
@@ -486,7 +452,7 @@ impl Decoder {
                 let held = PendingSet {
                     body: set.body.to_vec(),
                     offset: set.offset,
-                    export_time,
+                    provenance,
                     arrived: now,
                 };
                 if !self.pending.push(key, held) {
@@ -507,19 +473,19 @@ impl Decoder {
         program: &Arc<Program>,
         key: TemplateKey,
         set: &Set<'_>,
-        export_time: u32,
+        provenance: Provenance,
         out: &mut Vec<RecordBatch>,
     ) -> Result<u32, DecodeError> {
         let exporter = self.exporter(key.session);
         let context = RowContext {
             exporter: &exporter,
             domain: key.domain,
-            export_time,
+            provenance,
         };
         let batcher = self
             .batchers
-            .entry(Arc::as_ptr(program) as usize)
-            .or_insert_with(|| Batcher::new(Arc::clone(program)));
+            .entry((Arc::as_ptr(program) as usize, provenance.version))
+            .or_insert_with(|| Batcher::new(Arc::clone(program), provenance.version));
         let stats = batcher.run(set, &context)?;
         self.counters.records_decoded.add(stats.records);
         self.counters
@@ -556,7 +522,7 @@ impl Decoder {
                 body: &p.body,
                 offset: p.offset,
             };
-            match self.run(&program, key, &set, p.export_time, out) {
+            match self.run(&program, key, &set, p.provenance, out) {
                 Ok(records) => self.counters.records_decoded_late.add(u64::from(records)),
                 Err(e) => {
                     self.counters.record_drop(DropReason::from(e.kind), 1);
@@ -588,7 +554,7 @@ impl Decoder {
             .add(u64::try_from(expired).unwrap_or(0));
         self.counters
             .record_drop(DropReason::PendingExpired, self.pending.expire(now));
-        self.programs.retain(|_, p| p.strong_count() > 0);
+        self.programs.sweep();
         self.counters
             .templates_live
             .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
@@ -645,6 +611,7 @@ mod tests {
 
     use arrow_array::cast::AsArray;
     use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
+    use flowvm_vm::wire::ids::TemplateId;
     use flowvm_vm::wire::template::FieldSpecifier;
     use flowvm_vm::wire::writer::MessageWriter;
 
@@ -942,7 +909,7 @@ mod tests {
             ],
         );
         assert_eq!(d.counters().records_lost.get(), 3);
-        assert_eq!(d.sequences().lost().map(|(_, _, n)| n).sum::<u64>(), 3);
+        assert_eq!(d.sequences().lost().map(|(_, _, _, n)| n).sum::<u64>(), 3);
     }
 
     #[test]

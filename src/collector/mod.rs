@@ -9,6 +9,8 @@
 pub mod batch;
 pub mod decode;
 pub mod pending;
+pub mod plan;
+pub mod programs;
 pub mod sequence;
 pub mod session;
 pub mod tcp;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use flowvm_vm::Compiler;
+use flowvm_vm::wire::packet::SequenceUnit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -392,39 +395,48 @@ fn archive_loop(
     archive.close();
 }
 
-/// Label sets of `flowvm_exporter_records_lost_total` published at most: an exporter can
-/// invent Observation Domains, and the metrics page must not grow with them.
+/// Label sets of each per-exporter loss metric published at most: an exporter can invent
+/// Observation Domains, and the metrics page must not grow with them.
 const MAX_LOSS_SERIES: usize = 1024;
 
-/// `flowvm_exporter_records_lost_total{exporter, observation_domain_id}` lines: the streams
-/// that lost most first, at most [`MAX_LOSS_SERIES`], the rest summed under `other`.
+/// The per-exporter loss metrics, `{exporter, observation_domain_id}`:
+/// `flowvm_exporter_records_lost_total` (IPFIX Data Records, NetFlow v5 flows) and
+/// `flowvm_exporter_packets_lost_total` (NetFlow v9 export packets, which its sequence numbers
+/// count). Each lists the streams that lost most first, at most [`MAX_LOSS_SERIES`], the rest
+/// summed under `other`.
 fn render_losses(decoder: &Decoder) -> String {
-    let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
-    for (session, domain, lost) in decoder.sequences().lost() {
-        *by_exporter
-            .entry((session.exporter_text(), domain.0))
-            .or_insert(0) += lost;
-    }
-    let mut series: Vec<((String, u32), u64)> = by_exporter.into_iter().collect();
-    // Stable: equal losses keep the address order.
-    series.sort_by_key(|s| std::cmp::Reverse(s.1));
-    let other: Option<u64> = series
-        .get(MAX_LOSS_SERIES..)
-        .filter(|rest| !rest.is_empty())
-        .map(|rest| rest.iter().map(|(_, lost)| lost).sum());
-    series.truncate(MAX_LOSS_SERIES);
-    let mut out = String::from("# TYPE flowvm_exporter_records_lost_total counter\n");
-    for ((exporter, domain), lost) in series {
-        let _ = writeln!(
-            out,
-            "flowvm_exporter_records_lost_total{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}"
-        );
-    }
-    if let Some(lost) = other {
-        let _ = writeln!(
-            out,
-            "flowvm_exporter_records_lost_total{{exporter=\"other\",observation_domain_id=\"other\"}} {lost}"
-        );
+    let mut out = String::new();
+    for (unit, name) in [
+        (SequenceUnit::Records, "flowvm_exporter_records_lost_total"),
+        (SequenceUnit::Packets, "flowvm_exporter_packets_lost_total"),
+    ] {
+        let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        for (session, domain, _, lost) in decoder.sequences().lost().filter(|l| l.2 == unit) {
+            *by_exporter
+                .entry((session.exporter_text(), domain.0))
+                .or_insert(0) += lost;
+        }
+        let mut series: Vec<((String, u32), u64)> = by_exporter.into_iter().collect();
+        // Stable: equal losses keep the address order.
+        series.sort_by_key(|s| std::cmp::Reverse(s.1));
+        let other: Option<u64> = series
+            .get(MAX_LOSS_SERIES..)
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| rest.iter().map(|(_, lost)| lost).sum());
+        series.truncate(MAX_LOSS_SERIES);
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((exporter, domain), lost) in series {
+            let _ = writeln!(
+                out,
+                "{name}{{exporter=\"{exporter}\",observation_domain_id=\"{domain}\"}} {lost}"
+            );
+        }
+        if let Some(lost) = other {
+            let _ = writeln!(
+                out,
+                "{name}{{exporter=\"other\",observation_domain_id=\"other\"}} {lost}"
+            );
+        }
     }
     out
 }

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::collector::batch::Provenance;
 use crate::collector::session::TransportSession;
 use crate::collector::templates::TemplateKey;
 
@@ -24,8 +25,8 @@ pub struct PendingSet {
     pub body: Vec<u8>,
     /// Offset of the content in its Message, for error reports.
     pub offset: usize,
-    /// Export Time of the Message it came in.
-    pub export_time: u32,
+    /// What its rows keep of the packet it came in.
+    pub provenance: Provenance,
     /// When it arrived.
     pub arrived: Instant,
 }
@@ -186,7 +187,13 @@ mod tests {
         PendingSet {
             body: vec![0; len],
             offset: 20,
-            export_time: 0,
+            provenance: Provenance {
+                version: 10,
+                export_time: 0,
+                export_nanos: 0,
+                sys_uptime: None,
+                netflow5: None,
+            },
             arrived,
         }
     }

@@ -1,10 +1,12 @@
-//! Sequence numbers (RFC 7011 §3.1): records lost, messages reordered, exporter restarts.
+//! Sequence numbers (RFC 7011 §3.1; RFC 3954 §5.1 for NetFlow v9, which counts packets):
+//! records (or packets) lost, messages reordered, exporter restarts.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use flowvm_vm::wire::ids::ObservationDomainId;
+use flowvm_vm::wire::packet::SequenceUnit;
 
 use crate::collector::session::TransportSession;
 
@@ -32,6 +34,29 @@ pub enum SequenceEvent {
     /// *including* this Message's, options records not counted. The stream is read that way
     /// from now on.
     CountsItsOwnRecords,
+}
+
+/// A packet's place in its stream: its sequence number, what that counts, and (NetFlow) the
+/// exporter's uptime, which going back says the exporter restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SequenceNumber {
+    /// The header's sequence number.
+    pub value: u32,
+    /// What one step of it is.
+    pub unit: SequenceUnit,
+    /// The header's sysUpTime in milliseconds, when the protocol has one.
+    pub sys_uptime: Option<u32>,
+}
+
+impl SequenceNumber {
+    /// An IPFIX sequence number: Data Records sent before the Message.
+    pub fn records(value: u32) -> Self {
+        Self {
+            value,
+            unit: SequenceUnit::Records,
+            sys_uptime: None,
+        }
+    }
 }
 
 /// The Data Records of one Message, for sequence accounting.
@@ -88,6 +113,10 @@ pub struct SequenceLimits {
 
 #[derive(Clone, Copy, Debug)]
 struct Stream {
+    /// What the stream's sequence numbers count.
+    unit: SequenceUnit,
+    /// The exporter's uptime in the last packet, when the protocol has one.
+    uptime: Option<u32>,
     /// The next sequence number expected; `None` until synced.
     expected: Option<u32>,
     /// The sequence number of the last Message accounted in order, lost or restarted.
@@ -128,17 +157,29 @@ impl SequenceTracker {
     //= https://www.rfc-editor.org/rfc/rfc7011#section-11.6
     //# IPFIX Collecting Processes MUST detect potential IPFIX Message
     //# insertion or loss conditions by tracking the IPFIX Sequence Number
-    /// Accounts a Message of `session`/`domain` carrying `sequence_number` and `records` Data
-    /// Records (`None` when some could not be counted, e.g. held for a missing template: the
-    /// next Message then re-syncs instead of counting loss), received at `now`.
+    //= https://www.rfc-editor.org/rfc/rfc3954#section-5.1
+    //# Incremental sequence counter of all Export Packets sent from
+    //# the current Observation Domain by the Exporter.  This value
+    //# MUST be cumulative, and SHOULD be used by the Collector to
+    //# identify whether any Export Packets have been missed.
+    /// Accounts a Message of `session`/`domain` at `sequence` carrying `records` Data Records
+    /// (`None` when some could not be counted, e.g. held for a missing template: the next
+    /// Message then re-syncs instead of counting loss), received at `now`. A stream counted in
+    /// packets steps by one a packet, whatever it holds; one whose exporter's uptime goes back
+    /// (not a wrap of its 2^32 milliseconds) restarted.
     pub fn observe(
         &mut self,
         session: TransportSession,
         domain: ObservationDomainId,
-        sequence_number: u32,
+        sequence: SequenceNumber,
         records: Option<MessageRecords>,
         now: Instant,
     ) -> SequenceEvent {
+        let sequence_number = sequence.value;
+        let records = match sequence.unit {
+            SequenceUnit::Packets => Some(MessageRecords::plain(1)),
+            SequenceUnit::Records => records,
+        };
         if !self.streams.contains_key(&(session, domain)) {
             let exporter = session.exporter_ip();
             let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
@@ -150,6 +191,8 @@ impl SequenceTracker {
             *self.per_exporter.entry(exporter).or_insert(0) += 1;
         }
         let stream = self.streams.entry((session, domain)).or_insert(Stream {
+            unit: sequence.unit,
+            uptime: None,
             expected: None,
             last: 0,
             convention: Convention::Rfc,
@@ -157,6 +200,13 @@ impl SequenceTracker {
             seen: now,
         });
         stream.seen = now;
+        let rebooted = match (stream.uptime, sequence.sys_uptime) {
+            // Backwards by less than half the clock's range: not a wrap past 2^32 ms.
+            (Some(before), Some(now)) => now < before && before - now < 1 << 31,
+            _ => false,
+        };
+        stream.uptime = sequence.sys_uptime;
+        stream.unit = sequence.unit;
         //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
         //# Incremental sequence counter modulo 2^32 of all IPFIX Data Records
         //# sent in the current stream from the current Observation Domain by
@@ -169,6 +219,7 @@ impl SequenceTracker {
             (Convention::Rfc, _) => stream.expected,
         };
         let mut event = match expected {
+            Some(_) if rebooted => SequenceEvent::Restart,
             None => SequenceEvent::Synced,
             Some(expected) => {
                 // Modulo 2^32: the distance forward and backward, both wrapping.
@@ -224,11 +275,14 @@ impl SequenceTracker {
         event
     }
 
-    /// Records lost so far per stream, for the per-exporter metric.
-    pub fn lost(&self) -> impl Iterator<Item = (TransportSession, ObservationDomainId, u64)> + '_ {
+    /// Records (or, for NetFlow v9, packets) lost so far per stream, for the per-exporter
+    /// metrics.
+    pub fn lost(
+        &self,
+    ) -> impl Iterator<Item = (TransportSession, ObservationDomainId, SequenceUnit, u64)> + '_ {
         self.streams
             .iter()
-            .map(|(&(s, d), stream)| (s, d, stream.lost))
+            .map(|(&(s, d), stream)| (s, d, stream.unit, stream.lost))
     }
 
     /// Forgets the streams of a session that ended.
@@ -290,10 +344,16 @@ mod tests {
             .iter()
             .map(|&(seq, n)| {
                 let n = n.map(MessageRecords::plain);
-                t.observe(session(), ObservationDomainId(1), seq, n, now)
+                t.observe(
+                    session(),
+                    ObservationDomainId(1),
+                    SequenceNumber::records(seq),
+                    n,
+                    now,
+                )
             })
             .collect();
-        let lost = t.lost().map(|(_, _, l)| l).sum();
+        let lost = t.lost().map(|(_, _, _, l)| l).sum();
         (events, lost)
     }
 
@@ -305,7 +365,13 @@ mod tests {
         let now = crate::clock::now();
         let mut observe = |seq, all, options| {
             let r = MessageRecords { all, options };
-            t.observe(session(), ObservationDomainId(1), seq, Some(r), now)
+            t.observe(
+                session(),
+                ObservationDomainId(1),
+                SequenceNumber::records(seq),
+                Some(r),
+                now,
+            )
         };
         assert_eq!(observe(26, 27, 1), SequenceEvent::Synced);
         // RFC 7011 would expect 26 + 27 = 53; 26 + this Message's 26 is exact.
@@ -315,7 +381,7 @@ mod tests {
         assert_eq!(observe(100, 4, 0), SequenceEvent::InOrder);
         // A real gap is still a gap: 10 records never came.
         assert_eq!(observe(114, 4, 0), SequenceEvent::Lost(10));
-        assert_eq!(t.lost().map(|(_, _, l)| l).sum::<u64>(), 10);
+        assert_eq!(t.lost().map(|(_, _, _, l)| l).sum::<u64>(), 10);
     }
 
     #[test]
@@ -431,7 +497,7 @@ mod tests {
             let event = t.observe(
                 session(),
                 ObservationDomainId(domain),
-                0,
+                SequenceNumber::records(0),
                 Some(MessageRecords::plain(1)),
                 t0,
             );
@@ -448,7 +514,7 @@ mod tests {
             t.observe(
                 session(),
                 ObservationDomainId(0),
-                1,
+                SequenceNumber::records(1),
                 Some(MessageRecords::plain(1)),
                 later
             ),
@@ -459,7 +525,7 @@ mod tests {
             t.observe(
                 session(),
                 ObservationDomainId(9),
-                0,
+                SequenceNumber::records(0),
                 Some(MessageRecords::plain(1)),
                 later
             ),
@@ -467,5 +533,34 @@ mod tests {
         );
         t.remove_session(session());
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn netflow9_counts_packets_and_an_uptime_going_back_is_a_restart() {
+        let mut t = SequenceTracker::new(limits());
+        let now = crate::clock::now();
+        let mut observe = |value, uptime, records| {
+            let seq = SequenceNumber {
+                value,
+                unit: SequenceUnit::Packets,
+                sys_uptime: Some(uptime),
+            };
+            t.observe(session(), ObservationDomainId(7), seq, records, now)
+        };
+        // Whatever a packet holds (even data held for its template), it is one step.
+        assert_eq!(observe(10, 5_000, None), SequenceEvent::Synced);
+        assert_eq!(
+            observe(11, 6_000, Some(MessageRecords::plain(30))),
+            SequenceEvent::InOrder
+        );
+        assert_eq!(observe(14, 7_000, None), SequenceEvent::Lost(2));
+        // The uptime wraps past 2^32 ms (49.7 days): not a restart.
+        assert_eq!(observe(15, u32::MAX - 5, None), SequenceEvent::InOrder);
+        assert_eq!(observe(16, 60_000, None), SequenceEvent::InOrder);
+        // The device rebooted: its uptime went back, its counter started again.
+        assert_eq!(observe(0, 100, None), SequenceEvent::Restart);
+        assert_eq!(observe(1, 200, None), SequenceEvent::InOrder);
+        let lost: Vec<_> = t.lost().map(|(_, _, unit, l)| (unit, l)).collect();
+        assert_eq!(lost, [(SequenceUnit::Packets, 2)]);
     }
 }

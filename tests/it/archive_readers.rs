@@ -74,6 +74,7 @@ async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
     // 10.1.1.3 is i = 3, 8, ..., 48: ten rows whose octets add up to 255.
     assert!(stdout.contains("\"duckdb_matching\": 10"), "{stdout}");
     assert!(stdout.contains("\"duckdb_octets\": 255"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_matching\": 10"), "{stdout}");
     assert!(stdout.contains("\"sourceIPv6Address\""), "{stdout}");
     assert!(stdout.contains("\"exporter\""), "{stdout}");
 }

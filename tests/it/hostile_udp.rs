@@ -237,10 +237,10 @@ async fn sets_whose_lengths_lie_drop_the_whole_message_and_later_messages_decode
         claiming(good(1), 28),
         claiming(good(1), 12),
         claiming(good(1), 65_535),
-        // Version 9.
+        // Version 8 (NetFlow's aggregation version: not collected).
         {
             let mut m = good(1);
-            m[1] = 9;
+            m[1] = 8;
             m
         },
         // Two whole records and 5 octets: the rest is padding (RFC 7011 §3.3.1), accepted.

@@ -98,7 +98,7 @@ fn archived_lines(batches: &[RecordBatch]) -> Vec<String> {
             for (field, col) in schema.fields().iter().zip(b.columns()) {
                 if matches!(
                     field.name().as_str(),
-                    "exporter" | "observation_domain_id" | "export_time"
+                    "exporter" | "observation_domain_id" | "export_time" | "export_version"
                 ) {
                     continue;
                 }

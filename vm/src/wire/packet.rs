@@ -92,6 +92,12 @@ impl<'a> ExportPacket<'a> {
         }
     }
 
+    /// Whether `bytes` starts with a version flowvm collects (10, 9 or 5): how a capture's
+    /// other UDP traffic is told from export packets.
+    pub fn is_collected_version(bytes: &[u8]) -> bool {
+        matches!(bytes.get(..2), Some([0, 5 | 9 | 10]))
+    }
+
     /// The header, in IPFIX terms.
     pub fn header(&self) -> ExportHeader {
         match self {
