@@ -147,9 +147,14 @@ pub struct CollectArgs {
     /// TOML config file (keys as printed at start-up).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on for UDP and TCP (repeat for several) [default: 0.0.0.0:4739, [::]:4739].
+    /// Address to listen on for UDP and TCP (repeat for several) [default: 0.0.0.0:4739,
+    /// [::]:4739]. Given alone, it replaces the UDP-only NetFlow listeners too.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
+    /// Address to listen on for UDP only (repeat for several) [default: 0.0.0.0:2055,
+    /// [::]:2055, NetFlow's customary port]. Every UDP listener takes IPFIX, NetFlow v9 and v5.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub udp_listen: Vec<SocketAddr>,
     /// Do not listen on UDP.
     #[arg(long)]
     pub no_udp: bool,
@@ -223,6 +228,13 @@ impl CollectArgs {
         };
         if !self.listen.is_empty() {
             c.listen.clone_from(&self.listen);
+            // `--listen` alone says where to listen: not also on the default NetFlow port.
+            if c.udp_listen == Config::default().udp_listen {
+                c.udp_listen.clear();
+            }
+        }
+        if !self.udp_listen.is_empty() {
+            c.udp_listen.clone_from(&self.udp_listen);
         }
         c.udp &= !self.no_udp;
         c.tcp &= !self.no_tcp;

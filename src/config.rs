@@ -21,6 +21,9 @@ use crate::sink::parquet::ArchiveConfig;
 pub struct Config {
     /// Addresses to listen on, for both UDP and TCP unless one is turned off.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on for UDP only: NetFlow's customary port. Every UDP listener takes
+    /// IPFIX, NetFlow v9 and v5 alike.
+    pub udp_listen: Vec<SocketAddr>,
     /// Listen on UDP.
     pub udp: bool,
     /// Listen on TCP.
@@ -87,6 +90,10 @@ impl Default for Config {
             listen: vec![
                 SocketAddr::from(([0, 0, 0, 0], 4739)),
                 SocketAddr::from(([0_u16; 8], 4739)),
+            ],
+            udp_listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 2055)),
+                SocketAddr::from(([0_u16; 8], 2055)),
             ],
             udp: true,
             tcp: true,
@@ -235,11 +242,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_listen_on_4739_for_udp_and_tcp_on_both_families() {
+    fn defaults_listen_on_4739_for_udp_and_tcp_and_2055_for_udp_on_both_families() {
         let c = Config::default();
         assert_eq!(
             c.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["0.0.0.0:4739", "[::]:4739"]
+        );
+        assert_eq!(
+            c.udp_listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["0.0.0.0:2055", "[::]:2055"]
         );
         assert!(c.udp && c.tcp && !c.reuse_port);
         assert_eq!(c.out, PathBuf::from("flows"));

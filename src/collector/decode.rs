@@ -607,6 +607,9 @@ impl Decoder {
 }
 
 #[cfg(test)]
+mod netflow_tests;
+
+#[cfg(test)]
 mod tests {
 
     use arrow_array::cast::AsArray;
@@ -641,11 +644,11 @@ mod tests {
         }
     }
 
-    fn decoder() -> Decoder {
+    pub(super) fn decoder() -> Decoder {
         Decoder::new(Compiler::default(), config(), Arc::new(Counters::default()))
     }
 
-    fn udp(port: u16) -> TransportSession {
+    pub(super) fn udp(port: u16) -> TransportSession {
         TransportSession::example_udp(port)
     }
 
@@ -689,7 +692,11 @@ mod tests {
             .to_vec()
     }
 
-    fn run(d: &mut Decoder, session: TransportSession, messages: &[Vec<u8>]) -> Vec<RecordBatch> {
+    pub(super) fn run(
+        d: &mut Decoder,
+        session: TransportSession,
+        messages: &[Vec<u8>],
+    ) -> Vec<RecordBatch> {
         let mut out = Vec::new();
         let now = crate::clock::now();
         for m in messages {

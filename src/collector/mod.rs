@@ -151,6 +151,11 @@ impl Collector {
                 tcp.push(tcp::bind(addr).map_err(failed("tcp", addr))?);
             }
         }
+        for &addr in config.udp_listen.iter().filter(|_| config.udp) {
+            let socket =
+                udp::bind(addr, config.rcvbuf, config.reuse_port).map_err(failed("udp", addr))?;
+            udp.push(socket);
+        }
         let metrics = match config.metrics {
             Some(addr) => Some(
                 TcpListener::bind(addr)

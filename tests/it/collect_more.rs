@@ -108,6 +108,7 @@ async fn listens_on_ipv6_too() {
     let out = scratch("ipv6");
     let config = Config {
         listen: vec!["[::1]:0".parse().unwrap()],
+        udp_listen: Vec::new(),
         out: out.clone(),
         metrics: None,
         ..Config::default()

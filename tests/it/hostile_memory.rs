@@ -34,7 +34,7 @@ impl Collector {
         let mut file = std::fs::File::create(&config).unwrap();
         writeln!(
             file,
-            "listen = [{listen}]\nmetrics = \"127.0.0.1:0\"\nout = \"{}\"\n{settings}",
+            "listen = [{listen}]\nudp_listen = []\nmetrics = \"127.0.0.1:0\"\nout = \"{}\"\n{settings}",
             dir.join("flows").display()
         )
         .unwrap();

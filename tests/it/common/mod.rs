@@ -106,6 +106,7 @@ impl Running {
     pub(crate) async fn start_on(listen: std::net::SocketAddr, out: &Path, config: Config) -> Self {
         let config = Config {
             listen: vec![listen],
+            udp_listen: Vec::new(),
             out: out.to_path_buf(),
             metrics: Some("127.0.0.1:0".parse().unwrap()),
             ..config
