@@ -1,7 +1,8 @@
-//! softflowd 1.1.0 reads a capture from `testdata/pcap/` and exports IPFIX to a collector on
-//! loopback; the archive is compared with the flows an independent reference computes from
-//! the same capture (`common::flows`), in every timestamp mode softflowd has, as biflows
-//! (RFC 5103), with MACs and VLANs, over IPv6 and over TCP.
+//! softflowd 1.1.0 reads a capture from `testdata/pcap/` and exports IPFIX, NetFlow v9 or v5 to
+//! a collector on loopback; the archive is compared with the flows an independent reference
+//! computes from the same capture (`common::flows`), in every timestamp mode softflowd has, as
+//! biflows (RFC 5103), with MACs and VLANs, over IPv6 and over TCP, and in both NetFlow
+//! versions to either kind of UDP listener.
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -37,7 +38,13 @@ fn softflowd(capture: &str, target: &str, extra: &[&str], dir: &Path) -> String 
     let path = pcap(capture);
     let mut child = KillOnDrop(
         Command::new(SOFTFLOWD)
-            .args(["-d", "-r", path.to_str().unwrap(), "-v", "10", "-n", target])
+            .args(["-d", "-r", path.to_str().unwrap(), "-n", target])
+            // IPFIX unless the test asks for a NetFlow version.
+            .args(if extra.contains(&"-v") {
+                &[][..]
+            } else {
+                &["-v", "10"][..]
+            })
             .arg("-p")
             .arg(dir.join("softflowd.pid"))
             // No control socket: with `-r`, softflowd would wait in accept() on it before
@@ -106,22 +113,22 @@ fn archived(batches: &[RecordBatch]) -> (Vec<Row>, BTreeMap<Key, (u64, u64)>) {
             .into_iter()
             .find(|c| b.column_by_name(c).is_some());
         for i in 0..b.num_rows() {
-            let (start, end) = match maybe("flowStartSysUpTime", i) {
-                Some(up) => {
+            // Absolute times when the archive has them (`-A`, and for NetFlow the ones flowvm
+            // computes from the packet header); otherwise IPFIX's uptimes from the options
+            // record's systemInitTimeMilliseconds.
+            let units = ["Seconds", "Milliseconds", "Microseconds", "Nanoseconds"];
+            let absolute = |edge: &str| {
+                units
+                    .into_iter()
+                    .find_map(|u| maybe(&format!("flow{edge}{u}"), i))
+            };
+            let (start, end) = match (absolute("Start"), absolute("End")) {
+                (Some(start), Some(end)) => (start, end),
+                _ => {
+                    let up = n("flowStartSysUpTime", i);
                     // Sent again with the templates: one value.
                     assert!(init.iter().all(|t| *t == init[0]), "{init:?}");
                     (init[0] + up * MS, init[0] + n("flowEndSysUpTime", i) * MS)
-                }
-                None => {
-                    let start = ["Seconds", "Milliseconds", "Microseconds", "Nanoseconds"]
-                        .into_iter()
-                        .find_map(|u| maybe(&format!("flowStart{u}"), i))
-                        .unwrap();
-                    let end = ["Seconds", "Milliseconds", "Microseconds", "Nanoseconds"]
-                        .into_iter()
-                        .find_map(|u| maybe(&format!("flowEnd{u}"), i))
-                        .unwrap();
-                    (start, end)
                 }
             };
             let (sport, dport, flags) = match icmp {
@@ -177,21 +184,41 @@ fn assert_nothing_dropped(counters: &Counters) {
     }
 }
 
+/// Which of the collector's listeners softflowd sends to.
+#[derive(Clone, Copy)]
+enum Target {
+    /// UDP on the port that takes UDP and TCP (4739's role).
+    Udp,
+    /// The UDP-only listener (2055's role).
+    UdpOnly,
+    /// TCP.
+    Tcp,
+}
+
 /// Runs softflowd over `capture` into a fresh collector and returns the archive and counters.
 async fn run(
     name: &str,
     capture: &str,
     extra: &[&str],
     listen: &str,
-    transport_tcp: bool,
+    target: Target,
 ) -> (Vec<RecordBatch>, std::sync::Arc<Counters>, String) {
     let out = scratch(name);
     let dir = scratch(&format!("{name}-softflowd"));
-    let collector = Running::start_on(listen.parse().unwrap(), &out, Config::default()).await;
-    let target = if transport_tcp {
-        collector.tcp
+    let config = Config {
+        udp_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..Config::default()
+    };
+    let collector = Running::start_on(listen.parse().unwrap(), &out, config).await;
+    let options_records = if extra.windows(2).any(|w| w == ["-v", "5"]) {
+        0
     } else {
-        collector.udp
+        1
+    };
+    let target = match target {
+        Target::Udp => collector.udp,
+        Target::UdpOnly => collector.udp_only.unwrap(),
+        Target::Tcp => collector.tcp,
     };
     let target = target.to_string();
     let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
@@ -209,10 +236,10 @@ async fn run(
         .unwrap_or_else(|| panic!("no record count in {summary}"))
         .parse()
         .unwrap();
-    // The records softflowd counted, plus its options record.
+    // The records softflowd counted, plus its options record (IPFIX, v9).
     collector
         .until("every record decoded", |c| {
-            c.records_decoded.get() > exported
+            c.records_decoded.get() >= exported + options_records
         })
         .await;
     let counters = collector.stop().await;
@@ -224,7 +251,11 @@ async fn run(
 /// The archive's flows against the reference, field by field (MACs and VLANs only with
 /// `l2`), times checked by `time_ok(archived, truth)`.
 fn assert_flows(got: Vec<Row>, capture: &str, l2: bool, time_ok: impl Fn(u64, u64) -> bool) {
-    let expected = reference(&read_pcap(&pcap(capture)), l2);
+    assert_rows(got, reference(&read_pcap(&pcap(capture)), l2), l2, time_ok);
+}
+
+/// The archive's flows against `expected`, as [`assert_flows`].
+fn assert_rows(got: Vec<Row>, expected: Vec<Row>, l2: bool, time_ok: impl Fn(u64, u64) -> bool) {
     let comparable = |rows: Vec<Row>| -> Vec<Row> {
         let mut rows: Vec<Row> = rows
             .into_iter()
@@ -267,8 +298,14 @@ fn assert_flows(got: Vec<Row>, capture: &str, l2: bool, time_ok: impl Fn(u64, u6
 async fn sysuptime_times_with_the_options_record_give_the_capture_times() {
     // `-a` makes softflowd's clock the capture's: systemInitTimeMilliseconds is the first
     // packet's time and flowStartSysUpTime counts from it.
-    let (batches, counters, summary) =
-        run("sf-uptime", "mixed.pcap", &["-a"], "127.0.0.1:0", false).await;
+    let (batches, counters, summary) = run(
+        "sf-uptime",
+        "mixed.pcap",
+        &["-a"],
+        "127.0.0.1:0",
+        Target::Udp,
+    )
+    .await;
     assert_nothing_dropped(&counters);
     assert_eq!(system_init_time(&batches), [1_700_000_000 * S], "{summary}");
     let (rows, _) = archived(&batches);
@@ -294,7 +331,7 @@ async fn every_absolute_time_mode_gives_the_capture_times() {
             "mixed.pcap",
             &["-A", mode],
             "127.0.0.1:0",
-            false,
+            Target::Udp,
         )
         .await;
         assert_nothing_dropped(&counters);
@@ -315,7 +352,7 @@ async fn biflows_carry_the_reverse_direction_in_rfc_5103_columns() {
         "mixed.pcap",
         &["-b", "-a"],
         "127.0.0.1:0",
-        false,
+        Target::Udp,
     )
     .await;
     assert_nothing_dropped(&counters);
@@ -376,7 +413,7 @@ async fn ether_tracking_archives_macs_and_vlans() {
         "mixed.pcap",
         &["-T", "ether", "-a"],
         "127.0.0.1:0",
-        false,
+        Target::Udp,
     )
     .await;
     assert_nothing_dropped(&counters);
@@ -389,7 +426,8 @@ async fn ether_tracking_archives_macs_and_vlans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_to_an_ipv6_collector() {
-    let (batches, counters, _) = run("sf-ipv6", "mixed.pcap", &["-a"], "[::1]:0", false).await;
+    let (batches, counters, _) =
+        run("sf-ipv6", "mixed.pcap", &["-a"], "[::1]:0", Target::Udp).await;
     assert_nothing_dropped(&counters);
     let exporters = common::column(&batches, "exporter");
     assert!(
@@ -409,7 +447,7 @@ async fn exports_over_tcp() {
         "mixed.pcap",
         &["-P", "tcp", "-a"],
         "127.0.0.1:0",
-        true,
+        Target::Tcp,
     )
     .await;
     assert_nothing_dropped(&counters);
@@ -424,7 +462,7 @@ async fn many_messages_lose_nothing_by_sequence_number() {
     // 77 Messages whose sequence numbers count the records of their own Message, options
     // record left out: read that way, not as losses (README "Interoperability").
     let (batches, counters, summary) =
-        run("sf-many", "many.pcap", &["-a"], "127.0.0.1:0", false).await;
+        run("sf-many", "many.pcap", &["-a"], "127.0.0.1:0", Target::Udp).await;
     assert!(summary.contains("in 77 packets"), "{summary}");
     assert_nothing_dropped(&counters);
     let (rows, _) = archived(&batches);
@@ -438,4 +476,61 @@ async fn many_messages_lose_nothing_by_sequence_number() {
         "{}",
         counters.render()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netflow9_to_the_udp_only_port_equals_the_capture() {
+    // NetFlow v9 to the listener in 2055's role: the same flows, IPv4 and IPv6, absolute times
+    // computed from the header's unix_secs (whole seconds) and sysUpTime; softflowd's options
+    // record (sampling per interface) archived with its scope named.
+    let (batches, counters, summary) = run(
+        "sf-v9",
+        "many.pcap",
+        &["-a", "-v", "9"],
+        "127.0.0.1:0",
+        Target::UdpOnly,
+    )
+    .await;
+    assert_nothing_dropped(&counters);
+    assert!(
+        batches
+            .iter()
+            .any(|b| b.column_by_name("scopeInterface").is_some())
+    );
+    // softflowd's Count covers its flow records only, not its templates: counted, not fatal.
+    assert!(counters.netflow_count_mismatches.get() > 0);
+    let (rows, _) = archived(&batches);
+    assert_flows(rows, "many.pcap", false, |got, truth| {
+        got.abs_diff(truth) < S
+    });
+    assert_eq!(counters.packets_lost.get(), 0, "{summary}");
+    assert_eq!(counters.records_lost.get(), 0, "{}", counters.render());
+    assert_eq!(
+        counters.messages_reordered.get(),
+        0,
+        "{}",
+        counters.render()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netflow5_to_the_ipfix_port_equals_the_capture_for_ipv4() {
+    // NetFlow v5 to the port that takes IPFIX too: v5 carries IPv4 only, so the IPv4 flows;
+    // absolute times from unix_secs, unix_nsecs and sysUpTime, to the millisecond.
+    let (batches, counters, _) = run(
+        "sf-v5",
+        "mixed.pcap",
+        &["-a", "-v", "5"],
+        "127.0.0.1:0",
+        Target::Udp,
+    )
+    .await;
+    assert_nothing_dropped(&counters);
+    let (rows, _) = archived(&batches);
+    let ipv4 = reference(&read_pcap(&pcap("mixed.pcap")), false)
+        .into_iter()
+        .filter(|r| !r.key.0.contains(':'))
+        .collect();
+    assert_rows(rows, ipv4, false, |got, truth| got == truth / MS * MS);
+    assert_eq!(counters.records_lost.get(), 0, "{}", counters.render());
 }

@@ -90,6 +90,9 @@ pub(crate) fn data_message(id: u16, records: &[Vec<u8>], sequence: u32, domain: 
 pub(crate) struct Running {
     pub(crate) udp: std::net::SocketAddr,
     pub(crate) tcp: std::net::SocketAddr,
+    /// A UDP-only listener (the role of 2055), when the config asked for one (any
+    /// `udp_listen` but the default becomes one on 127.0.0.1:0).
+    pub(crate) udp_only: Option<std::net::SocketAddr>,
     pub(crate) metrics: std::net::SocketAddr,
     pub(crate) counters: Arc<Counters>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -104,15 +107,21 @@ impl Running {
 
     /// Starts a collector listening on `listen` (e.g. `[::1]:0`), otherwise as [`Self::start`].
     pub(crate) async fn start_on(listen: std::net::SocketAddr, out: &Path, config: Config) -> Self {
+        let udp_listen = if config.udp_listen == Config::default().udp_listen {
+            Vec::new()
+        } else {
+            vec!["127.0.0.1:0".parse().unwrap()]
+        };
         let config = Config {
             listen: vec![listen],
-            udp_listen: Vec::new(),
+            udp_listen,
             out: out.to_path_buf(),
             metrics: Some("127.0.0.1:0".parse().unwrap()),
             ..config
         };
         let collector = Collector::bind(config, Compiler::default()).await.unwrap();
         let (udp, tcp) = (collector.udp_addrs()[0], collector.tcp_addrs()[0]);
+        let udp_only = collector.udp_addrs().get(1).copied();
         let metrics = collector.metrics_addr().unwrap();
         let counters = collector.counters();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -120,6 +129,7 @@ impl Running {
         Self {
             udp,
             tcp,
+            udp_only,
             metrics,
             counters,
             stop,
