@@ -28,7 +28,7 @@ use flowvm::telemetry::{Counters, DropReason};
 use flowvm_vm::Compiler;
 use flowvm_vm::wire::HEADER_LEN;
 
-/// Drop reasons that discard a whole Message (those of a `DecodeError`).
+/// Drop reasons that discard a whole Message or packet (those of a `DecodeError`).
 const MESSAGE_REASONS: [DropReason; 7] = [
     DropReason::UnsupportedVersion,
     DropReason::LengthMismatch,
@@ -129,6 +129,12 @@ pub fn check(data: &[u8]) {
     let Some((&control, rest)) = data.split_first() else {
         return;
     };
+    run(control, &messages(rest));
+}
+
+/// The oracle over `packets` (IPFIX Messages or NetFlow packets, whole or not), as the control
+/// octet `control` says to deliver them; shared with `collect_packet`.
+pub fn run(control: u8, packets: &[&[u8]]) {
     let config = config();
     let limits = config.decoder();
     let counters = Arc::new(Counters::default());
@@ -139,7 +145,7 @@ pub fn check(data: &[u8]) {
     });
     let mut now: Instant = flowvm::clock::now();
     let mut out = Vec::new();
-    for (n, message) in messages(rest).into_iter().enumerate() {
+    for (n, &message) in packets.iter().enumerate() {
         now += step;
         decoder.expire(now);
         decoder.flush(&mut out);

@@ -10,6 +10,7 @@
 //! `fuzz_target!`: `Arbitrary::arbitrary_take_rest` over the whole input.
 
 pub mod collect_message;
+pub mod collect_packet;
 pub mod compile_template;
 pub mod dissect_packet;
 pub mod flow_table_model;
@@ -24,8 +25,9 @@ mod reference;
 pub type Oracle = fn(&[u8]);
 
 /// Every target, by the name of its fuzz target and of its `testdata/regressions/` directory.
-pub const TARGETS: [(&str, Oracle); 6] = [
+pub const TARGETS: [(&str, Oracle); 7] = [
     ("collect_message", collect_message::check),
+    ("collect_packet", collect_packet::check),
     ("compile_template", compile_template::check),
     ("vm_differential", vm_differential::check),
     ("roundtrip", roundtrip::check),
