@@ -1,6 +1,6 @@
 //! Hostile input over real UDP sockets on loopback: template and Observation Domain floods,
-//! Sets whose lengths lie, withdrawals over UDP, the largest datagrams, and a flood beside a
-//! well-behaved exporter. Every drop is checked against its counted reason, and the
+//! Sets whose lengths lie, withdrawals over UDP, the largest datagrams, hostile NetFlow v9 and
+//! v5 packets, and a flood beside a well-behaved exporter. Every drop is checked against its counted reason, and the
 //! well-behaved exporter's records are checked row by row in the archive.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
@@ -10,8 +10,8 @@ use crate::common;
 use std::net::SocketAddr;
 
 use common::{
-    INTERFACE_PACKETS, Running, column, data_message, http_get, interface_packets, read_archive,
-    scratch, template, template_message,
+    INTERFACE_PACKETS, Running, column, data_message, http_get, interface_packets, netflow9_packet,
+    read_archive, scratch, template, template_message,
 };
 use flowvm::collector::udp::kernel_drops;
 use flowvm::config::Config;
@@ -412,4 +412,70 @@ async fn a_flood_beside_a_steady_exporter_costs_it_nothing() {
         .collect();
     good_rows.sort_unstable();
     assert_eq!(good_rows, (0..2000).collect::<Vec<u32>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_netflow_packets_are_counted_by_reason_and_cost_a_steady_exporter_nothing() {
+    let out = scratch("hostile-udp-netflow");
+    let c = Running::start(&out, Config::default()).await;
+    // Template 256: ingressInterface (4), packetDeltaCount (4).
+    let template: &[u8] = &[1, 0, 0, 2, 0, 10, 0, 4, 0, 2, 0, 4];
+    let record = |i: u32| [i.to_be_bytes(), 1_u32.to_be_bytes()].concat();
+    let mut steady = vec![netflow9_packet(1, 0, 7, &[(0, template)])];
+    for i in 1..=50 {
+        steady.push(netflow9_packet(1, i, 7, &[(256, &record(i))]));
+    }
+    let mut v5_lying = vec![0, 5, 0, 31];
+    v5_lying.resize(200, 0);
+    let hostile = [
+        // A FlowSet Length past the packet, and one below its header.
+        netflow9_packet(1, 0, 7, &[(0, template)])
+            .into_iter()
+            .chain([1, 0, 0, 200, 0, 0, 0, 1])
+            .collect(),
+        [netflow9_packet(0, 1, 7, &[]), vec![1, 0, 0, 3]].concat(),
+        // Template IDs below 256; an options scope length not a multiple of 4.
+        netflow9_packet(1, 2, 7, &[(0, &[0, 255, 0, 1, 0, 10, 0, 4])]),
+        netflow9_packet(
+            1,
+            3,
+            7,
+            &[(1, &[1, 1, 0, 3, 0, 4, 0, 2, 0, 4, 0, 34, 0, 4])],
+        ),
+        // Fields of no octets at all: a template no record could ever be read with.
+        netflow9_packet(1, 4, 7, &[(0, &[1, 1, 0, 2, 0, 10, 0, 0, 0, 2, 0, 0])]),
+        // A Count that disagrees: counted, the record still decodes.
+        netflow9_packet(99, 5, 7, &[(0, template), (256, &record(1000))]),
+        // A header cut short; a v5 count of 31 in 200 octets; versions not collected.
+        netflow9_packet(0, 6, 7, &[])[..10].to_vec(),
+        v5_lying,
+        [0, 1, 0, 0].repeat(6),
+        [0, 7, 0, 0].repeat(6),
+        [0, 8, 0, 0].repeat(6),
+    ];
+    let e = exporter("127.0.0.2").await;
+    let good = exporter("127.0.0.1").await;
+    let sent = send_paced(&c, &e, &hostile, 0).await;
+    send_paced(&c, &good, &steady, sent).await;
+    let k = c.stop().await;
+    let text = k.render();
+    assert_eq!(k.dropped(DropReason::BadSetLength), 2, "{text}");
+    assert_eq!(k.dropped(DropReason::BadTemplateId), 1, "{text}");
+    assert_eq!(k.dropped(DropReason::BadScopeFieldCount), 1, "{text}");
+    assert_eq!(k.dropped(DropReason::Truncated), 1, "{text}");
+    assert_eq!(k.dropped(DropReason::LengthMismatch), 1, "{text}");
+    assert_eq!(k.dropped(DropReason::UnsupportedVersion), 3, "{text}");
+    assert_eq!(k.messages_dropped.get(), 9, "{text}");
+    assert_eq!(k.templates_rejected.get(), 1, "{text}");
+    assert_eq!(k.netflow_count_mismatches.get(), 1, "{text}");
+    // The steady exporter's 50 records, and the one beside the lying Count.
+    assert_eq!(k.records_decoded.get(), 51, "{text}");
+    assert_eq!(k.packets_lost.get(), 0, "{text}");
+    let interfaces = column(&read_archive(&out), "ingressInterface");
+    for i in 1..=50 {
+        assert!(
+            interfaces.contains(&i.to_string()),
+            "record {i} of the steady exporter"
+        );
+    }
 }

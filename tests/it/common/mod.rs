@@ -361,3 +361,25 @@ pub(crate) async fn http_get(addr: std::net::SocketAddr) -> String {
     s.read_to_string(&mut body).await.unwrap();
     body
 }
+
+/// A NetFlow v9 export packet: the header (`count`, sysUpTime 1000 ms, UNIX secs 1.7e9,
+/// `sequence`, Source ID `source_id`), then the FlowSets (ID, content) as given, unpadded.
+pub(crate) fn netflow9_packet(
+    count: u16,
+    sequence: u32,
+    source_id: u32,
+    flowsets: &[(u16, &[u8])],
+) -> Vec<u8> {
+    let mut p = vec![0, 9];
+    p.extend(count.to_be_bytes());
+    p.extend(1_000_u32.to_be_bytes());
+    p.extend(1_700_000_000_u32.to_be_bytes());
+    p.extend(sequence.to_be_bytes());
+    p.extend(source_id.to_be_bytes());
+    for (id, content) in flowsets {
+        p.extend(id.to_be_bytes());
+        p.extend(u16::try_from(content.len() + 4).unwrap().to_be_bytes());
+        p.extend_from_slice(content);
+    }
+    p
+}
