@@ -1,6 +1,6 @@
 //! The corpus of real devices' captures in `testdata/captures/` (see its `PROVENANCE.md`):
-//! every Data Record that an independent RFC 7011 walker (below, sharing nothing with flowvm's
-//! decoder) finds decodable reaches the archive, offline through `flowvm decode`, and for the
+//! every Data Record that an independent walker (below, RFC 7011, RFC 3954 and NetFlow v5's
+//! layout, sharing nothing with flowvm's decoder) finds decodable reaches the archive, offline through `flowvm decode`, and for the
 //! Cisco router's capture also over UDP into a running collector on its defaults.
 #![expect(
     clippy::unwrap_used,
@@ -19,16 +19,16 @@ use common::{Running, read_archive, scratch};
 use flowvm::config::Config;
 use flowvm::telemetry::DropReason;
 
-/// The IPFIX captures of the corpus.
-fn ipfix_captures() -> Vec<PathBuf> {
+/// The captures of the corpus: IPFIX, NetFlow v9 and v5.
+fn captures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with("-ipfix.pcap"))
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "{files:?}");
+    assert!(files.len() >= 9, "{files:?}");
     files
 }
 
@@ -91,12 +91,12 @@ fn datagram(frame: &[u8]) -> Option<Datagram> {
     })
 }
 
-/// Every IPFIX datagram of a capture, in order.
-fn ipfix_datagrams(path: &Path) -> Vec<Datagram> {
+/// Every export datagram (IPFIX, NetFlow v9 or v5) of a capture, in order.
+fn export_datagrams(path: &Path) -> Vec<Datagram> {
     pcap_frames(path)
         .iter()
         .filter_map(|(_, frame, _)| datagram(frame))
-        .filter(|d| d.payload.get(..2) == Some(&[0, 10]))
+        .filter(|d| matches!(d.payload.get(..2), Some([0, 5 | 9 | 10])))
         .collect()
 }
 
@@ -148,41 +148,113 @@ fn records(lengths: &[u16], body: &[u8]) -> u64 {
     n
 }
 
-/// Walks every IPFIX Message of a capture by RFC 7011 alone: templates are keyed by exporter,
-/// collector, Observation Domain and Template ID (§8.4 over UDP), and a Data Set that arrives
-/// before its template counts once the template comes.
+/// What a packet holds, as the walker reads it.
+enum Walked {
+    /// A (Options) Template Record: its ID and Field Lengths.
+    Template(u16, Lengths, bool),
+    /// A Data Set or Data FlowSet for a template, its content.
+    Data(u16, Vec<u8>),
+}
+
+/// The Observation Domain and the items of an IPFIX Message (RFC 7011 §3).
+fn ipfix_items(m: &[u8]) -> (u32, Vec<Walked>) {
+    let length = usize::from(be16(m, 2).unwrap());
+    let mut items = Vec::new();
+    let mut at = 16;
+    while at + 4 <= length {
+        let (id, set_len) = (be16(m, at).unwrap(), usize::from(be16(m, at + 2).unwrap()));
+        let body = &m[at + 4..at + set_len];
+        at += set_len;
+        if id == 2 || id == 3 {
+            let mut r = 0;
+            while r + 4 <= body.len() {
+                let template = be16(body, r).unwrap();
+                let count = usize::from(be16(body, r + 2).unwrap());
+                r += if id == 3 { 6 } else { 4 };
+                if count == 0 {
+                    continue; // a withdrawal: ignored over UDP (§8.4)
+                }
+                let mut lengths = Vec::new();
+                for _ in 0..count {
+                    let element = be16(body, r).unwrap();
+                    lengths.push(be16(body, r + 2).unwrap());
+                    r += if element & 0x8000 != 0 { 8 } else { 4 };
+                }
+                items.push(Walked::Template(template, lengths, id == 3));
+            }
+        } else if id >= 256 {
+            items.push(Walked::Data(id, body.to_vec()));
+        }
+    }
+    (be32(m, 12).unwrap(), items)
+}
+
+/// The Source ID and the items of a NetFlow v9 packet (RFC 3954 §5, §6): FlowSets to the end of
+/// the datagram; an options template gives its scope and option lengths in octets.
+fn netflow9_items(p: &[u8]) -> (u32, Vec<Walked>) {
+    let mut items = Vec::new();
+    let mut at = 20;
+    while at + 4 <= p.len() {
+        let (id, set_len) = (be16(p, at).unwrap(), usize::from(be16(p, at + 2).unwrap()));
+        let body = &p[at + 4..at + set_len];
+        at += set_len;
+        let mut r = 0;
+        match id {
+            0 => {
+                while r + 4 <= body.len() && be16(body, r).unwrap() >= 256 {
+                    let template = be16(body, r).unwrap();
+                    let count = usize::from(be16(body, r + 2).unwrap());
+                    let lengths = (0..count)
+                        .map(|k| be16(body, r + 6 + 4 * k).unwrap())
+                        .collect();
+                    r += 4 + 4 * count;
+                    items.push(Walked::Template(template, lengths, false));
+                }
+            }
+            1 => {
+                while r + 6 <= body.len() && be16(body, r).unwrap() >= 256 {
+                    let template = be16(body, r).unwrap();
+                    let fields =
+                        usize::from(be16(body, r + 2).unwrap() + be16(body, r + 4).unwrap()) / 4;
+                    let lengths = (0..fields)
+                        .map(|k| be16(body, r + 8 + 4 * k).unwrap())
+                        .collect();
+                    r += 6 + 4 * fields;
+                    items.push(Walked::Template(template, lengths, true));
+                }
+            }
+            id if id >= 256 => items.push(Walked::Data(id, body.to_vec())),
+            _ => {}
+        }
+    }
+    (be32(p, 16).unwrap(), items)
+}
+
+/// Walks every export packet of a capture by its protocol's specification alone: templates are
+/// keyed by exporter, collector, Observation Domain (v9: Source ID) and Template ID (RFC 7011
+/// §8.4, RFC 3954 §5.1), a Data Set that arrives before its template counts once the template
+/// comes, and a v5 packet holds the records its count says.
 fn walk(path: &Path) -> Tally {
     type Key = (SocketAddr, SocketAddr, u32, u16);
     let mut t = Tally::default();
     let mut templates: HashMap<Key, Lengths> = HashMap::new();
     let mut waiting: HashMap<Key, Vec<Vec<u8>>> = HashMap::new();
-    for d in ipfix_datagrams(path) {
+    for d in export_datagrams(path) {
         let m = &d.payload;
         t.messages += 1;
-        let length = usize::from(be16(m, 2).unwrap());
-        let domain = be32(m, 12).unwrap();
-        let mut at = 16;
-        while at + 4 <= length {
-            let (id, set_len) = (be16(m, at).unwrap(), usize::from(be16(m, at + 2).unwrap()));
-            let body = &m[at + 4..at + set_len];
-            at += set_len;
-            let key = |template: u16| (d.source, d.destination, domain, template);
-            if id == 2 || id == 3 {
-                let mut r = 0;
-                while r + 4 <= body.len() {
-                    let template = be16(body, r).unwrap();
-                    let count = usize::from(be16(body, r + 2).unwrap());
-                    r += if id == 3 { 6 } else { 4 };
-                    if count == 0 {
-                        continue; // a withdrawal: ignored over UDP (§8.4)
-                    }
-                    let mut lengths = Vec::new();
-                    for _ in 0..count {
-                        let element = be16(body, r).unwrap();
-                        lengths.push(be16(body, r + 2).unwrap());
-                        r += if element & 0x8000 != 0 { 8 } else { 4 };
-                    }
-                    if id == 3 {
+        let (domain, items) = match m[1] {
+            10 => ipfix_items(m),
+            9 => netflow9_items(m),
+            _ => {
+                t.records += u64::from(be16(m, 2).unwrap());
+                continue;
+            }
+        };
+        let key = |template: u16| (d.source, d.destination, domain, template);
+        for item in items {
+            match item {
+                Walked::Template(template, lengths, options) => {
+                    if options {
                         t.options_templates += 1;
                     } else {
                         t.templates += 1;
@@ -194,11 +266,10 @@ fn walk(path: &Path) -> Tally {
                     }
                     templates.insert(key(template), lengths);
                 }
-            } else if id >= 256 {
-                match templates.get(&key(id)) {
-                    Some(lengths) => t.records += records(lengths, body),
-                    None => waiting.entry(key(id)).or_default().push(body.to_vec()),
-                }
+                Walked::Data(id, body) => match templates.get(&key(id)) {
+                    Some(lengths) => t.records += records(lengths, &body),
+                    None => waiting.entry(key(id)).or_default().push(body),
+                },
             }
         }
     }
@@ -212,8 +283,8 @@ fn rows(out: &Path) -> u64 {
 
 #[test]
 fn every_decodable_record_of_every_real_capture_is_archived() {
-    let mut table = vec!["| capture | Messages | Templates (options) | Data Records | before their Template | Sets never decodable | archived |".to_owned()];
-    for path in ipfix_captures() {
+    let mut table = vec!["| capture | packets | Template Records (options) | Data Records | before their Template | Sets never decodable | archived |".to_owned()];
+    for path in captures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let expected = walk(&path);
         let out = scratch(&format!("capture-{name}"));
@@ -259,7 +330,7 @@ async fn a_cisco_routers_capture_over_udp_loses_nothing_on_the_defaults() {
     let c = Running::start(&out, Config::default()).await;
     // Each exporter of the capture (address and port) is one socket here, so each stays its own
     // Transport Session.
-    let datagrams = ipfix_datagrams(&path);
+    let datagrams = export_datagrams(&path);
     let mut sockets = HashMap::new();
     for d in &datagrams {
         if let std::collections::hash_map::Entry::Vacant(e) = sockets.entry(d.source) {
