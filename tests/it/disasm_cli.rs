@@ -1,4 +1,5 @@
-//! `flowvm disasm` on a real IPFIX file (RFC 5655), through the built binary.
+//! `flowvm disasm` on a real IPFIX file (RFC 5655) and on captures of NetFlow v9 and v5, through
+//! the built binary.
 
 use std::process::Command;
 
@@ -65,4 +66,36 @@ fn disasm_prints_the_program_of_every_template_in_a_file() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn disasm_prints_netflow9_templates_and_the_netflow5_layout_from_captures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures");
+    let output = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .arg("disasm")
+        .arg(dir.join("netflow-parser-softflowd-netflow9.pcap"))
+        .arg(dir.join("dpkt-unknown-netflow5.pcap"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    // softflowd's v9 IPv4 template and its options template, whose scope is an interface.
+    assert!(
+        text.contains("; template 1024: 16 columns, record 42 octets"),
+        "{text}"
+    );
+    assert!(text.contains("; scopeInterface (4)"), "{text}");
+    // v5's fixed record, a built-in template of IANA elements.
+    assert!(
+        text.contains("; template 5: 18 columns, record 48 octets"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RUI32 c7       ; flowStartSysUpTime (4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("; 1 messages, 5 templates, 0 rejected, 0 malformed"),
+        "{text}"
+    );
 }
