@@ -19,6 +19,7 @@ use arrow_array::types::{TimestampMillisecondType, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use common::biflows::{MS, Row, reference};
 use common::flows::{Key, S, pcap, read_pcap};
+use common::wire_capture::{Received, Recorder, assert_tshark_reads};
 use common::{KillOnDrop, Running, column, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
@@ -107,15 +108,17 @@ fn pmacctd(capture: &str, target: &str, extra: &str, dir: &Path) -> String {
 }
 
 /// Runs pmacctd into a fresh collector until `done` holds for its counters.
+/// Returns the archive, the counters and the datagrams pmacctd sent (relayed and kept).
 async fn run(
     name: &str,
     extra: &str,
     done: impl Fn(&Counters) -> bool,
-) -> (Vec<RecordBatch>, Arc<Counters>) {
+) -> (Vec<RecordBatch>, Arc<Counters>, Received) {
     let out = scratch(name);
     let dir = scratch(&format!("{name}-pmacctd"));
     let collector = Running::start(&out, Config::default()).await;
-    let target = collector.udp.to_string();
+    let recorder = Recorder::start(collector.udp);
+    let target = recorder.addr.to_string();
     let extra = extra.to_owned();
     tokio::task::spawn_blocking(move || pmacctd("mixed.pcap", &target, &extra, &dir))
         .await
@@ -124,7 +127,7 @@ async fn run(
     let counters = collector.stop().await;
     let batches = read_archive(&out);
     let _ = std::fs::remove_dir_all(&out);
-    (batches, counters)
+    (batches, counters, recorder.finish())
 }
 
 /// A flow as pmacct exports it: key, packets, octets, start and end (nanoseconds).
@@ -221,7 +224,7 @@ async fn pmacct_flows_equal_the_capture() {
     let expected = reference(&read_pcap(&pcap("mixed.pcap")), false);
     // The flow records and two options records (sampling, exporter address).
     let n = expected.len() as u64 + 2;
-    let (batches, counters) = run("pm-flows", "", |c| c.records_decoded.get() >= n).await;
+    let (batches, counters, _) = run("pm-flows", "", |c| c.records_decoded.get() >= n).await;
     assert_eq!(counters.records_decoded.get(), n, "{}", counters.render());
     assert_eq!(counters.messages_dropped.get(), 0, "{}", counters.render());
     assert_eq!(
@@ -291,7 +294,7 @@ async fn microsecond_times_in_16_octets_keep_their_octets_and_cost_no_record() {
     // once per template), and every flow record decodes with its other fields.
     let expected = reference(&read_pcap(&pcap("mixed.pcap")), false);
     let n = expected.len() as u64 + 2;
-    let (batches, counters) = run("pm-usec", "nfprobe_tstamp_usec: true", |c| {
+    let (batches, counters, _) = run("pm-usec", "nfprobe_tstamp_usec: true", |c| {
         c.records_decoded.get() >= n
     })
     .await;
@@ -338,7 +341,8 @@ async fn pmacct_netflow9_and_netflow5_flows_equal_the_capture() {
         let n = expected.len() as u64;
         let name = format!("pm-v{version}");
         let extra = format!("nfprobe_version: {version}\nnfprobe_engine: {engine}");
-        let (batches, counters) = run(&name, &extra, |c| c.records_decoded.get() >= n).await;
+        let (batches, counters, received) =
+            run(&name, &extra, |c| c.records_decoded.get() >= n).await;
         let text = counters.render();
         assert_eq!(counters.messages_dropped.get(), 0, "{text}");
         assert_eq!(counters.templates_rejected.get(), 0, "{text}");
@@ -356,6 +360,8 @@ async fn pmacct_netflow9_and_netflow5_flows_equal_the_capture() {
         );
         let got = flow_rows(&batches);
         assert_eq!(got.len(), expected.len(), "v{version}: {got:#?}");
+        let flows: Vec<_> = got.iter().map(|f| (f.0.clone(), f.1, f.2)).collect();
+        assert_tshark_reads(&received, &flows, &name);
         let offset = |g: &Flow, e: &Flow| i128::from(g.3) - i128::from(e.3);
         for (g, e) in got.iter().zip(&expected) {
             assert_eq!((&g.0, g.1, g.2), (&e.0, e.1, e.2), "v{version}");

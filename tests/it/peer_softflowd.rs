@@ -20,6 +20,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use common::biflows::{MS, Row, reference};
 use common::flows::{Key, S, pcap, read_pcap};
+use common::wire_capture::{Received, Recorder, assert_tshark_reads};
 use common::{KillOnDrop, Running, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
@@ -203,6 +204,23 @@ async fn run(
     listen: &str,
     target: Target,
 ) -> (Vec<RecordBatch>, std::sync::Arc<Counters>, String) {
+    let (batches, counters, summary, _) = run_recorded(name, capture, extra, listen, target).await;
+    (batches, counters, summary)
+}
+
+/// [`run`], and over UDP the datagrams softflowd sent, relayed to the collector and kept.
+async fn run_recorded(
+    name: &str,
+    capture: &str,
+    extra: &[&str],
+    listen: &str,
+    target: Target,
+) -> (
+    Vec<RecordBatch>,
+    std::sync::Arc<Counters>,
+    String,
+    Option<Received>,
+) {
     let out = scratch(name);
     let dir = scratch(&format!("{name}-softflowd"));
     let config = Config {
@@ -215,11 +233,12 @@ async fn run(
     } else {
         1
     };
-    let target = match target {
-        Target::Udp => collector.udp,
-        Target::UdpOnly => collector.udp_only.unwrap(),
-        Target::Tcp => collector.tcp,
+    let recorder = match target {
+        Target::Udp => Some(Recorder::start(collector.udp)),
+        Target::UdpOnly => Some(Recorder::start(collector.udp_only.unwrap())),
+        Target::Tcp => None,
     };
+    let target = recorder.as_ref().map_or(collector.tcp, |r| r.addr);
     let target = target.to_string();
     let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     let capture_name = capture.to_owned();
@@ -245,7 +264,7 @@ async fn run(
     let counters = collector.stop().await;
     let batches = read_archive(&out);
     let _ = std::fs::remove_dir_all(&out);
-    (batches, counters, summary)
+    (batches, counters, summary, recorder.map(Recorder::finish))
 }
 
 /// The archive's flows against the reference, field by field (MACs and VLANs only with
@@ -483,7 +502,7 @@ async fn netflow9_to_the_udp_only_port_equals_the_capture() {
     // NetFlow v9 to the listener in 2055's role: the same flows, IPv4 and IPv6, absolute times
     // computed from the header's unix_secs (whole seconds) and sysUpTime; softflowd's options
     // record (sampling per interface) archived with its scope named.
-    let (batches, counters, summary) = run(
+    let (batches, counters, summary, received) = run_recorded(
         "sf-v9",
         "many.pcap",
         &["-a", "-v", "9"],
@@ -500,6 +519,11 @@ async fn netflow9_to_the_udp_only_port_equals_the_capture() {
     // softflowd's Count covers its flow records only, not its templates: counted, not fatal.
     assert!(counters.netflow_count_mismatches.get() > 0);
     let (rows, _) = archived(&batches);
+    let flows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.key.clone(), r.packets, r.octets))
+        .collect();
+    assert_tshark_reads(&received.unwrap(), &flows, "sf-v9");
     assert_flows(rows, "many.pcap", false, |got, truth| {
         got.abs_diff(truth) < S
     });
@@ -517,7 +541,7 @@ async fn netflow9_to_the_udp_only_port_equals_the_capture() {
 async fn netflow5_to_the_ipfix_port_equals_the_capture_for_ipv4() {
     // NetFlow v5 to the port that takes IPFIX too: v5 carries IPv4 only, so the IPv4 flows;
     // absolute times from unix_secs, unix_nsecs and sysUpTime, to the millisecond.
-    let (batches, counters, _) = run(
+    let (batches, counters, _, received) = run_recorded(
         "sf-v5",
         "mixed.pcap",
         &["-a", "-v", "5"],
@@ -527,6 +551,11 @@ async fn netflow5_to_the_ipfix_port_equals_the_capture_for_ipv4() {
     .await;
     assert_nothing_dropped(&counters);
     let (rows, _) = archived(&batches);
+    let flows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.key.clone(), r.packets, r.octets))
+        .collect();
+    assert_tshark_reads(&received.unwrap(), &flows, "sf-v5");
     let ipv4 = reference(&read_pcap(&pcap("mixed.pcap")), false)
         .into_iter()
         .filter(|r| !r.key.0.contains(':'))

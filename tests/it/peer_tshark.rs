@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use common::flows::{Key, L2, Packet, Record, S, pcap, read_pcap, reference};
 use common::scratch;
+use common::wire_capture::{Received, write_pcap};
 
 /// Debian's Python, the one python3-ipfix is installed for (not pyenv's `python3`).
 const PYTHON: &str = "/usr/bin/python3";
@@ -50,13 +51,6 @@ fn require_peers() {
         works(PYTHON, &["-c", "import ipfix.message"]),
         "python3-ipfix is missing for {PYTHON}: run sh tests/setup.sh"
     );
-}
-
-/// What `flowvm export` sent: (exporter address, payload) in arrival order; over TCP the
-/// stream in the chunks the socket gave.
-struct Received {
-    exporter: SocketAddr,
-    chunks: Vec<Vec<u8>>,
 }
 
 /// Runs the real binary on `pcap_name` towards a socket of ours; returns what arrived, the
@@ -138,82 +132,6 @@ fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16,
     );
     stop.store(true, Ordering::Relaxed);
     (receiver.join().unwrap(), port, summary)
-}
-
-/// The IPv4 header checksum (RFC 791), so the capture is as a real one would be.
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap()
-}
-
-/// Writes `received` as a classic pcap of raw IPv4 packets (linktype 101), one UDP datagram
-/// per packet, or a TCP handshake then the stream's chunks as segments.
-fn write_pcap(path: &Path, received: &Received, port: u16, tcp: bool) {
-    let exporter_port = received.exporter.port();
-    let mut file = Vec::new();
-    for word in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65_535, 101] {
-        file.extend(word.to_le_bytes());
-    }
-    let mut packet = |n: u32, transport: &[u8], payload: &[u8]| {
-        let proto = if tcp { 6 } else { 17 };
-        let total = u16::try_from(20 + transport.len() + payload.len()).unwrap();
-        let mut ip = vec![0x45, 0];
-        ip.extend(total.to_be_bytes());
-        ip.extend(u16::try_from(n & 0xffff).unwrap().to_be_bytes());
-        ip.extend([0x40, 0, 64, proto, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-        let sum = ipv4_checksum(&ip);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        let len = u32::from(total);
-        for word in [1_700_000_000 + n / 1000, (n % 1000) * 1000, len, len] {
-            file.extend(word.to_le_bytes());
-        }
-        file.extend(ip);
-        file.extend(transport);
-        file.extend(payload);
-    };
-    if tcp {
-        // (from exporter?, seq, ack, flags): SYN, SYN-ACK, ACK, then the data with PSH-ACK.
-        let segment = |to_collector: bool, seq: u32, ack: u32, flags: u8| {
-            let (src, dst) = if to_collector {
-                (exporter_port, port)
-            } else {
-                (port, exporter_port)
-            };
-            let mut h = Vec::new();
-            h.extend(src.to_be_bytes());
-            h.extend(dst.to_be_bytes());
-            h.extend(seq.to_be_bytes());
-            h.extend(ack.to_be_bytes());
-            h.extend([0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-            h
-        };
-        packet(0, &segment(true, 0, 0, 0x02), &[]);
-        packet(1, &segment(false, 0, 1, 0x12), &[]);
-        packet(2, &segment(true, 1, 1, 0x10), &[]);
-        let mut seq = 1_u32;
-        for (i, chunk) in received.chunks.iter().enumerate() {
-            let n = u32::try_from(i).unwrap() + 3;
-            packet(n, &segment(true, seq, 1, 0x18), chunk);
-            seq += u32::try_from(chunk.len()).unwrap();
-        }
-    } else {
-        for (i, datagram) in received.chunks.iter().enumerate() {
-            let length = u16::try_from(8 + datagram.len()).unwrap();
-            let mut h = Vec::new();
-            h.extend(exporter_port.to_be_bytes());
-            h.extend(port.to_be_bytes());
-            h.extend(length.to_be_bytes());
-            h.extend([0, 0]); // no checksum, as flowvm sends it by default
-            packet(u32::try_from(i).unwrap(), &h, datagram);
-        }
-    }
-    std::fs::write(path, file).unwrap();
 }
 
 /// The script's lines for one decoder.
