@@ -19,11 +19,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Receive IPFIX on UDP and TCP and archive it as Parquet (defaults: UDP and TCP on
-    /// 0.0.0.0:4739 and [::]:4739, archive in ./flows, metrics on 127.0.0.1:9739).
+    /// Receive IPFIX (UDP and TCP), NetFlow v9 and v5 (UDP) and archive it as Parquet
+    /// (defaults: UDP and TCP on 0.0.0.0:4739 and [::]:4739, UDP on 0.0.0.0:2055 and
+    /// [::]:2055, every UDP port taking all three; archive in ./flows, metrics on
+    /// 127.0.0.1:9739).
     Collect(CollectArgs),
-    /// Decode IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX over UDP into the
-    /// archive.
+    /// Decode IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX, NetFlow v9 and v5
+    /// over UDP into the archive.
     Decode {
         /// IPFIX files or captures, decoded in order.
         #[arg(required = true)]
@@ -61,9 +63,10 @@ pub enum Command {
     /// does, and export them as IPFIX to a collector.
     Export(ExportArgs),
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
-    /// IPFIX Messages).
+    /// IPFIX Messages) or in captures of IPFIX, NetFlow v9 (its templates) and v5 (its fixed
+    /// layout).
     Disasm {
-        /// IPFIX files to read.
+        /// IPFIX files, or pcap/pcapng captures of IPFIX, NetFlow v9 and v5, to read.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Extra Information Elements (CSV: pen,id,name,data_type,data_semantics,units,status).
