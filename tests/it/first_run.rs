@@ -1,6 +1,7 @@
 //! What a new user does first, through the real binaries on their defaults: the README's round
 //! trip (`flowvm collect` in one terminal, `flowvm export --pcap … --collector
-//! 127.0.0.1:4739` in another), and a second collector started by mistake on the same ports.
+//! 127.0.0.1:4739` in another, and a NetFlow v5 packet to the default UDP 2055), and a second
+//! collector started by mistake on the same ports.
 //!
 //! The defaults listen on fixed ports (4739, 9739) of every address, so each test runs in a
 //! network namespace of its own (`ip netns`, as root, which CI is): its loopback is the only
@@ -20,7 +21,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::flows::{Packet, S, pcap, read_pcap, reference};
+use common::flows::{Packet, S, pcap, pcap_frames, read_pcap, reference};
 use common::{KillOnDrop, read_archive, scratch};
 
 /// A network namespace with its loopback up, deleted when dropped.
@@ -132,12 +133,33 @@ fn the_readme_round_trip_works_on_the_defaults() {
         "flowvm export failed on its defaults: {}",
         String::from_utf8_lossy(&export.stderr)
     );
+    // A NetFlow v5 packet (29 flows, from the real captures) to UDP 2055, also a default.
+    let v5 = pcap_frames(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures/dpkt-unknown-netflow5.pcap"),
+    )
+    .remove(0)
+    .1
+    .split_off(14 + 20 + 8);
+    let payload = dir.join("v5.bin");
+    std::fs::write(&payload, v5).unwrap();
+    let send = "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(open(sys.argv[1], 'rb').read(), ('127.0.0.1', 2055))";
+    let mut python = Command::new("ip");
+    python
+        .args(["netns", "exec", &ns.0, "python3", "-c", send])
+        .arg(&payload);
+    assert!(run(python).status.success());
+    // On SIGTERM the collector reads what its sockets still hold before it completes files.
     terminate(collector);
     // The defaults: active 15 s, passive 120 s, record l3,l4; the archive in ./flows.
     let mut expected = reference(&read_pcap(&capture), 15 * S, 120 * S, Packet::l3_l4);
     expected.sort();
-    let got = archived_rows(&read_archive(&dir.join("flows")));
+    let batches = read_archive(&dir.join("flows"));
+    let (ipfix, netflow): (Vec<_>, Vec<_>) = batches
+        .into_iter()
+        .partition(|b| b.column_by_name("engineType").is_none());
+    let got = archived_rows(&ipfix);
     assert_eq!(got, expected);
+    assert_eq!(netflow.iter().map(|b| b.num_rows()).sum::<usize>(), 29);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
