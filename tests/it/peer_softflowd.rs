@@ -233,12 +233,15 @@ async fn run_recorded(
     } else {
         1
     };
-    let recorder = match target {
-        Target::Udp => Some(Recorder::start(collector.udp)),
-        Target::UdpOnly => Some(Recorder::start(collector.udp_only.unwrap())),
-        Target::Tcp => None,
+    let direct = match target {
+        Target::Udp => collector.udp,
+        Target::UdpOnly => collector.udp_only.unwrap(),
+        Target::Tcp => collector.tcp,
     };
-    let target = recorder.as_ref().map_or(collector.tcp, |r| r.addr);
+    // UDP to 127.0.0.1 goes through a relay that keeps the datagrams (for tshark).
+    let recorder =
+        (!matches!(target, Target::Tcp) && direct.is_ipv4()).then(|| Recorder::start(direct));
+    let target = recorder.as_ref().map_or(direct, |r| r.addr);
     let target = target.to_string();
     let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     let capture_name = capture.to_owned();
