@@ -112,13 +112,7 @@ impl<'a> Packet<'a> {
     /// fill the datagram exactly (`header` is then the length the count implies).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u16()?;
-        if version != VERSION {
-            return Err(DecodeError::new(
-                DecodeErrorKind::UnsupportedVersion(version),
-                0,
-            ));
-        }
+        r.version(VERSION)?;
         let header = PacketHeader {
             count: r.u16()?,
             sys_uptime: r.u32()?,

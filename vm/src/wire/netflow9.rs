@@ -61,13 +61,7 @@ impl<'a> Packet<'a> {
     /// [`DecodeErrorKind::UnsupportedVersion`] for another version.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = r.u16()?;
-        if version != VERSION {
-            return Err(DecodeError::new(
-                DecodeErrorKind::UnsupportedVersion(version),
-                0,
-            ));
-        }
+        r.version(VERSION)?;
         let header = PacketHeader {
             count: r.u16()?,
             sys_uptime: r.u32()?,

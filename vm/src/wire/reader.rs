@@ -60,6 +60,22 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// Reads a packet's two-octet version field, which must be `version`.
+    ///
+    /// # Errors
+    /// [`DecodeErrorKind::Truncated`], or [`DecodeErrorKind::UnsupportedVersion`] with the
+    /// version found.
+    pub fn version(&mut self, version: u16) -> Result<(), DecodeError> {
+        let at = self.offset;
+        match self.u16()? {
+            found if found == version => Ok(()),
+            found => Err(DecodeError::new(
+                DecodeErrorKind::UnsupportedVersion(found),
+                at,
+            )),
+        }
+    }
+
     /// Reads a fixed-size array; the building block for the integer readers.
     pub fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let Some((head, tail)) = self.rest.split_first_chunk::<N>() else {
