@@ -1,5 +1,6 @@
 //! The archive opens as it is in DuckDB and pyarrow (installed by the README's test command),
-//! with the README's query, and a filter on an address written as text.
+//! with the README's queries, a filter on an address written as text, and IPFIX and NetFlow
+//! files read together.
 
 use crate::common;
 
@@ -49,7 +50,17 @@ async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
         .send_to(&data_message(257, &[v6], 50, 1), c.udp)
         .await
         .unwrap();
-    c.until("51 records", |k| k.records_decoded.get() == 51)
+    // A NetFlow v5 packet of 29 flows (a real capture's) from another exporter.
+    let v5 = common::flows::pcap_frames(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/captures/dpkt-unknown-netflow5.pcap"),
+    )
+    .remove(0)
+    .1
+    .split_off(14 + 20 + 8);
+    let netflow = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    netflow.send_to(&v5, c.udp).await.unwrap();
+    c.until("80 records", |k| k.records_decoded.get() == 80)
         .await;
     c.stop().await;
 
@@ -69,8 +80,14 @@ async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("\"duckdb_rows\": 51"), "{stdout}");
-    assert!(stdout.contains("\"pyarrow_rows\": 51"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_rows\": 80"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_rows\": 80"), "{stdout}");
+    // The README's NetFlow query: octets per exporter and version, IPFIX and v5 files together
+    // (IPFIX: 0 + 1 + … + 49, and 7; the capture's 29 flows carry 26,460 octets).
+    assert!(
+        stdout.contains("\"per_exporter\": [[\"127.0.0.1\", 10, 1232], [\"127.0.0.2\", 5, 26460]]"),
+        "{stdout}"
+    );
     // 10.1.1.3 is i = 3, 8, ..., 48: ten rows whose octets add up to 255.
     assert!(stdout.contains("\"duckdb_matching\": 10"), "{stdout}");
     assert!(stdout.contains("\"duckdb_octets\": 255"), "{stdout}");
