@@ -1,15 +1,16 @@
 //! Decode throughput in records per second: the template VM (op at a time and record at a time,
 //! columns flushed to an Arrow `RecordBatch` every iteration) against the `netflow_parser`
-//! crate on the same message bytes.
+//! crate on the same packet bytes.
 //!
-//! Each group builds, at setup, a stream of realistic IPFIX Messages of at most 1400 octets
-//! (one UDP datagram on a 1500-octet path): a Template Message first, then Data Messages
-//! holding about [`TARGET_RECORDS`] records. One iteration decodes the whole stream, Template
-//! Message included, with decoder state kept across iterations the way a collector keeps it:
-//! a template that comes again unchanged is not compiled again (the VM) or is re-cached
-//! (`netflow_parser`). The VM then flushes every template's columns, so the Arrow hand-over is
-//! measured too. `netflow_parser` gets every decoded field value folded into a checksum so that
-//! no decoding can be skipped.
+//! Each group builds, at setup, a stream of realistic export packets of at most 1400 octets
+//! (one UDP datagram on a 1500-octet path), IPFIX Messages or NetFlow v9 packets: a packet of
+//! templates first, then data packets holding about [`TARGET_RECORDS`] records. One iteration
+//! decodes the whole stream, template packet included, with decoder state kept across
+//! iterations the way a collector keeps it: a template that comes again unchanged is not
+//! compiled again (the VM) or is re-cached (`netflow_parser`). The VM reads every packet
+//! through the collector's protocol front end ([`ExportPacket`]) and then flushes every
+//! template's columns, so the Arrow hand-over is measured too. `netflow_parser` gets every
+//! decoded field value folded into a checksum so that no decoding can be skipped.
 //!
 //! Setup asserts that both decoders produce exactly the number of records written.
 //!
@@ -23,12 +24,14 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowvm_vm::wire::VARIABLE_LENGTH;
-use flowvm_vm::wire::header::Message;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
-use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef, TemplateRecord, TemplateRecords};
+use flowvm_vm::wire::netflow9;
+use flowvm_vm::wire::packet::{ExportPacket, Item};
+use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef, TemplateRecord};
 use flowvm_vm::wire::writer::MessageWriter;
 use flowvm_vm::{Columns, Compiler, Mode};
-use netflow_parser::variable_versions::ipfix::FlowSetBody;
+use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
+use netflow_parser::variable_versions::v9::FlowSetBody as V9Body;
 use netflow_parser::{FieldValue, NetflowPacket, NetflowParser};
 
 /// Records written per stream (rounded up to whole records).
@@ -39,6 +42,8 @@ const MAX_MESSAGE_LEN: usize = 1400;
 const EXPORT_TIME: u32 = 1_750_004_800;
 /// Seconds from the NTP epoch (1900) to the UNIX epoch (1970).
 const NTP_UNIX_OFFSET: u32 = 2_208_988_800;
+/// NetFlow v9 sysUpTime of every packet: the exporter booted 3 days before [`EXPORT_TIME`].
+const SYS_UPTIME_MS: u32 = 3 * 86_400 * 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Template shapes
@@ -161,29 +166,68 @@ const IFACE_REPORT: &[(u16, u16)] = &[
     (61, 1),               // flowDirection
 ];
 
-/// One benchmark group: its templates and how many records go into a Data Set before the
-/// writer moves on to the next template.
+/// (g) The classic Cisco IOS NetFlow v9 record (the v9 field types, RFC 3954 §8, in the order
+/// IOS exports them): 45 octets a record, 4-octet counters and uptime-relative times.
+const CISCO_IOS_V9: &[(u16, u16)] = &[
+    (1, 4),  // IN_BYTES
+    (2, 4),  // IN_PKTS
+    (4, 1),  // PROTOCOL
+    (5, 1),  // SRC_TOS
+    (6, 1),  // TCP_FLAGS
+    (7, 2),  // L4_SRC_PORT
+    (8, 4),  // IPV4_SRC_ADDR
+    (9, 1),  // SRC_MASK
+    (10, 2), // INPUT_SNMP
+    (11, 2), // L4_DST_PORT
+    (12, 4), // IPV4_DST_ADDR
+    (13, 1), // DST_MASK
+    (14, 2), // OUTPUT_SNMP
+    (15, 4), // IPV4_NEXT_HOP
+    (16, 2), // SRC_AS
+    (17, 2), // DST_AS
+    (21, 4), // LAST_SWITCHED
+    (22, 4), // FIRST_SWITCHED
+];
+
+/// The protocol a group's stream is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// IPFIX Messages (RFC 7011).
+    Ipfix,
+    /// NetFlow v9 export packets (RFC 3954); its field types are the IPFIX element numbers.
+    Netflow9,
+}
+
+/// One benchmark group: its protocol, its templates and how many records go into a Data Set
+/// before the writer moves on to the next template.
 struct Shape {
+    /// The criterion group name.
     name: &'static str,
+    /// What the stream is written in.
+    protocol: Protocol,
+    /// Plain templates of IANA fields, IDs from 256.
     templates: Vec<TemplateDef>,
-    /// `None`: one Data Set per Message, filled up. `Some(n)`: Sets of 1..=n records,
-    /// templates taken in turn, so Sets of different templates interleave in each Message.
+    /// `None`: one Data Set per packet, filled up. `Some(n)`: Sets of 1..=n records,
+    /// templates taken in turn, so Sets of different templates interleave in each packet.
     records_per_set: Option<u64>,
 }
 
+/// Every group, in the order of the README's table: (a)–(e) IPFIX, (f) and (g) NetFlow v9.
 fn shapes() -> Vec<Shape> {
-    let single = |name, fields| Shape {
+    let single = |name, protocol, fields| Shape {
         name,
+        protocol,
         templates: vec![template(256, fields)],
         records_per_set: None,
     };
     vec![
-        single("fixed_7_fields", FIXED_7_FIELDS),
-        single("flowprobe_ip4_l3l4", FLOWPROBE_IP4_L3L4),
-        single("ipv6_5tuple", IPV6_5TUPLE),
-        single("varlen_string", VARLEN_STRING),
+        single("fixed_7_fields", Protocol::Ipfix, FIXED_7_FIELDS),
+        single("flowprobe_ip4_l3l4", Protocol::Ipfix, FLOWPROBE_IP4_L3L4),
+        single("ipv6_5tuple", Protocol::Ipfix, IPV6_5TUPLE),
+        single("varlen_string", Protocol::Ipfix, VARLEN_STRING),
         Shape {
             name: "eight_templates",
+            protocol: Protocol::Ipfix,
             templates: [
                 FIXED_7_FIELDS,
                 FLOWPROBE_IP4_L3L4,
@@ -200,6 +244,13 @@ fn shapes() -> Vec<Shape> {
             .collect(),
             records_per_set: Some(8),
         },
+        // (f) the fields of (b) as v9 field types.
+        single(
+            "v9_flowprobe_ip4_l3l4",
+            Protocol::Netflow9,
+            FLOWPROBE_IP4_L3L4,
+        ),
+        single("v9_cisco_ios", Protocol::Netflow9, CISCO_IOS_V9),
     ]
 }
 
@@ -254,12 +305,284 @@ impl Rng {
     }
 }
 
+/// Where [`put_record`] writes field values: an IPFIX Message or a NetFlow v9 packet.
+trait Sink {
+    /// Appends one octet.
+    fn put_u8(&mut self, v: u8);
+    /// Appends a network-order `u16`.
+    fn put_u16(&mut self, v: u16);
+    /// Appends a network-order `u32`.
+    fn put_u32(&mut self, v: u32);
+    /// Appends a network-order `u64`.
+    fn put_u64(&mut self, v: u64);
+    /// Appends a variable-length field (IPFIX only: NetFlow v9 has none).
+    fn put_var_len(&mut self, v: &[u8]);
+}
+
+/// Frames the packets of a stream: Sets (FlowSets), records committed under the size budget,
+/// headers with each protocol's Sequence Number.
+trait PacketWriter: Sink {
+    /// The ID of the Set that holds Template Records.
+    const TEMPLATE_SET: SetId;
+    /// The open Set's ID, if any.
+    fn open_set(&self) -> Option<SetId>;
+    /// Opens a Set (closing any open one); `false`, with nothing written, if it would not fit.
+    fn begin_set(&mut self, id: SetId) -> bool;
+    /// Closes the open Set.
+    fn end_set(&mut self);
+    /// Appends a Template Record for `def`, a plain template of IANA fields.
+    fn put_template(&mut self, def: &TemplateDef);
+    /// Keeps the record put since the last commit if the packet still fits its budget;
+    /// otherwise removes it and returns `false`.
+    fn commit(&mut self) -> bool;
+    /// Whether the packet holds no Set yet.
+    fn is_empty(&self) -> bool;
+    /// Closes the packet, returns its bytes and starts the next packet.
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+/// IPFIX Messages, built by the vm crate's [`MessageWriter`].
+struct IpfixWriter {
+    /// The Message being built.
+    w: MessageWriter,
+    /// Data Records sent before this Message (RFC 7011 §3.1).
+    sequence: u32,
+    /// Data Records committed to this Message.
+    in_message: u32,
+}
+
+impl IpfixWriter {
+    /// An empty first Message.
+    fn new() -> Self {
+        Self {
+            w: MessageWriter::new(MAX_MESSAGE_LEN),
+            sequence: 0,
+            in_message: 0,
+        }
+    }
+}
+
+impl Sink for IpfixWriter {
+    fn put_u8(&mut self, v: u8) {
+        self.w.put_u8(v);
+    }
+    fn put_u16(&mut self, v: u16) {
+        self.w.put_u16(v);
+    }
+    fn put_u32(&mut self, v: u32) {
+        self.w.put_u32(v);
+    }
+    fn put_u64(&mut self, v: u64) {
+        self.w.put_u64(v);
+    }
+    fn put_var_len(&mut self, v: &[u8]) {
+        self.w.put_var_len(v);
+    }
+}
+
+impl PacketWriter for IpfixWriter {
+    const TEMPLATE_SET: SetId = SetId::TEMPLATE;
+
+    fn open_set(&self) -> Option<SetId> {
+        self.w.open_set()
+    }
+    fn begin_set(&mut self, id: SetId) -> bool {
+        self.w.begin_set(id)
+    }
+    fn end_set(&mut self) {
+        self.w.end_set();
+    }
+    fn put_template(&mut self, def: &TemplateDef) {
+        self.w.put_template(def);
+    }
+    fn commit(&mut self) -> bool {
+        let data = self.w.open_set().is_some_and(SetId::is_data);
+        let kept = self.w.commit();
+        if kept && data {
+            self.in_message += 1;
+        }
+        kept
+    }
+    fn is_empty(&self) -> bool {
+        self.w.is_empty()
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        let message = self
+            .w
+            .finish(EXPORT_TIME, self.sequence, ObservationDomainId(1))
+            .to_vec();
+        self.w.clear();
+        self.sequence = self.sequence.wrapping_add(self.in_message);
+        self.in_message = 0;
+        message
+    }
+}
+
+/// NetFlow v9 export packets (RFC 3954): a 20-octet header, then FlowSets framed as IPFIX
+/// Sets (an ID and a length that counts the 4-octet FlowSet header), each padded to 4 octets.
+struct V9Writer {
+    /// The packet being built, header space included.
+    buf: Vec<u8>,
+    /// Start of the open FlowSet's header, if a FlowSet is open.
+    flowset_start: Option<usize>,
+    /// Length at the last commit: what a rollback returns to.
+    committed: usize,
+    /// Records of every kind committed to this packet: the header's Count (§5.1).
+    count: u16,
+    /// Packets sent before this one: the header's Sequence Number (§5.1).
+    sequence: u32,
+}
+
+impl V9Writer {
+    /// An empty first packet.
+    fn new() -> Self {
+        Self {
+            buf: vec![0; netflow9::HEADER_LEN],
+            flowset_start: None,
+            committed: netflow9::HEADER_LEN,
+            count: 0,
+            sequence: 0,
+        }
+    }
+
+    /// Removes what was put since the last commit.
+    fn rollback(&mut self) {
+        self.buf.truncate(self.committed);
+    }
+
+    /// Whether the packet, its open FlowSet padded, fits [`MAX_MESSAGE_LEN`]. FlowSets start
+    /// 4-aligned (the header is 20 octets, every FlowSet is padded), so the padded length is
+    /// the buffer's rounded up.
+    fn fits(&self) -> bool {
+        self.buf.len().next_multiple_of(4) <= MAX_MESSAGE_LEN
+    }
+}
+
+impl Sink for V9Writer {
+    fn put_u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn put_u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_var_len(&mut self, v: &[u8]) {
+        // RFC 3954 has no variable-length fields; written as IPFIX's (RFC 7011 §7), the
+        // encoding of the exporters that send Field Length 65535 in v9 anyway.
+        let v = v.get(..usize::from(u16::MAX)).unwrap_or(v);
+        match u8::try_from(v.len()) {
+            Ok(short) if short < 255 => self.put_u8(short),
+            _ => {
+                self.put_u8(255);
+                self.put_u16(u16::try_from(v.len()).unwrap_or(u16::MAX));
+            }
+        }
+        self.buf.extend_from_slice(v);
+    }
+}
+
+impl PacketWriter for V9Writer {
+    const TEMPLATE_SET: SetId = netflow9::TEMPLATE_FLOWSET;
+
+    fn open_set(&self) -> Option<SetId> {
+        let start = self.flowset_start?;
+        let &[high, low] = self.buf.get(start..)?.first_chunk::<2>()?;
+        Some(SetId(u16::from_be_bytes([high, low])))
+    }
+
+    fn begin_set(&mut self, id: SetId) -> bool {
+        self.end_set();
+        if self.buf.len() + 4 > MAX_MESSAGE_LEN {
+            return false;
+        }
+        self.flowset_start = Some(self.buf.len());
+        self.put_u16(id.0);
+        self.put_u16(0); // Length, patched by `end_set`
+        self.committed = self.buf.len();
+        true
+    }
+
+    fn end_set(&mut self) {
+        self.rollback();
+        let Some(start) = self.flowset_start.take() else {
+            return;
+        };
+        if self.buf.len() == start + 4 {
+            self.buf.truncate(start); // an empty FlowSet is not sent
+        } else {
+            // Padded with zeros so that the next FlowSet starts 4-aligned; the Length
+            // counts the padding (RFC 3954 §5.3).
+            self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+            let len = u16::try_from(self.buf.len() - start).unwrap_or(u16::MAX);
+            if let Some(dst) = self.buf.get_mut(start + 2..start + 4) {
+                dst.copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        self.committed = self.buf.len();
+    }
+
+    fn put_template(&mut self, def: &TemplateDef) {
+        // Template ID, Field Count, then (Field Type, Field Length) pairs (§5.2).
+        self.put_u16(def.template_id.0);
+        self.put_u16(u16::try_from(def.fields.len()).unwrap_or(u16::MAX));
+        for f in &def.fields {
+            self.put_u16(f.element_id.0);
+            self.put_u16(f.field_length);
+        }
+    }
+
+    fn commit(&mut self) -> bool {
+        if !self.fits() {
+            self.rollback();
+            return false;
+        }
+        self.committed = self.buf.len();
+        self.count = self.count.wrapping_add(1);
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.len() == netflow9::HEADER_LEN
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        self.end_set();
+        let mut header = Vec::with_capacity(netflow9::HEADER_LEN);
+        header.extend_from_slice(&netflow9::VERSION.to_be_bytes());
+        header.extend_from_slice(&self.count.to_be_bytes());
+        header.extend_from_slice(&SYS_UPTIME_MS.to_be_bytes());
+        header.extend_from_slice(&EXPORT_TIME.to_be_bytes());
+        header.extend_from_slice(&self.sequence.to_be_bytes());
+        header.extend_from_slice(&1_u32.to_be_bytes()); // Source ID
+        if let Some(dst) = self.buf.get_mut(..netflow9::HEADER_LEN) {
+            dst.copy_from_slice(&header);
+        }
+        let packet = self.buf.clone();
+        self.buf.truncate(netflow9::HEADER_LEN);
+        self.committed = netflow9::HEADER_LEN;
+        self.count = 0;
+        self.sequence = self.sequence.wrapping_add(1);
+        packet
+    }
+}
+
 /// Writes an NTP timestamp (RFC 7011 §6.1.9): seconds since 1900, then a 32-bit fraction.
-fn put_ntp(w: &mut MessageWriter, unix_seconds: u32, fraction: u32) {
+fn put_ntp(w: &mut impl Sink, unix_seconds: u32, fraction: u32) {
     w.put_u32(unix_seconds.wrapping_add(NTP_UNIX_OFFSET));
     w.put_u32(fraction);
 }
 
+/// The NetFlow v9 sysUpTime (milliseconds) of a UNIX time before [`EXPORT_TIME`].
+fn uptime_at(unix_seconds: u32) -> u32 {
+    SYS_UPTIME_MS.wrapping_sub(EXPORT_TIME.wrapping_sub(unix_seconds).wrapping_mul(1000))
+}
+
+/// Application names for applicationName values.
 const APP_NAMES: &[&str] = &[
     "http",
     "https",
@@ -275,7 +598,7 @@ const APP_NAMES: &[&str] = &[
 ];
 
 /// A lowercase ASCII name of 4..=30 characters.
-fn put_name(w: &mut MessageWriter, rng: &mut Rng, element: u16) {
+fn put_name(w: &mut impl Sink, rng: &mut Rng, element: u16) {
     let mut name = [0u8; 30];
     if element == 96 && rng.below(2) == 0 {
         let app = rng.pick(APP_NAMES).as_bytes();
@@ -294,13 +617,13 @@ fn put_name(w: &mut MessageWriter, rng: &mut Rng, element: u16) {
 }
 
 /// Puts one record of `def` with plausible values.
-fn put_record(w: &mut MessageWriter, rng: &mut Rng, def: &TemplateDef) {
+fn put_record(w: &mut impl Sink, rng: &mut Rng, def: &TemplateDef) {
     let start = EXPORT_TIME - 60 - u32::try_from(rng.below(240)).unwrap_or(0);
     let duration = u32::try_from(rng.below(60)).unwrap_or(0);
     for f in &def.fields {
         match (f.element_id.0, f.field_length) {
-            // Addresses: 10.0.0.0/8 and 2001:db8::/32.
-            (8 | 12, 4) => w.put_u32(0x0a00_0000 | (rng.u32() & 0x00ff_ffff)),
+            // Addresses (and v9's IPV4_NEXT_HOP): 10.0.0.0/8 and 2001:db8::/32.
+            (8 | 12 | 15, 4) => w.put_u32(0x0a00_0000 | (rng.u32() & 0x00ff_ffff)),
             (27 | 28, 16) => {
                 w.put_u32(0x2001_0db8);
                 w.put_u32(rng.u32() & 0xffff);
@@ -309,11 +632,15 @@ fn put_record(w: &mut MessageWriter, rng: &mut Rng, def: &TemplateDef) {
             (4, 1) => w.put_u8(rng.pick(&[6, 6, 6, 17, 17, 1, 58])),
             (7 | 11, 2) => w.put_u16(rng.port()),
             (6, 2) => w.put_u16(rng.u16() & 0x003f),
+            (6, 1) => w.put_u8(rng.u8() & 0x3f),
             (5, 1) => w.put_u8(rng.u8() & 0xfc),
+            (9 | 13, 1) => w.put_u8(rng.pick(&[0, 8, 16, 22, 24, 24, 32])),
             (136, 1) => w.put_u8(rng.pick(&[1, 2, 3, 4, 5])),
             (61, 1) => w.put_u8(rng.u8() & 1),
             (10 | 14, 4) => w.put_u32(1 + u32::try_from(rng.below(48)).unwrap_or(0)),
+            (10 | 14, 2) => w.put_u16(1 + u16::try_from(rng.below(48)).unwrap_or(0)),
             (16 | 17, 4) => w.put_u32(64_512 + u32::try_from(rng.below(1000)).unwrap_or(0)),
+            (16 | 17, 2) => w.put_u16(64_512 + u16::try_from(rng.below(1000)).unwrap_or(0)),
             (58, 2) => w.put_u16(1 + rng.u16() % 4094),
             (256, 2) => w.put_u16(rng.pick(&[0x0800, 0x86dd, 0x0806])),
             (56 | 80, 6) => {
@@ -328,6 +655,9 @@ fn put_record(w: &mut MessageWriter, rng: &mut Rng, def: &TemplateDef) {
             (152, 8) => w.put_u64(u64::from(start) * 1000 + rng.below(1000)),
             (154 | 156, 8) => put_ntp(w, start, rng.u32()),
             (155 | 157, 8) => put_ntp(w, start + duration, rng.u32()),
+            // v9's LAST_SWITCHED and FIRST_SWITCHED: sysUpTime at the flow's end and start.
+            (21, 4) => w.put_u32(uptime_at(start + duration)),
+            (22, 4) => w.put_u32(uptime_at(start)),
             (82 | 96, VARIABLE_LENGTH) => put_name(w, rng, f.element_id.0),
             (_, VARIABLE_LENGTH) => w.put_var_len(&rng.next().to_be_bytes()),
             (_, len) => {
@@ -339,45 +669,46 @@ fn put_record(w: &mut MessageWriter, rng: &mut Rng, def: &TemplateDef) {
     }
 }
 
-/// The Messages of one group and how many Data Records they hold.
+/// The packets of one group and how many Data Records they hold.
 struct Stream {
+    /// Every packet, the template packet first.
     messages: Vec<Vec<u8>>,
+    /// Data Records written.
     records: u64,
 }
 
-/// A Template Message with every template, then Data Messages of at most [`MAX_MESSAGE_LEN`]
-/// octets until [`TARGET_RECORDS`] records are written.
+/// The stream of `shape` in its protocol.
 fn build_stream(shape: &Shape) -> Stream {
-    let domain = ObservationDomainId(1);
+    match shape.protocol {
+        Protocol::Ipfix => write_stream(shape, &mut IpfixWriter::new()),
+        Protocol::Netflow9 => write_stream(shape, &mut V9Writer::new()),
+    }
+}
+
+/// A packet with every template, then data packets of at most [`MAX_MESSAGE_LEN`] octets
+/// until [`TARGET_RECORDS`] records are written.
+fn write_stream<W: PacketWriter>(shape: &Shape, w: &mut W) -> Stream {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut w = MessageWriter::new(MAX_MESSAGE_LEN);
     let mut messages = Vec::new();
 
-    w.begin_set(SetId::TEMPLATE);
+    w.begin_set(W::TEMPLATE_SET);
     for def in &shape.templates {
         w.put_template(def);
         w.commit();
     }
-    messages.push(w.finish(EXPORT_TIME, 0, domain).to_vec());
+    messages.push(w.finish());
 
-    // Sequence Number: Data Records sent before this Message (RFC 7011 §3.1).
-    let mut sequence: u32 = 0;
     let mut records: u64 = 0;
-    let mut in_message: u32 = 0;
     let mut which = 0;
     let mut left_in_set = u64::MAX;
     let target = u64::try_from(TARGET_RECORDS).unwrap_or(u64::MAX);
-    w.clear();
     while records < target {
         let Some(def) = shape.templates.get(which) else {
             break;
         };
-        if w.open_set() != Some(SetId(def.template_id.0)) && !w.begin_set(SetId(def.template_id.0))
-        {
-            messages.push(w.finish(EXPORT_TIME, sequence, domain).to_vec());
-            w.clear();
-            sequence = sequence.wrapping_add(in_message);
-            in_message = 0;
+        let set_id = SetId(def.template_id.0);
+        if w.open_set() != Some(set_id) && !w.begin_set(set_id) {
+            messages.push(w.finish());
             continue;
         }
         if left_in_set == u64::MAX {
@@ -385,10 +716,9 @@ fn build_stream(shape: &Shape) -> Stream {
                 .records_per_set
                 .map_or(u64::MAX - 1, |n| 1 + rng.below(n));
         }
-        put_record(&mut w, &mut rng, def);
+        put_record(w, &mut rng, def);
         if w.commit() {
             records += 1;
-            in_message += 1;
             left_in_set -= 1;
             if left_in_set == 0 {
                 w.end_set();
@@ -396,15 +726,12 @@ fn build_stream(shape: &Shape) -> Stream {
                 left_in_set = u64::MAX;
             }
         } else {
-            // The record did not fit: send this Message, write a new record into the next one.
-            messages.push(w.finish(EXPORT_TIME, sequence, domain).to_vec());
-            w.clear();
-            sequence = sequence.wrapping_add(in_message);
-            in_message = 0;
+            // The record did not fit: send this packet, write a new record into the next one.
+            messages.push(w.finish());
         }
     }
     if !w.is_empty() {
-        messages.push(w.finish(EXPORT_TIME, sequence, domain).to_vec());
+        messages.push(w.finish());
     }
     Stream { messages, records }
 }
@@ -413,15 +740,20 @@ fn build_stream(shape: &Shape) -> Stream {
 // The two decoders
 // ---------------------------------------------------------------------------------------------
 
-/// A minimal collector loop around the VM: learns templates, compiles each once, runs every
-/// Data Set and flushes the columns into `RecordBatch`es.
+/// A minimal collector loop around the VM: reads every packet through the protocol front end
+/// ([`ExportPacket`], IPFIX and NetFlow v9 alike), learns templates, compiles each once, runs
+/// every Data Set and flushes the columns into `RecordBatch`es.
 struct VmDecoder {
+    /// Compiles each new template.
     compiler: Compiler,
+    /// How every Data Set is run.
     mode: Mode,
+    /// Every template learnt, with its columns.
     templates: HashMap<TemplateId, (TemplateDef, Columns)>,
 }
 
 impl VmDecoder {
+    /// A decoder that knows no template yet.
     fn new(mode: Mode) -> Self {
         Self {
             compiler: Compiler::default(),
@@ -430,30 +762,38 @@ impl VmDecoder {
         }
     }
 
-    /// Decodes one Message into the column buffers.
+    /// Decodes one packet into the column buffers.
     fn feed(&mut self, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
-        let message = Message::decode(bytes)?;
-        for set in message.sets() {
-            let set = set?;
-            if set.id == SetId::TEMPLATE || set.id == SetId::OPTIONS_TEMPLATE {
-                for record in TemplateRecords::new(&set) {
-                    if let TemplateRecord::Definition(def) = record? {
-                        if self
-                            .templates
-                            .get(&def.template_id)
-                            .is_some_and(|(d, _)| *d == def)
-                        {
-                            continue; // a refresh of a known template
+        let packet = ExportPacket::decode(bytes)?;
+        let mut compile_error = None;
+        packet.for_each_item(|item| {
+            match item {
+                Item::Template(TemplateRecord::Definition(def)) => {
+                    if self
+                        .templates
+                        .get(&def.template_id)
+                        .is_some_and(|(d, _)| *d == def)
+                    {
+                        return Ok(()); // a refresh of a known template
+                    }
+                    match self.compiler.compile(&def) {
+                        Ok(program) => {
+                            let columns = Columns::new(Arc::new(program));
+                            self.templates.insert(def.template_id, (def, columns));
                         }
-                        let columns = Columns::new(Arc::new(self.compiler.compile(&def)?));
-                        self.templates.insert(def.template_id, (def, columns));
+                        Err(e) => compile_error = Some(e),
                     }
                 }
-            } else if let Some((_, columns)) = self.templates.get_mut(&TemplateId(set.id.0)) {
-                columns.run_with(&set, self.mode)?;
+                Item::Data(template_id, set) => {
+                    if let Some((_, columns)) = self.templates.get_mut(&template_id) {
+                        columns.run_with(&set, self.mode)?;
+                    }
+                }
+                Item::Template(_) | Item::Reserved(_) => {}
             }
-        }
-        Ok(())
+            Ok(())
+        })?;
+        compile_error.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Hands every template's rows over as a `RecordBatch`; returns the rows handed over.
@@ -508,14 +848,29 @@ fn touch(value: &FieldValue) -> u64 {
 /// What `netflow_parser` produced in one pass.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NpOutcome {
+    /// Data Records decoded.
     records: u64,
+    /// Every field value of every record, folded.
     checksum: u64,
     /// Data Sets it could not decode for want of a template, plus parse errors.
     failures: u64,
 }
 
-/// One iteration of `netflow_parser`: every Message parsed as its own datagram, every field
-/// value of every Data Record read.
+impl NpOutcome {
+    /// Counts the records of one decoded Data Set (IPFIX) or Data FlowSet (v9) and reads every
+    /// value in them.
+    fn read<F>(&mut self, records: &[Vec<(F, FieldValue)>]) {
+        for record in records {
+            self.records += 1;
+            for (_, value) in record {
+                self.checksum = self.checksum.rotate_left(5) ^ touch(value);
+            }
+        }
+    }
+}
+
+/// One iteration of `netflow_parser`: every packet parsed as its own datagram, every field
+/// value of every Data Record read, IPFIX and NetFlow v9 alike.
 fn netflow_parser_pass(parser: &mut NetflowParser, stream: &[Vec<u8>]) -> NpOutcome {
     let mut out = NpOutcome::default();
     for message in stream {
@@ -524,15 +879,17 @@ fn netflow_parser_pass(parser: &mut NetflowParser, stream: &[Vec<u8>]) -> NpOutc
                 Ok(NetflowPacket::IPFix(ipfix)) => {
                     for set in &ipfix.flowsets {
                         match &set.body {
-                            FlowSetBody::Data(data) => {
-                                for record in &data.fields {
-                                    out.records += 1;
-                                    for (_, value) in record {
-                                        out.checksum = out.checksum.rotate_left(5) ^ touch(value);
-                                    }
-                                }
-                            }
-                            FlowSetBody::NoTemplate(_) => out.failures += 1,
+                            IpfixBody::Data(data) => out.read(&data.fields),
+                            IpfixBody::NoTemplate(_) => out.failures += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(NetflowPacket::V9(v9)) => {
+                    for flowset in &v9.flowsets {
+                        match &flowset.body {
+                            V9Body::Data(data) => out.read(&data.fields),
+                            V9Body::NoTemplate(_) => out.failures += 1,
                             _ => {}
                         }
                     }
@@ -548,6 +905,44 @@ fn netflow_parser_pass(parser: &mut NetflowParser, stream: &[Vec<u8>]) -> NpOutc
 // Benchmarks
 // ---------------------------------------------------------------------------------------------
 
+/// Setup check of a NetFlow v9 stream's headers: each packet's Count is the records it holds,
+/// templates and data alike, and its Sequence Number the packets sent before it (RFC 3954
+/// §5.1).
+fn check_v9_headers(messages: &[Vec<u8>]) -> Result<(), Box<dyn Error>> {
+    let compiler = Compiler::default();
+    let mut programs = HashMap::new();
+    for (sent, bytes) in messages.iter().enumerate() {
+        let packet = ExportPacket::decode(bytes)?;
+        let mut held = 0;
+        packet.for_each_item(|item| {
+            match item {
+                Item::Template(TemplateRecord::Definition(def)) => {
+                    held += 1;
+                    if let Ok(program) = compiler.compile(&def) {
+                        programs.insert(def.template_id, program);
+                    }
+                }
+                Item::Data(template_id, set) => {
+                    if let Some(program) = programs.get(&template_id) {
+                        held += program.check(&set)?.records;
+                    }
+                }
+                Item::Template(_) | Item::Reserved(_) => {}
+            }
+            Ok(())
+        })?;
+        let header = packet.header();
+        if header.count != Some(u16::try_from(held)?)
+            || header.sequence_number != u32::try_from(sent)?
+        {
+            return Err(format!("packet {sent}: {header:?}, {held} records").into());
+        }
+    }
+    Ok(())
+}
+
+/// One criterion group: builds the stream of `shape`, checks that both decoders read all of
+/// it, then times the VM in both modes and `netflow_parser`.
 #[expect(
     clippy::expect_used,
     reason = "bench setup: a stream that does not decode must stop the run, not be measured"
@@ -555,6 +950,14 @@ fn netflow_parser_pass(parser: &mut NetflowParser, stream: &[Vec<u8>]) -> NpOutc
 fn bench_shape(c: &mut Criterion, shape: &Shape) {
     let stream = build_stream(shape);
     let messages = &stream.messages;
+    assert!(
+        messages.iter().all(|m| m.len() <= MAX_MESSAGE_LEN),
+        "{}: a packet over budget",
+        shape.name
+    );
+    if shape.protocol == Protocol::Netflow9 {
+        check_v9_headers(messages).expect("the v9 headers count records and packets");
+    }
 
     // Setup checks: both decoders see every record that was written, on their second pass too
     // (state kept from the first, as in the timed loop).
@@ -582,12 +985,13 @@ fn bench_shape(c: &mut Criterion, shape: &Shape) {
 
     let octets: usize = messages.iter().map(Vec::len).sum();
     println!(
-        "{}: {} messages, {} octets, {} records ({} templates)",
+        "{}: {} messages, {} octets, {} records ({} templates, {:?})",
         shape.name,
         messages.len(),
         octets,
         stream.records,
-        shape.templates.len()
+        shape.templates.len(),
+        shape.protocol
     );
 
     let mut group = c.benchmark_group(shape.name);
@@ -606,6 +1010,7 @@ fn bench_shape(c: &mut Criterion, shape: &Shape) {
     group.finish();
 }
 
+/// Every group, one after another in the same run.
 fn decode(c: &mut Criterion) {
     for shape in &shapes() {
         bench_shape(c, shape);

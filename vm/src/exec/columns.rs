@@ -333,7 +333,8 @@ impl Fields for One<'_> {
     }
 }
 
-/// Appends the reads whose Field Length is the type's natural one as fixed-width loads.
+/// Appends the reads whose Field Length is the type's natural one, or one of the common reduced
+/// sizes, as fixed-width loads.
 /// Returns `false` for anything else (reduced sizes, strings, octets, booleans), which then
 /// goes through [`append`].
 #[inline]
@@ -345,6 +346,27 @@ pub(crate) fn append_natural(op: Op, col: &mut Column, fields: impl Fields) -> b
             fields.extend(v, u32::from_be_bytes)
         }
         (Op::Rui64 { len: 8, .. }, Column::U64(v)) => fields.extend(v, u64::from_be_bytes),
+        // The reduced sizes exporters use (RFC 7011 §6.2: 4-octet counters, 2-octet interfaces
+        // and AS numbers in NetFlow v9 and v5, 1-octet TCP flags): a fixed-size read widened,
+        // not the general path's copy of a run-time length.
+        (Op::Rui16 { len: 1, .. }, Column::U16(v)) => {
+            fields.extend(v, |b: [u8; 1]| u16::from(u8::from_be_bytes(b)))
+        }
+        (Op::Rui32 { len: 1, .. }, Column::U32(v)) => {
+            fields.extend(v, |b: [u8; 1]| u32::from(u8::from_be_bytes(b)))
+        }
+        (Op::Rui32 { len: 2, .. }, Column::U32(v)) => {
+            fields.extend(v, |b: [u8; 2]| u32::from(u16::from_be_bytes(b)))
+        }
+        (Op::Rui64 { len: 1, .. }, Column::U64(v)) => {
+            fields.extend(v, |b: [u8; 1]| u64::from(u8::from_be_bytes(b)))
+        }
+        (Op::Rui64 { len: 2, .. }, Column::U64(v)) => {
+            fields.extend(v, |b: [u8; 2]| u64::from(u16::from_be_bytes(b)))
+        }
+        (Op::Rui64 { len: 4, .. }, Column::U64(v)) => {
+            fields.extend(v, |b: [u8; 4]| u64::from(u32::from_be_bytes(b)))
+        }
         (Op::Rf32 { .. }, Column::F32(v)) => fields.extend(v, f32::from_be_bytes),
         (Op::Rf64 { len: 8, .. }, Column::F64(v)) => fields.extend(v, f64::from_be_bytes),
         (Op::Rdts { .. }, Column::Time(v)) => {
