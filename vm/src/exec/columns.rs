@@ -334,9 +334,8 @@ impl Fields for One<'_> {
 }
 
 /// Appends the reads whose Field Length is the type's natural one, or one of the common reduced
-/// sizes, as fixed-width loads.
-/// Returns `false` for anything else (reduced sizes, strings, octets, booleans), which then
-/// goes through [`append`].
+/// sizes, as fixed-width loads. Returns `false` for anything else (other reduced sizes,
+/// strings, octets, booleans), which then goes through [`append`].
 #[inline]
 pub(crate) fn append_natural(op: Op, col: &mut Column, fields: impl Fields) -> bool {
     match (op, col) {
