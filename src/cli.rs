@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -62,6 +63,15 @@ pub enum Command {
     /// Meter packets from a capture file or a live interface into flows, as VPP's flowprobe
     /// does, and export them as IPFIX to a collector.
     Export(ExportArgs),
+    /// Turn what a crashed collector or decode left in an archive directory (journals of open
+    /// files) into complete Parquet files; `flowvm collect` does the same at start-up.
+    Recover {
+        /// The archive directory.
+        dir: PathBuf,
+        /// Log level when RUST_LOG is not set.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
     /// IPFIX Messages) or in captures of IPFIX, NetFlow v9 (its templates) and v5 (its fixed
     /// layout).
@@ -174,6 +184,10 @@ pub struct CollectArgs {
     /// Rotation window of archive files, in seconds [default: 60].
     #[arg(long, value_name = "SECONDS")]
     pub rotate: Option<u64>,
+    /// Seconds between syncs of the archive's journals to the disk, fractions allowed; 0
+    /// syncs after every batch [default: 0.5]. A crash loses at most this plus 0.25 s.
+    #[arg(long, value_name = "SECONDS")]
+    pub sync_interval: Option<f64>,
     /// Complete an archive file early past this size, in octets [default: 268435456].
     #[arg(long, value_name = "OCTETS")]
     pub max_file_bytes: Option<u64>,
@@ -242,6 +256,17 @@ impl CollectArgs {
         c.udp &= !self.no_udp;
         c.tcp &= !self.no_tcp;
         c.reuse_port |= self.reuse_port;
+        if let Some(seconds) = self.sync_interval {
+            if !(0.0..=3600.0).contains(&seconds) {
+                return Err(format!(
+                    "--sync-interval {seconds}: between 0 and 3600 seconds"
+                ));
+            }
+            c.sync_interval_ms = Duration::from_secs_f64(seconds)
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX);
+        }
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = &self.$field { c.$field = v.clone(); })*};
         }

@@ -11,6 +11,7 @@ use crate::collector::Collector;
 use crate::collector::decode::Decoder;
 use crate::config::Config;
 use crate::sink::parquet::Archive;
+use crate::sink::recovery;
 use crate::telemetry::{self, Counters};
 use crate::{clock, disasm, offline};
 
@@ -80,6 +81,21 @@ pub fn run(command: Command) -> Result<(), Failure> {
             println!("{summary}");
             Ok(())
         }
+        Command::Recover { dir, log_level } => {
+            telemetry::init(&log_level);
+            let held = recovery::lock(&dir)?;
+            let r = recovery::recover(&dir, &held)?;
+            println!(
+                "flowvm recover: {} files made from journals ({} rows, {} torn tails cut), {} stale journals and {} unfinished files without a journal removed in {}",
+                r.files,
+                r.rows,
+                r.torn,
+                r.stale,
+                r.temporaries,
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Disasm { files, elements } => {
             let compiler = Compiler::new(registry(elements.as_deref())?, Limits::default());
             let mut out = std::io::stdout().lock();
@@ -121,6 +137,10 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         // Handlers first: once the banner says "listening", a signal must find them installed.
         let signals = Signals::install()?;
         let collector = Collector::bind(config.clone(), compiler).await?;
+        // The sockets are ours (no other collector on these ports); the directory must be too,
+        // before what a crashed process left there is recovered.
+        let held = recovery::lock(&config.out)?;
+        recovery::recover(&config.out, &held)?;
         let mut out = std::io::stdout().lock();
         writeln!(
             out,

@@ -35,6 +35,9 @@ pub struct Config {
     pub out: PathBuf,
     /// Rotation window of the archive files, in seconds.
     pub rotate: u64,
+    /// Milliseconds between syncs of the archive's journals to the disk (0: after every
+    /// batch): a crash loses at most what was decoded in the last interval plus 0.25 s.
+    pub sync_interval_ms: u64,
     /// A file is completed early past this many octets.
     pub max_file_bytes: u64,
     /// UDP socket receive buffer, in octets (SO_RCVBUF).
@@ -100,6 +103,7 @@ impl Default for Config {
             reuse_port: false,
             out: PathBuf::from("flows"),
             rotate: 60,
+            sync_interval_ms: 500,
             max_file_bytes: 256 << 20,
             rcvbuf: 32 << 20,
             template_lifetime: 1800,

@@ -22,6 +22,7 @@ use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
 
 use crate::sink::parquet::Archive;
+use crate::sink::{self, Sink};
 use crate::telemetry::Counters;
 
 /// Decodes `paths` in order into `archive`, then completes every file. In captures, UDP
@@ -113,8 +114,9 @@ pub fn decode_files(
     }
     decoder.finish(&mut batches);
     drain(&mut batches, archive, clock.last_unix, decoder.counters());
-    archive.close();
+    let closed = archive.close();
     progress.finish_and_clear();
+    closed.map_err(|e| format!("completing the archive: {e}"))?;
     Ok(())
 }
 
@@ -149,9 +151,7 @@ fn drain(
     counters: &Arc<Counters>,
 ) {
     for batch in batches.drain(..) {
-        if let Err(e) = archive.write(&batch, unix) {
-            tracing::error!(error = %e, "Lost a batch: the archive could not write it.");
-            counters.archive_errors.add(1);
-        }
+        // A full disk holds the decode until space returns: nothing read is dropped.
+        sink::write_with_retry(archive, &batch, || unix, counters, || false);
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use flowvm_vm::DecodeErrorKind;
 use flowvm_vm::program::Nonconformity;
 
+use crate::sink::ArchiveError;
+
 /// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -19,6 +21,8 @@ pub enum DropReason {
     BadSetLength,
     /// A Template ID below 256.
     BadTemplateId,
+    /// A datagram the receive queue could not take while the archive could not write.
+    ArchiveFull,
     /// A TCP connection over the connection limit.
     ConnectionLimit,
     /// A TCP connection over the limit for one exporter address.
@@ -55,7 +59,8 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
+        Self::ArchiveFull,
         Self::BadScopeFieldCount,
         Self::BadSetLength,
         Self::BadTemplateId,
@@ -80,6 +85,7 @@ impl DropReason {
     /// The `reason` label.
     pub fn label(self) -> &'static str {
         match self {
+            Self::ArchiveFull => "archive_full",
             Self::BadScopeFieldCount => "bad_scope_field_count",
             Self::BadSetLength => "bad_set_length",
             Self::BadTemplateId => "bad_template_id",
@@ -188,8 +194,13 @@ pub struct Counters {
     pub files_written: Counter,
     /// Rows written to Parquet.
     pub rows_written: Counter,
-    /// Archive write failures (data lost inside flowvm: logged at error).
+    /// Archive failures (writes, completions, syncs), in all; by reason on the metrics page.
     pub archive_errors: Counter,
+    /// Rows the archive thread holds and retries while the archive cannot write (gauge).
+    pub archive_rows_waiting: Counter,
+    /// 1 while the archive cannot write (a full disk): the receive side then counts its
+    /// drops as `archive_full` (gauge).
+    pub archive_stalled: Counter,
     /// TCP connections accepted.
     pub connections_accepted: Counter,
     /// TCP connections open now (gauge).
@@ -200,7 +211,11 @@ pub struct Counters {
     pub udp_kernel_drops: Counter,
     dropped: [Counter; DropReason::ALL.len()],
     nonconforming: [Counter; NONCONFORMITIES.len()],
+    archive_error_reasons: [Counter; ARCHIVE_ERRORS.len()],
 }
+
+/// The reasons of `flowvm_archive_errors_total{reason}`, as [`ArchiveError::label`] gives them.
+const ARCHIVE_ERRORS: [&str; 4] = ["no_space", "io", "parquet", "arrow"];
 
 /// Every way a field with a length its type does not permit is decoded, in counter order.
 const NONCONFORMITIES: [Nonconformity; 2] = [Nonconformity::WideInteger, Nonconformity::Raw];
@@ -227,6 +242,15 @@ impl Counters {
         }
     }
 
+    /// Counts an archive failure by its reason.
+    pub fn record_archive_error(&self, e: &ArchiveError) {
+        self.archive_errors.add(1);
+        let index = ARCHIVE_ERRORS.iter().position(|&r| r == e.label());
+        if let Some(c) = index.and_then(|i| self.archive_error_reasons.get(i)) {
+            c.add(1);
+        }
+    }
+
     /// Fields counted so far as decoded by `handling`.
     pub fn nonconforming(&self, handling: Nonconformity) -> u64 {
         let index = NONCONFORMITIES.iter().position(|&h| h == handling);
@@ -238,7 +262,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 26] = [
+        let plain: [(&str, &str, &Counter); 27] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -317,10 +341,11 @@ impl Counters {
             ("flowvm_files_written_total", "counter", &self.files_written),
             ("flowvm_rows_written_total", "counter", &self.rows_written),
             (
-                "flowvm_archive_errors_total",
-                "counter",
-                &self.archive_errors,
+                "flowvm_archive_rows_waiting",
+                "gauge",
+                &self.archive_rows_waiting,
             ),
+            ("flowvm_archive_stalled", "gauge", &self.archive_stalled),
             (
                 "flowvm_connections_accepted_total",
                 "counter",
@@ -344,6 +369,14 @@ impl Counters {
                 "flowvm_dropped_total{{reason=\"{}\"}} {}",
                 reason.label(),
                 self.dropped(reason)
+            );
+        }
+        let _ = writeln!(out, "# TYPE flowvm_archive_errors_total counter");
+        for (reason, count) in ARCHIVE_ERRORS.iter().zip(&self.archive_error_reasons) {
+            let _ = writeln!(
+                out,
+                "flowvm_archive_errors_total{{reason=\"{reason}\"}} {}",
+                count.get()
             );
         }
         let _ = writeln!(out, "# TYPE flowvm_fields_nonconforming_total counter");

@@ -20,7 +20,7 @@ pub mod udp;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,12 @@ use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
 use crate::config::Config;
 use crate::sink::parquet::Archive;
+use crate::sink::{self, Sink};
 use crate::telemetry::Counters;
+
+/// How often the decode thread hands its rows to the archive: with the default sync interval
+/// (0.5 s), a decoded record reaches the disk well within a second.
+const TICK: Duration = Duration::from_millis(250);
 
 /// What the receive side hands the decode thread.
 #[derive(Debug)]
@@ -55,7 +60,7 @@ pub enum Inbound {
     },
     /// A TCP connection ended.
     Closed(TransportSession),
-    /// Once a second: timers, flushes, gauges.
+    /// Every [`TICK`]: timers, flushes, gauges.
     Tick,
 }
 
@@ -225,12 +230,24 @@ impl Collector {
         let losses = Arc::new(Mutex::new(String::new()));
         let archive_depth = Arc::new(AtomicU64::new(0));
 
+        let stopping = Arc::new(AtomicBool::new(false));
         let archive = {
             let (counters, depth) = (Arc::clone(&counters), Arc::clone(&archive_depth));
+            let stopping = Arc::clone(&stopping);
             let mut archive = Archive::new(config.archive(), Arc::clone(&counters));
+            let sync_every = Duration::from_millis(config.sync_interval_ms);
             std::thread::Builder::new()
                 .name("flowvm-archive".into())
-                .spawn(move || archive_loop(&mut archive, &outbound_rx, &counters, &depth))
+                .spawn(move || {
+                    archive_loop(
+                        &mut archive,
+                        &outbound_rx,
+                        &counters,
+                        &depth,
+                        sync_every,
+                        &stopping,
+                    );
+                })
                 .map_err(|e| {
                     CollectError::Thread(format!("cannot start the archive thread: {e}"))
                 })?
@@ -293,6 +310,8 @@ impl Collector {
                 error!(error = %e, "A listener task failed.");
             }
         }
+        // Shutting down: an archive that still cannot write stops retrying (its journals stay).
+        stopping.store(true, Ordering::Relaxed);
         // Every sender is gone: the decode thread drains the queue, completes, and ends.
         let joined =
             tokio::task::spawn_blocking(move || (decode.join().is_ok(), archive.join().is_ok()))
@@ -309,7 +328,8 @@ impl Collector {
     }
 }
 
-/// Once a second: a Tick for the decode thread, and the gauges only the receive side sees.
+/// Every [`TICK`]: a Tick for the decode thread (timers, and the rows it holds handed to the
+/// archive), and the gauges only the receive side sees.
 async fn tick(
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<Counters>,
@@ -317,7 +337,7 @@ async fn tick(
     queue: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut every = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = every.tick() => {
@@ -376,28 +396,53 @@ fn decode_loop(
     send(&mut batches);
 }
 
+/// The archive thread: writes batches (retrying while the archive cannot write), completes
+/// files at rotation, and syncs the journals every `sync_every` (after every batch when 0), so
+/// what reached the archive survives a crash within that interval.
 fn archive_loop(
     archive: &mut Archive,
     outbound: &std_mpsc::Receiver<Outbound>,
     counters: &Counters,
     depth: &AtomicU64,
+    sync_every: Duration,
+    stopping: &AtomicBool,
 ) {
-    while let Ok(item) = outbound.recv() {
-        match item {
-            Outbound::Batch(batch) => {
+    let mut last_sync = clock::now();
+    loop {
+        let wait = sync_every
+            .saturating_sub(clock::now().saturating_duration_since(last_sync))
+            .max(Duration::from_millis(1));
+        match outbound.recv_timeout(wait) {
+            Ok(Outbound::Batch(batch)) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 counters
                     .archive_queue_depth
                     .set(depth.load(Ordering::Relaxed));
-                if let Err(e) = archive.write(&batch, clock::unix_seconds()) {
-                    error!(error = %e, rows = batch.num_rows(), "Lost a batch: the archive could not write it.");
-                    counters.archive_errors.add(1);
+                sink::write_with_retry(archive, &batch, clock::unix_seconds, counters, || {
+                    stopping.load(Ordering::Relaxed)
+                });
+            }
+            Ok(Outbound::Tick) => {
+                if let Err(e) = archive.rotate(clock::unix_seconds()) {
+                    error!(error = %e, "Failed to complete a Parquet file; its journal stays, and the next rotation tries again.");
+                    counters.record_archive_error(&e);
                 }
             }
-            Outbound::Tick => archive.rotate(clock::unix_seconds()),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if clock::now().saturating_duration_since(last_sync) >= sync_every {
+            if let Err(e) = archive.sync() {
+                error!(error = %e, "Failed to sync the archive's journals.");
+                counters.record_archive_error(&e);
+            }
+            last_sync = clock::now();
         }
     }
-    archive.close();
+    if let Err(e) = archive.close() {
+        error!(error = %e, "Failed to complete a Parquet file at shutdown; its journal stays for recovery.");
+        counters.record_archive_error(&e);
+    }
 }
 
 /// Label sets of each per-exporter loss metric published at most: an exporter can invent

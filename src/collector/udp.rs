@@ -91,8 +91,15 @@ fn forward(
     // Never block the receive loop on a slow decoder: a full queue (in Messages or in
     // octets) is a counted drop.
     let permits = u32::try_from(len).unwrap_or(u32::MAX);
+    let full = || {
+        if counters.archive_stalled.get() == 0 {
+            DropReason::QueueFull
+        } else {
+            DropReason::ArchiveFull
+        }
+    };
     let Ok(budget) = Arc::clone(budget).try_acquire_many_owned(permits) else {
-        counters.record_drop(DropReason::QueueFull, 1);
+        counters.record_drop(full(), 1);
         return;
     };
     let bytes = buf.get(..len).unwrap_or_default().to_vec();
@@ -105,7 +112,7 @@ fn forward(
         })
         .is_err()
     {
-        counters.record_drop(DropReason::QueueFull, 1);
+        counters.record_drop(full(), 1);
     }
 }
 

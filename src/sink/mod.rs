@@ -1,3 +1,158 @@
-//! Where decoded batches go: the Parquet archive.
+//! Where decoded batches go, behind one seam, [`Sink`]: write, rotate, sync, close. The
+//! collector's archive thread and `flowvm decode` speak only to it.
+//!
+//! The one sink today is the local Parquet archive ([`parquet::Archive`]), which keeps a
+//! [`journal`] beside every open file so that a crash loses at most the sync interval, and
+//! [`recovery`] turns what a crashed process left into complete files. Another store (object
+//! storage) is another implementation of the trait, or a layer over this one.
 
+pub mod journal;
 pub mod parquet;
+pub mod recovery;
+
+use ::parquet::errors::ParquetError;
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
+use std::time::{Duration, Instant};
+use tracing::error;
+
+use crate::clock;
+use crate::telemetry::Counters;
+
+/// Where the decoder's batches go.
+pub trait Sink {
+    /// Writes `batch`, received at `now` (UNIX seconds).
+    ///
+    /// # Errors
+    /// The batch could not be written: it is not in the sink, and may be written again.
+    fn write(&mut self, batch: &RecordBatch, now: i64) -> Result<(), ArchiveError>;
+
+    /// Completes what belongs to windows that ended before `now`. Harmless to call early.
+    ///
+    /// # Errors
+    /// A file could not be completed: it stays open, with its journal, and a later call tries
+    /// again.
+    fn rotate(&mut self, now: i64) -> Result<(), ArchiveError>;
+
+    /// Makes everything written so far survive a crash.
+    ///
+    /// # Errors
+    /// The disk refused; what was written stays, and a later call tries again.
+    fn sync(&mut self) -> Result<(), ArchiveError>;
+
+    /// Completes everything (shutdown).
+    ///
+    /// # Errors
+    /// A file could not be completed; its journal stays, for recovery.
+    fn close(&mut self) -> Result<(), ArchiveError>;
+}
+
+/// Why a sink could not write.
+#[derive(Debug)]
+pub enum ArchiveError {
+    /// Creating, writing or renaming a file failed.
+    Io(std::io::Error),
+    /// Encoding Parquet failed.
+    Parquet(ParquetError),
+    /// Converting a batch failed.
+    Arrow(ArrowError),
+}
+
+impl std::fmt::Display for ArchiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::Parquet(e) => write!(f, "{e}"),
+            Self::Arrow(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ArchiveError {}
+
+impl From<std::io::Error> for ArchiveError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<ParquetError> for ArchiveError {
+    fn from(e: ParquetError) -> Self {
+        Self::Parquet(e)
+    }
+}
+
+impl From<ArrowError> for ArchiveError {
+    fn from(e: ArrowError) -> Self {
+        Self::Arrow(e)
+    }
+}
+
+impl ArchiveError {
+    /// A short, stable label for `flowvm_archive_errors_total{reason}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => "no_space",
+            Self::Io(e) if e.raw_os_error() == Some(28) => "no_space",
+            Self::Io(_) => "io",
+            Self::Parquet(ParquetError::External(e)) if e.to_string().contains("No space") => {
+                "no_space"
+            }
+            Self::Parquet(_) => "parquet",
+            Self::Arrow(_) => "arrow",
+        }
+    }
+}
+
+/// Back-off between attempts while a sink cannot write: from 100 ms, doubling, up to 5 s.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between attempts.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// At most one error line per this interval while a write keeps failing.
+const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes `batch` into `sink`, trying again with back-off while it fails (a full disk, an I/O
+/// error), until it is written or `give_up()` says to stop (shutdown). Every failure is
+/// counted by reason; one error line per 10 s is logged; `archive_stalled` and
+/// `archive_rows_waiting` say so meanwhile. Returns whether the batch was written.
+pub fn write_with_retry(
+    sink: &mut dyn Sink,
+    batch: &RecordBatch,
+    now: impl Fn() -> i64,
+    counters: &Counters,
+    give_up: impl Fn() -> bool,
+) -> bool {
+    let mut wait = RETRY_FIRST;
+    let mut logged: Option<Instant> = None;
+    loop {
+        match sink.write(batch, now()) {
+            Ok(()) => {
+                counters.archive_stalled.set(0);
+                counters.archive_rows_waiting.set(0);
+                return true;
+            }
+            Err(e) => {
+                counters.record_archive_error(&e);
+                counters.archive_stalled.set(1);
+                counters
+                    .archive_rows_waiting
+                    .set(u64::try_from(batch.num_rows()).unwrap_or(0));
+                let at = clock::now();
+                if logged.is_none_or(|l| at.saturating_duration_since(l) >= RETRY_LOG_EVERY) {
+                    logged = Some(at);
+                    error!(error = %e, reason = e.label(), rows = batch.num_rows(), "The archive cannot write; holding the batch and trying again (receiving pushes back on TCP, counts UDP drops as archive_full).");
+                }
+                if give_up() {
+                    error!(
+                        rows = batch.num_rows(),
+                        "Shutting down while the archive cannot write: a batch is lost."
+                    );
+                    counters.archive_stalled.set(0);
+                    return false;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

@@ -1,6 +1,11 @@
 //! The Parquet archive: one file per output schema per rotation window, under
 //! `<out>/date=YYYY-MM-DD/hour=HH/`, written under a hidden temporary name and renamed into
-//! place when complete, so a reader never sees half a file.
+//! place when complete, so a reader never sees half a file. Beside each open file, its
+//! [`Journal`](crate::sink::journal::Journal) holds every batch it will contain, synced on the
+//! collector's interval: a crash loses at most that interval, and
+//! [`recovery`](crate::sink::recovery) makes the file from the journal. A file is completed in
+//! this order: footer, fsync, rename, fsync of the directory, and only then the journal is
+//! removed, so at every instant one of the two holds every row, and never both as complete.
 //!
 //! Addresses are written as text (`192.0.2.1`, `2001:db8::1`, `00:11:22:33:44:55`) so a user
 //! can filter on an address as written; the decoder keeps them binary for speed, and the
@@ -21,10 +26,11 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tracing::{error, info};
 
+use crate::sink::journal::{Journal, Replayed, replay};
+use crate::sink::{ArchiveError, Sink};
 use crate::telemetry::Counters;
 
 /// Settings of the archive.
@@ -42,56 +48,21 @@ pub struct ArchiveConfig {
     pub max_open_files: usize,
 }
 
-/// Why the archive could not write.
-#[derive(Debug)]
-pub enum ArchiveError {
-    /// Creating, writing or renaming a file failed.
-    Io(std::io::Error),
-    /// Encoding Parquet failed.
-    Parquet(ParquetError),
-    /// Converting a batch failed.
-    Arrow(ArrowError),
-}
-
-impl std::fmt::Display for ArchiveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "{e}"),
-            Self::Parquet(e) => write!(f, "{e}"),
-            Self::Arrow(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ArchiveError {}
-
-impl From<std::io::Error> for ArchiveError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Io(e)
-    }
-}
-
-impl From<ParquetError> for ArchiveError {
-    fn from(e: ParquetError) -> Self {
-        Self::Parquet(e)
-    }
-}
-
-impl From<ArrowError> for ArchiveError {
-    fn from(e: ArrowError) -> Self {
-        Self::Arrow(e)
-    }
-}
-
 #[derive(Debug)]
 struct OpenFile {
-    writer: ArrowWriter<File>,
+    /// The Parquet encoding in progress; `None` once it failed (a full disk): the file is then
+    /// written from its journal when it is completed.
+    writer: Option<ArrowWriter<File>>,
+    /// Every batch of the file, durable at each sync: the file's source of truth.
+    journal: Journal,
     temporary: PathBuf,
     path: PathBuf,
     window: i64,
     /// Batches written to any file when this one was last written: the least recent is
     /// completed first at the open-file bound.
     last_write: u64,
+    /// Octets of the batches written, for the size bound when the writer is gone.
+    written: usize,
 }
 
 /// Writes batches into the archive; owned by the archive thread.
@@ -99,6 +70,9 @@ struct OpenFile {
 pub struct Archive {
     config: ArchiveConfig,
     open: HashMap<u64, OpenFile>,
+    /// This start's name part: files of an earlier run in the same window never collide with
+    /// this one's (a restart must not overwrite what a crash left, or what recovery made).
+    run: u64,
     sequence: u64,
     writes: u64,
     counters: Arc<Counters>,
@@ -110,22 +84,34 @@ impl Archive {
         Self {
             config,
             open: HashMap::new(),
+            run: flowvm_exporter::clock::unix_nanos(),
             sequence: 0,
             writes: 0,
             counters,
         }
     }
 
-    /// Writes `batch`, received at `now` (UNIX seconds), into the file of its schema and window.
-    ///
-    /// # Errors
-    /// An I/O, Parquet or Arrow error; the batch is lost and counted by the caller.
-    pub fn write(&mut self, batch: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
+    fn completed_or_kept(&mut self, key: u64) -> Result<(), ArchiveError> {
+        let Some(file) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        finish(file)?;
+        if let Some(file) = self.open.remove(&key) {
+            file.journal.remove()?;
+            self.counters.files_written.add(1);
+            info!(path = %file.path.display(), "Completed Parquet file.");
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Archive {
+    fn write(&mut self, batch: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
         let batch = addresses_as_text(batch)?;
         let key = fingerprint(batch.schema_ref());
         let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
         if self.open.get(&key).is_some_and(|f| f.window != window) {
-            self.complete(key)?;
+            self.completed_or_kept(key)?;
         }
         if !self.open.contains_key(&key) && self.open.len() >= self.config.max_open_files.max(1) {
             let oldest = self
@@ -134,7 +120,7 @@ impl Archive {
                 .min_by_key(|(_, f)| f.last_write)
                 .map(|(k, _)| *k);
             if let Some(oldest) = oldest {
-                self.complete(oldest)?;
+                self.completed_or_kept(oldest)?;
             }
         }
         self.writes += 1;
@@ -142,30 +128,45 @@ impl Archive {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.sequence += 1;
-                v.insert(create(
-                    &self.config.out,
-                    batch.schema(),
-                    window,
-                    key,
-                    self.sequence,
-                )?)
+                let name = format!(
+                    "flows-{window}-{key:016x}-{:x}-{}.parquet",
+                    self.run, self.sequence
+                );
+                v.insert(create(&self.config.out, batch.schema(), window, &name)?)
             }
         };
         file.last_write = self.writes;
-        file.writer.write(&batch)?;
+        // The journal first: once it holds the batch, the batch is the archive's.
+        file.journal.append(&batch)?;
+        file.written += batch.get_array_memory_size();
         self.counters
             .rows_written
             .add(u64::try_from(batch.num_rows()).unwrap_or(0));
-        if file.writer.bytes_written() + file.writer.in_progress_size()
-            >= usize::try_from(self.config.max_file_bytes).unwrap_or(usize::MAX)
+        if let Some(writer) = file.writer.as_mut()
+            && let Err(e) = writer.write(&batch)
         {
-            self.complete(key)?;
+            // The encoder's state is unknown after a failed flush: drop it and its partial
+            // file; the journal still holds every batch, and completion writes from it.
+            error!(path = %file.temporary.display(), error = %e, "Parquet encoding failed; the file will be written from its journal.");
+            self.counters
+                .record_archive_error(&ArchiveError::Parquet(e));
+            file.writer = None;
+            let _ = std::fs::remove_file(&file.temporary);
+        }
+        let size = file
+            .writer
+            .as_ref()
+            .map_or(file.written, |w| w.bytes_written() + w.in_progress_size());
+        if size >= usize::try_from(self.config.max_file_bytes).unwrap_or(usize::MAX) {
+            // The batch is in: a completion that fails now is tried again at rotation.
+            if let Err(e) = self.completed_or_kept(key) {
+                self.counters.record_archive_error(&e);
+            }
         }
         Ok(())
     }
 
-    /// Completes every file whose window ended before `now`. Harmless to call early.
-    pub fn rotate(&mut self, now: i64) {
+    fn rotate(&mut self, now: i64) -> Result<(), ArchiveError> {
         let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
         let ended: Vec<u64> = self
             .open
@@ -173,34 +174,104 @@ impl Archive {
             .filter(|(_, f)| f.window < window)
             .map(|(k, _)| *k)
             .collect();
+        let mut first = Ok(());
         for key in ended {
-            if let Err(e) = self.complete(key) {
-                error!(error = %e, "Failed to complete a Parquet file.");
-                self.counters.archive_errors.add(1);
+            if let Err(e) = self.completed_or_kept(key) {
+                first = first.and(Err(e));
             }
         }
+        first
     }
 
-    /// Completes every open file (shutdown).
-    pub fn close(&mut self) {
-        let keys: Vec<u64> = self.open.keys().copied().collect();
-        for key in keys {
-            if let Err(e) = self.complete(key) {
-                error!(error = %e, "Failed to complete a Parquet file.");
-                self.counters.archive_errors.add(1);
-            }
+    fn sync(&mut self) -> Result<(), ArchiveError> {
+        for file in self.open.values_mut() {
+            file.journal.sync()?;
         }
-    }
-
-    fn complete(&mut self, key: u64) -> Result<(), ArchiveError> {
-        let Some(file) = self.open.remove(&key) else {
-            return Ok(());
-        };
-        file.writer.close()?;
-        std::fs::rename(&file.temporary, &file.path)?;
-        self.counters.files_written.add(1);
-        info!(path = %file.path.display(), "Completed Parquet file.");
         Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), ArchiveError> {
+        let keys: Vec<u64> = self.open.keys().copied().collect();
+        let mut first = Ok(());
+        for key in keys {
+            if let Err(e) = self.completed_or_kept(key) {
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+}
+
+// fsync(2): syncing a file does not sync the directory entry that names it; the directory is
+// synced too, after the rename.
+/// Completes `file`: its Parquet footer written (from the encoder in progress, or from the
+/// journal when the encoder failed), the file synced, renamed into place, and the directory
+/// synced; only then may its journal go. On error nothing is renamed and the journal stays.
+fn finish(file: &mut OpenFile) -> Result<(), ArchiveError> {
+    let written = match file.writer.take() {
+        Some(writer) => writer.into_inner().map_err(ArchiveError::from),
+        None => parquet_from_journal(file.journal.path(), &file.temporary)
+            .map(|made| made.map(|(f, _)| f))
+            .and_then(|made| {
+                made.ok_or_else(|| ArchiveError::Io(std::io::Error::other("an empty journal")))
+            }),
+    };
+    let parquet = match written {
+        Ok(parquet) => parquet,
+        Err(e) => {
+            let _ = std::fs::remove_file(&file.temporary);
+            return Err(e);
+        }
+    };
+    parquet.sync_all()?;
+    std::fs::rename(&file.temporary, &file.path)?;
+    sync_directory(&file.path)
+}
+
+/// Syncs the directory that holds `path`, so a rename into it survives a crash.
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_directory(path: &Path) -> Result<(), ArchiveError> {
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The encoding every archive file gets: zstd level 3.
+fn properties() -> Result<WriterProperties, ArchiveError> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build())
+}
+
+/// Writes the batches of the journal at `journal` into a Parquet file at `temporary`, footer
+/// included; `None` when the journal holds no batch (nothing is created then). Returns the
+/// file, not yet synced, and what the replay found.
+///
+/// # Errors
+/// The journal or the file cannot be read or written.
+pub fn parquet_from_journal(
+    journal: &Path,
+    temporary: &Path,
+) -> Result<Option<(File, Replayed)>, ArchiveError> {
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let replayed = replay(journal, |batch| {
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => writer.insert(ArrowWriter::try_new(
+                File::create(temporary)?,
+                batch.schema(),
+                Some(properties()?),
+            )?),
+        };
+        w.write(&batch)?;
+        Ok(())
+    })?;
+    match writer {
+        Some(w) => Ok(Some((w.into_inner()?, replayed))),
+        None => Ok(None),
     }
 }
 
@@ -208,27 +279,25 @@ fn create(
     out: &Path,
     schema: SchemaRef,
     window: i64,
-    key: u64,
-    sequence: u64,
+    name: &str,
 ) -> Result<OpenFile, ArchiveError> {
     let (date, hour) = civil(window);
     let dir = out
         .join(format!("date={date}"))
         .join(format!("hour={hour:02}"));
     std::fs::create_dir_all(&dir)?;
-    let name = format!("flows-{window}-{key:016x}-{sequence}.parquet");
     let temporary = dir.join(format!(".{name}.tmp"));
+    let journal = Journal::create(dir.join(format!(".{name}.journal")))?;
     let path = dir.join(name);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
-    let writer = ArrowWriter::try_new(File::create(&temporary)?, schema, Some(props))?;
+    let writer = ArrowWriter::try_new(File::create(&temporary)?, schema, Some(properties()?))?;
     Ok(OpenFile {
-        writer,
+        writer: Some(writer),
+        journal,
         temporary,
         path,
         window,
         last_write: 0,
+        written: 0,
     })
 }
 

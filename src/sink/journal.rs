@@ -1,0 +1,261 @@
+//! The journal beside each open archive file: every batch the file will hold, appended as it
+//! arrives and synced to the disk on an interval, so that a crash (`kill -9`, OOM, power loss)
+//! costs at most that interval; the Parquet file itself is only complete, with its footer, at
+//! rotation. Recovery turns the journals a crashed process left into the Parquet files they
+//! stand for.
+//!
+//! Why a journal of frames rather than appending to the Parquet file: Parquet's footer, which
+//! a reader needs, is written last, and an unfinished file cannot be read at all; Arrow's IPC
+//! format can be written and read batch by batch. Each batch is one frame, an IPC stream of its
+//! own (schema, batch, end marker; buffers LZ4-compressed) behind its length and a CRC-32 of it:
+//!
+//! ```text
+//! [length: u32 LE][crc32: u32 LE][IPC stream: length octets] ...
+//! ```
+//!
+//! A frame is either whole and checked or it is the torn tail of a crash: cut and counted,
+//! never read as data. A failed append (a full disk) truncates the journal back to its last
+//! whole frame, so the journal never holds a half frame in the middle.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::CompressionType;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+
+use crate::sink::ArchiveError;
+
+/// Octets of a frame's header: its length and its CRC-32.
+const FRAME_HEADER: usize = 8;
+
+/// The journal of one open archive file.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    /// Octets of whole frames written.
+    good: u64,
+    /// Frames written since the last sync.
+    unsynced: bool,
+}
+
+impl Journal {
+    /// Creates (or empties) the journal at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create(path: PathBuf) -> std::io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(Self {
+            file,
+            path,
+            good: 0,
+            unsynced: false,
+        })
+    }
+
+    /// Appends `batch` as one frame.
+    ///
+    /// # Errors
+    /// Encoding or writing failed; the journal is then cut back to its last whole frame, as if
+    /// this append had not happened, and may be appended to again.
+    pub fn append(&mut self, batch: &RecordBatch) -> Result<(), ArchiveError> {
+        let frame = frame(batch)?;
+        if let Err(e) = self.file.write_all(&frame) {
+            // A partial frame must not stay in front of the next one.
+            let _ = self.file.set_len(self.good);
+            return Err(ArchiveError::Io(e));
+        }
+        self.good += u64::try_from(frame.len()).unwrap_or(u64::MAX);
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Forces what was appended to the disk, if anything was since the last time.
+    ///
+    /// # Errors
+    /// The disk refused (`fdatasync`).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Deletes the journal: its file is complete and durable.
+    ///
+    /// # Errors
+    /// The file could not be removed.
+    pub fn remove(self) -> std::io::Result<()> {
+        drop(self.file);
+        std::fs::remove_file(&self.path)
+    }
+
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// One batch as a frame: length, CRC-32, then the batch as an IPC stream of its own.
+fn frame(batch: &RecordBatch) -> Result<Vec<u8>, ArchiveError> {
+    let options =
+        IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut frame = vec![0; FRAME_HEADER];
+    let mut writer = StreamWriter::try_new_with_options(&mut frame, batch.schema_ref(), options)?;
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    let body = frame.get(FRAME_HEADER..).unwrap_or_default();
+    let length = u32::try_from(body.len()).map_err(|_| {
+        ArchiveError::Io(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "a batch larger than 4 GiB",
+        ))
+    })?;
+    let crc = crc32fast::hash(body);
+    if let Some(header) = frame.get_mut(..FRAME_HEADER) {
+        header[..4].copy_from_slice(&length.to_le_bytes());
+        header[4..].copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(frame)
+}
+
+/// What replaying a journal found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Whole frames (batches) read.
+    pub batches: u64,
+    /// Rows in them.
+    pub rows: u64,
+    /// Whether the journal ended in a torn frame, which was cut.
+    pub torn: bool,
+}
+
+/// Reads every whole frame of the journal at `path`, in order, into `each`; stops at the
+/// first frame that is cut short or fails its CRC (the tail a crash tore).
+///
+/// # Errors
+/// The file cannot be read, a checked frame does not decode as IPC (not a flowvm journal), or
+/// `each` fails.
+pub fn replay(
+    path: &Path,
+    mut each: impl FnMut(RecordBatch) -> Result<(), ArchiveError>,
+) -> Result<Replayed, ArchiveError> {
+    let mut input = BufReader::new(File::open(path)?);
+    let mut replayed = Replayed::default();
+    loop {
+        let mut header = [0; FRAME_HEADER];
+        match read_full(&mut input, &mut header)? {
+            0 => return Ok(replayed),
+            n if n < FRAME_HEADER => {
+                replayed.torn = true;
+                return Ok(replayed);
+            }
+            _ => {}
+        }
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let length = usize::try_from(u32::from_le_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        let mut body = Vec::new();
+        // A torn length can promise anything: read at most what is there.
+        let got = (&mut input)
+            .take(u64::try_from(length).unwrap_or(u64::MAX))
+            .read_to_end(&mut body)?;
+        if got < length || crc32fast::hash(&body) != crc {
+            replayed.torn = true;
+            return Ok(replayed);
+        }
+        for batch in StreamReader::try_new(body.as_slice(), None)? {
+            let batch = batch?;
+            replayed.batches += 1;
+            replayed.rows += u64::try_from(batch.num_rows()).unwrap_or(0);
+            each(batch)?;
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how many octets were read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+        match input.read(rest) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{StringArray, UInt64Array};
+
+    use super::*;
+
+    fn batch(first: u64, rows: u64) -> RecordBatch {
+        let ids = UInt64Array::from_iter_values(first..first + rows);
+        let names = StringArray::from_iter_values((first..first + rows).map(|i| format!("r{i}")));
+        RecordBatch::try_from_iter([("id", Arc::new(ids) as _), ("name", Arc::new(names) as _)])
+            .unwrap()
+    }
+
+    fn ids(path: &Path) -> (Vec<u64>, Replayed) {
+        let mut ids = Vec::new();
+        let replayed = replay(path, |b| {
+            let c = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            ids.extend(c.values().iter().copied());
+            Ok(())
+        })
+        .unwrap();
+        (ids, replayed)
+    }
+
+    #[test]
+    fn a_journal_cut_at_every_offset_of_its_last_frame_gives_the_frames_before_it() {
+        let dir = std::env::temp_dir().join(format!("flowvm-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".j.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        j.append(&batch(0, 100)).unwrap();
+        j.append(&batch(100, 50)).unwrap();
+        let two = j.good;
+        j.append(&batch(150, 7)).unwrap();
+        j.sync().unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        let (all, replayed) = ids(&path);
+        assert_eq!(all, (0..157).collect::<Vec<_>>());
+        assert_eq!((replayed.batches, replayed.torn), (3, false));
+        let cut = dir.join(".cut.journal");
+        for len in usize::try_from(two).unwrap()..whole.len() {
+            std::fs::write(&cut, &whole[..len]).unwrap();
+            let (got, replayed) = ids(&cut);
+            assert_eq!(got, (0..150).collect::<Vec<_>>(), "cut at {len}");
+            assert_eq!(
+                replayed.torn,
+                len > usize::try_from(two).unwrap(),
+                "cut at {len}"
+            );
+        }
+        // A flipped bit in the last frame fails its CRC: cut, not read.
+        let mut flipped = whole.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x10;
+        std::fs::write(&cut, &flipped).unwrap();
+        let (got, replayed) = ids(&cut);
+        assert_eq!((got.len(), replayed.torn), (150, true));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,155 @@
+//! Recovery: what a crashed process left in an archive directory, made into the complete files
+//! it stands for, before a collector writes there again (`flowvm collect` at start-up, or
+//! `flowvm recover DIR` alone).
+//!
+//! For every journal `.NAME.journal`: if `NAME` exists, the file was completed and only the
+//! journal's removal was lost: the journal goes. Otherwise the journal is replayed, up to its
+//! last whole batch, into `.NAME.tmp`, which is synced and renamed to `NAME` (then the directory
+//! is synced), and only then the journal goes. The rename is the commit: a crash before it
+//! leaves the journal to be replayed again, after it leaves a journal that the next recovery
+//! removes; so recovering twice, or crashing while recovering, neither loses nor duplicates a
+//! row. A `.NAME.tmp` without its journal (a process from before journals, or a crash between
+//! a completed rename and the next file) holds no footer and nothing a journal does not: it is
+//! removed.
+//!
+//! A lock file (`.flowvm.lock`, an advisory `flock`) keeps a recovery from touching the
+//! journals of a collector that is running on the same directory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::sink::ArchiveError;
+use crate::sink::parquet::{parquet_from_journal, sync_directory};
+
+/// What one recovery did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Parquet files made from journals.
+    pub files: u64,
+    /// Rows in them.
+    pub rows: u64,
+    /// Journals whose last batch was torn by the crash (cut, not read).
+    pub torn: u64,
+    /// Journals of files already complete, removed.
+    pub stale: u64,
+    /// Temporary files without a journal, removed.
+    pub temporaries: u64,
+}
+
+/// The archive directory held by one process.
+#[derive(Debug)]
+pub struct DirectoryLock {
+    _file: File,
+}
+
+/// Takes the archive directory `out` for this process (creating it).
+///
+/// # Errors
+/// Another process holds it (a collector running there), or the lock file cannot be made.
+pub fn lock(out: &Path) -> Result<DirectoryLock, ArchiveError> {
+    std::fs::create_dir_all(out)?;
+    let path = out.join(".flowvm.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirectoryLock { _file: file }),
+        Err(_) => Err(ArchiveError::Io(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "{} is in use by another flowvm process (it holds {})",
+                out.display(),
+                path.display()
+            ),
+        ))),
+    }
+}
+
+/// Recovers every journal under `out` (see the module docs). The caller holds the directory.
+///
+/// # Errors
+/// A journal or file that cannot be read or written: recovery stops there, and what it did
+/// before stands (running it again carries on).
+pub fn recover(out: &Path, _held: &DirectoryLock) -> Result<Recovered, ArchiveError> {
+    let mut done = Recovered::default();
+    for dir in partitions(out)? {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in &names {
+            if let Some(target) = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".journal"))
+            {
+                recover_journal(&dir, target, &mut done)?;
+            }
+        }
+        for name in &names {
+            if let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+                let journal = dir.join(format!(".{target}.journal"));
+                let temporary = dir.join(name);
+                if !journal.exists() && temporary.exists() {
+                    warn!(path = %temporary.display(), "Removed an unfinished file without a journal (no footer: nothing in it can be read).");
+                    std::fs::remove_file(&temporary)?;
+                    done.temporaries += 1;
+                }
+            }
+        }
+    }
+    if done != Recovered::default() {
+        info!(
+            files = done.files,
+            rows = done.rows,
+            torn = done.torn,
+            stale = done.stale,
+            "Recovered what a crashed process left."
+        );
+    }
+    Ok(done)
+}
+
+fn recover_journal(dir: &Path, target: &str, done: &mut Recovered) -> Result<(), ArchiveError> {
+    let journal = dir.join(format!(".{target}.journal"));
+    let path = dir.join(target);
+    if !path.exists() {
+        let temporary = dir.join(format!(".{target}.tmp"));
+        if let Some((file, replayed)) = parquet_from_journal(&journal, &temporary)? {
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            sync_directory(&path)?;
+            done.files += 1;
+            done.rows += replayed.rows;
+            done.torn += u64::from(replayed.torn);
+            info!(path = %path.display(), rows = replayed.rows, torn = replayed.torn, "Recovered a file from its journal.");
+        }
+    } else {
+        done.stale += 1;
+    }
+    std::fs::remove_file(&journal)?;
+    sync_directory(&journal)
+}
+
+/// The partition directories `date=*/hour=*` under `out`.
+fn partitions(out: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut dirs = Vec::new();
+    let Ok(dates) = std::fs::read_dir(out) else {
+        return Ok(dirs);
+    };
+    for date in dates
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("date="))
+    {
+        for hour in std::fs::read_dir(date.path())?.flatten() {
+            if hour.file_name().to_string_lossy().starts_with("hour=") && hour.path().is_dir() {
+                dirs.push(hour.path());
+            }
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
