@@ -10,6 +10,7 @@ mod collect_signal;
 mod collect_tcp;
 mod collect_udp;
 mod common;
+mod crash;
 mod decode_files;
 mod disasm_cli;
 mod export_live;

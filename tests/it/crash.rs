@@ -1,0 +1,272 @@
+//! Crashes, with the real binary and real files: `kill -9` under a steady load, again and
+//! again (some during rotation, some during the recovery that follows a restart); every record
+//! the collector had decoded at least 1 s before a kill must be in the archive, exactly once,
+//! and every file must open in pyarrow and DuckDB. Also `flowvm recover` on a directory a
+//! killed collector left.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: failing loudly is the point"
+)]
+
+use crate::common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{KillOnDrop, data_message, read_archive, scratch, template, template_message, uint};
+
+/// A collector process and where it listens.
+struct Collector {
+    child: KillOnDrop,
+    tcp: SocketAddr,
+    metrics: SocketAddr,
+}
+
+/// Starts `flowvm collect` on `out` (TCP and metrics on ports the OS picks, files rotated every
+/// `rotate` seconds).
+fn start(out: &Path, rotate: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--metrics",
+            "127.0.0.1:0",
+            "--rotate",
+            rotate,
+            "--log-level",
+            "error",
+            "--out",
+        ])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the banner of a started collector: its TCP and metrics addresses.
+fn banner(mut child: Child) -> Collector {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut tcp, mut metrics) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("listening tcp ") {
+            tcp = Some(addr.parse().unwrap());
+        }
+        if let Some(addr) = line.strip_prefix("metrics http://") {
+            metrics = Some(addr.trim_end_matches("/metrics").parse().unwrap());
+            break;
+        }
+    }
+    // Keep draining stdout so the process never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    Collector {
+        child: KillOnDrop(child),
+        tcp: tcp.unwrap(),
+        metrics: metrics.unwrap(),
+    }
+}
+
+/// `flowvm_records_decoded_total` from the metrics page, if it answers.
+fn decoded(metrics: SocketAddr) -> Option<u64> {
+    let mut s = TcpStream::connect_timeout(&metrics, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("flowvm_records_decoded_total "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Sends records with ids from `next` over one TCP connection, 40 a Message, until `stop` or
+/// the connection breaks; the ids sent go up by one, never repeated, whatever happens.
+fn send(tcp: SocketAddr, next: &AtomicU64, stop: &AtomicBool) -> u64 {
+    let Ok(mut s) = TcpStream::connect(tcp) else {
+        return next.load(Ordering::SeqCst);
+    };
+    let first = next.load(Ordering::SeqCst);
+    if s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
+        .is_err()
+    {
+        return first;
+    }
+    let mut sequence = 0_u32;
+    while !stop.load(Ordering::SeqCst) {
+        let id = next.fetch_add(40, Ordering::SeqCst);
+        let records: Vec<Vec<u8>> = (id..id + 40).map(|i| i.to_be_bytes().to_vec()).collect();
+        if s.write_all(&data_message(256, &records, sequence, 1))
+            .is_err()
+        {
+            break;
+        }
+        sequence += 40;
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    first
+}
+
+#[test]
+fn kill_9_loses_nothing_decoded_a_second_before_and_duplicates_nothing() {
+    let out = scratch("crash-kill-loop");
+    let next = Arc::new(AtomicU64::new(0));
+    // Per run: the first id sent on its connection and the decoded count 1 s before its kill.
+    let mut must_have: Vec<(u64, u64)> = Vec::new();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    for kill in 0..10 {
+        // Every third restart is killed again almost at once: during its recovery.
+        if kill % 3 == 2 {
+            let mut early = KillOnDrop(start(&out, "1"));
+            std::thread::sleep(Duration::from_millis(random(60)));
+            let _ = early.0.kill();
+            let _ = early.0.wait();
+        }
+        let c = banner(start(&out, "1"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (next, stop, tcp) = (Arc::clone(&next), Arc::clone(&stop), c.tcp);
+            std::thread::spawn(move || send(tcp, &next, &stop))
+        };
+        let started = flowvm::clock::now();
+        let run_for = Duration::from_millis(1200 + random(1800));
+        let mut samples: Vec<(Instant, u64)> = Vec::new();
+        while started.elapsed() < run_for {
+            if let Some(n) = decoded(c.metrics) {
+                samples.push((flowvm::clock::now(), n));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut child = c.child;
+        let killed_at = flowvm::clock::now();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let first = sender.join().unwrap();
+        let safe = samples
+            .iter()
+            .rev()
+            .find(|(at, _)| killed_at.duration_since(*at) >= Duration::from_secs(1))
+            .map_or(0, |(_, n)| *n);
+        must_have.push((first, safe));
+    }
+    // A last, clean run: it recovers what the last kill left, then stops on SIGTERM.
+    let last = banner(start(&out, "1"));
+    let mut child = last.child;
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.0.wait().unwrap().success());
+
+    let batches = read_archive(&out);
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for b in &batches {
+        let c = b.column_by_name("octetDeltaCount").unwrap();
+        for i in 0..c.len() {
+            *seen.entry(uint(c.as_ref(), i)).or_insert(0) += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "records archived twice: {twice:?}");
+    let mut required = 0;
+    for (run, (first, safe)) in must_have.iter().enumerate() {
+        required += safe;
+        let missing: Vec<u64> = (*first..first + safe)
+            .filter(|id| !seen.contains_key(id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "run {run}: {} of the {safe} records decoded 1 s before the kill are missing (first {:?})",
+            missing.len(),
+            missing.first()
+        );
+    }
+    assert!(
+        required > 10_000,
+        "the load was too light to mean anything: {required}"
+    );
+    // Every file opens in DuckDB and pyarrow, with the rows Rust read.
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let script = "import sys, duckdb, pyarrow.parquet as pq, glob\n\
+                  d = sys.argv[1]\n\
+                  files = glob.glob(d + '/**/*.parquet', recursive=True)\n\
+                  print(sum(pq.read_metadata(f).num_rows for f in files),\n\
+                        duckdb.sql(f\"SELECT count(*) FROM read_parquet('{d}/**/*.parquet', union_by_name=true, hive_partitioning=true)\").fetchall()[0][0])";
+    let check = Command::new("python3")
+        .args(["-c", script])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(
+        check.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(said.trim(), format!("{rows} {rows}"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn flowvm_recover_completes_what_a_killed_collector_left() {
+    let out = scratch("crash-recover");
+    // No rotation during the test: the file is still open, only its journal on disk.
+    let c = banner(start(&out, "3600"));
+    let mut s = TcpStream::connect(c.tcp).unwrap();
+    s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
+        .unwrap();
+    let records: Vec<Vec<u8>> = (0..500_u64).map(|i| i.to_be_bytes().to_vec()).collect();
+    s.write_all(&data_message(256, &records, 0, 1)).unwrap();
+    // Decoded, handed to the archive (every 250 ms) and synced (every 500 ms): then killed.
+    for _ in 0..100 {
+        if decoded(c.metrics) == Some(500) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut child = c.child;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let recover = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .arg("recover")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&recover.stdout).into_owned();
+    assert!(recover.status.success(), "{said}");
+    assert!(said.contains("500 rows"), "{said}");
+    let again = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .arg("recover")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 files made from journals"),
+        "a second recovery has nothing to do"
+    );
+    let ids: Vec<u64> = read_archive(&out)
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("octetDeltaCount").unwrap().clone();
+            (0..c.len()).map(move |i| uint(c.as_ref(), i))
+        })
+        .collect();
+    assert_eq!(ids, (0..500).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&out);
+}
