@@ -5,7 +5,6 @@
 //! killed collector left.
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
