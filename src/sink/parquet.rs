@@ -289,7 +289,18 @@ fn create(
     let temporary = dir.join(format!(".{name}.tmp"));
     let journal = Journal::create(dir.join(format!(".{name}.journal")))?;
     let path = dir.join(name);
-    let writer = ArrowWriter::try_new(File::create(&temporary)?, schema, Some(properties()?))?;
+    let writer = File::create(&temporary)
+        .map_err(ArchiveError::from)
+        .and_then(|f| Ok(ArrowWriter::try_new(f, schema, Some(properties()?))?));
+    let writer = match writer {
+        Ok(writer) => writer,
+        Err(e) => {
+            // A full disk: leave nothing behind for the attempt that failed.
+            let _ = std::fs::remove_file(&temporary);
+            let _ = journal.remove();
+            return Err(e);
+        }
+    };
     Ok(OpenFile {
         writer: Some(writer),
         journal,

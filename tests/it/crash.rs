@@ -1,8 +1,9 @@
-//! Crashes, with the real binary and real files: `kill -9` under a steady load, again and
-//! again (some during rotation, some during the recovery that follows a restart); every record
-//! the collector had decoded at least 1 s before a kill must be in the archive, exactly once,
-//! and every file must open in pyarrow and DuckDB. Also `flowvm recover` on a directory a
-//! killed collector left.
+//! Crashes and full disks, with the real binary and real files: `kill -9` under a steady load,
+//! again and again (some during rotation, some during the recovery that follows a restart);
+//! every record the collector had decoded at least 1 s before a kill must be in the archive,
+//! exactly once, and every file must open in pyarrow and DuckDB. `flowvm recover` on a
+//! directory a killed collector left. A full disk (a tmpfs the test mounts) holds records back
+//! and loses none that the bounds held when space returns.
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions: failing loudly is the point"
@@ -25,18 +26,23 @@ use common::{KillOnDrop, data_message, read_archive, scratch, template, template
 struct Collector {
     child: KillOnDrop,
     tcp: SocketAddr,
+    udp: Option<SocketAddr>,
     metrics: SocketAddr,
 }
 
-/// Starts `flowvm collect` on `out` (TCP and metrics on ports the OS picks, files rotated every
-/// `rotate` seconds).
+/// Starts `flowvm collect` on `out` (TCP only, and metrics, on ports the OS picks, files
+/// rotated every `rotate` seconds).
 fn start(out: &Path, rotate: &str) -> Child {
+    start_with(out, rotate, &["--no-udp"])
+}
+
+/// [`start`] with `extra` options.
+fn start_with(out: &Path, rotate: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_flowvm"))
         .args([
             "collect",
             "--listen",
             "127.0.0.1:0",
-            "--no-udp",
             "--metrics",
             "127.0.0.1:0",
             "--rotate",
@@ -46,6 +52,7 @@ fn start(out: &Path, rotate: &str) -> Child {
             "--out",
         ])
         .arg(out)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -55,11 +62,14 @@ fn start(out: &Path, rotate: &str) -> Child {
 /// Waits for the banner of a started collector: its TCP and metrics addresses.
 fn banner(mut child: Child) -> Collector {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut tcp, mut metrics) = (None, None);
+    let (mut tcp, mut udp, mut metrics) = (None, None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(addr) = line.strip_prefix("listening tcp ") {
             tcp = Some(addr.parse().unwrap());
+        }
+        if let Some(addr) = line.strip_prefix("listening udp ") {
+            udp = Some(addr.parse().unwrap());
         }
         if let Some(addr) = line.strip_prefix("metrics http://") {
             metrics = Some(addr.trim_end_matches("/metrics").parse().unwrap());
@@ -71,6 +81,7 @@ fn banner(mut child: Child) -> Collector {
     Collector {
         child: KillOnDrop(child),
         tcp: tcp.unwrap(),
+        udp,
         metrics: metrics.unwrap(),
     }
 }
@@ -268,4 +279,134 @@ fn flowvm_recover_completes_what_a_killed_collector_left() {
         .collect();
     assert_eq!(ids, (0..500).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A tmpfs of `size` mounted on `dir` for the test's life (the tests run as root, as CI does).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The value of a metric line that starts with `name` on the metrics page.
+fn metric(metrics: SocketAddr, name: &str) -> Option<u64> {
+    let mut s = TcpStream::connect_timeout(&metrics, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Polls `metric` (bounded: 30 s) until `done` holds for it.
+fn wait_for(metrics: SocketAddr, name: &str, done: impl Fn(u64) -> bool) {
+    for _ in 0..600 {
+        if metric(metrics, name).is_some_and(&done) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} never reached what was waited for");
+}
+
+#[test]
+fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
+    let dir = scratch("crash-disk-full");
+    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m") else {
+        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
+        return;
+    };
+    let out = dir.join("flows");
+    let c = banner(start_with(&out, "1", &[]));
+    // Fill the volume: whatever is left goes to one file.
+    let filler = dir.join("filler");
+    let mut fill = std::fs::File::create(&filler).unwrap();
+    while fill.write_all(&[0xa5; 64 << 10]).is_ok() {}
+    drop(fill);
+    let mut s = TcpStream::connect(c.tcp).unwrap();
+    s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
+        .unwrap();
+    let mut id = 0_u64;
+    for sequence in 0..50_u32 {
+        let records: Vec<Vec<u8>> = (id..id + 40).map(|i| i.to_be_bytes().to_vec()).collect();
+        s.write_all(&data_message(256, &records, sequence * 40, 1))
+            .unwrap();
+        id += 40;
+    }
+    wait_for(
+        c.metrics,
+        "flowvm_archive_errors_total{reason=\"no_space\"} ",
+        |n| n > 0,
+    );
+    wait_for(c.metrics, "flowvm_archive_stalled ", |n| n == 1);
+    // UDP meanwhile: held in the bounded queues, or counted as archive_full past them.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let collector_udp = c.udp.unwrap();
+    udp.send_to(
+        &template_message(&[template(256, &[(1, 8)])], 2),
+        collector_udp,
+    )
+    .unwrap();
+    let datagrams = 200_u64;
+    for i in 0..datagrams {
+        let record = (1_000_000 + i).to_be_bytes().to_vec();
+        let sequence = u32::try_from(i).unwrap();
+        udp.send_to(&data_message(256, &[record], sequence, 2), collector_udp)
+            .unwrap();
+    }
+    wait_for(c.metrics, "flowvm_messages_received_total ", |n| {
+        n >= 51 + 1 + datagrams
+    });
+    // Space comes back: the collector resumes by itself.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(c.metrics, "flowvm_archive_stalled ", |n| n == 0);
+    let full = metric(c.metrics, "flowvm_dropped_total{reason=\"archive_full\"} ").unwrap();
+    wait_for(c.metrics, "flowvm_rows_written_total ", |n| {
+        n == id + datagrams - full
+    });
+    let mut child = c.child;
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the collector never exits for a full disk"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.0.wait().unwrap().success());
+    let mut ids: Vec<u64> = read_archive(&out)
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("octetDeltaCount").unwrap().clone();
+            (0..c.len()).map(move |i| uint(c.as_ref(), i))
+        })
+        .collect();
+    ids.sort_unstable();
+    let udp_ids = ids.split_off(ids.partition_point(|&i| i < 1_000_000));
+    assert_eq!(
+        ids,
+        (0..id).collect::<Vec<_>>(),
+        "every TCP record, pushed back meanwhile"
+    );
+    assert_eq!(
+        u64::try_from(udp_ids.len()).unwrap() + full,
+        datagrams,
+        "every UDP record archived or counted as archive_full"
+    );
 }
