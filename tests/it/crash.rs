@@ -6,6 +6,7 @@
 //! and loses none that the bounds held when space returns.
 #![expect(
     clippy::unwrap_used,
+    clippy::panic,
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
