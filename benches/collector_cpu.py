@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""CPU per archived record of `flowvm collect` builds, side by side in one run.
+
+Usage: python3 benches/collector_cpu.py [--records N] [--rate R] [--rounds K] BIN [BIN ...]
+
+For each round and each collector binary BIN (in turn, so the machine's mood is shared): start
+`BIN collect` on loopback ports the OS picks, with its archive in a fresh directory, replay N
+records at R records/s over UDP with the first binary's `bench-replay` (so every collector
+gets the same load), stop it with SIGTERM (every file completed), and read the collector's own
+user + system CPU time from the kernel (os.wait4), start to exit (the Parquet files completed
+at shutdown included). Prints, per binary, the median over the rounds of: records decoded,
+records lost, and CPU nanoseconds per decoded record.
+
+Example (a baseline build beside the current one):
+
+    python3 benches/collector_cpu.py --records 5000000 --rate 500000 \\
+        /tmp/baseline/release/flowvm target/release/flowvm
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+
+def metric(text, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def one(binary, replayer, records, rate):
+    out = tempfile.mkdtemp(prefix="flowvm-cpu-")
+    proc = subprocess.Popen(
+        [binary, "collect", "--listen", "127.0.0.1:0", "--no-tcp", "--udp-listen",
+         "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--out", out, "--log-level", "error"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    udp = metrics = None
+    for line in proc.stdout:
+        if line.startswith("listening udp ") and udp is None:
+            udp = line.split()[2]
+        if line.startswith("metrics http://"):
+            metrics = line.strip()[len("metrics http://"):].split("/")[0]
+            break
+    replay = subprocess.run(
+        [replayer, "bench-replay", "--collector", udp, "--metrics", metrics,
+         "--records", str(records), "--rate", str(rate)],
+        capture_output=True, text=True, check=True).stdout
+    page = subprocess.run(["curl", "-s", "http://%s/metrics" % metrics],
+                          capture_output=True, text=True).stdout
+    decoded = metric(page, "flowvm_records_decoded_total")
+    proc.send_signal(signal.SIGTERM)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (binary, status)
+    shutil.rmtree(out, ignore_errors=True)
+    cpu = usage.ru_utime + usage.ru_stime
+    return {
+        "decoded": decoded,
+        "lost": records - decoded,
+        "ns_per_row": cpu * 1e9 / max(decoded, 1),
+        "replay": replay.strip(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--records", type=int, default=5_000_000)
+    p.add_argument("--rate", type=int, default=500_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("binaries", nargs="+")
+    a = p.parse_args()
+    results = {b: [] for b in a.binaries}
+    for _ in range(a.rounds):
+        for b in a.binaries:
+            results[b].append(one(b, a.binaries[0], a.records, a.rate))
+            time.sleep(1)
+    base = None
+    print("| collector | records decoded (median) | lost | CPU ns per record (median) | vs first |")
+    print("|---|---|---|---|---|")
+    for b in a.binaries:
+        ns = statistics.median(r["ns_per_row"] for r in results[b])
+        decoded = statistics.median(r["decoded"] for r in results[b])
+        lost = statistics.median(r["lost"] for r in results[b])
+        base = base or ns
+        print("| %s | %d | %d | %.0f | %.2fx |" % (b, decoded, lost, ns, ns / base))
+
+
+if __name__ == "__main__":
+    main()
