@@ -89,14 +89,7 @@ fn banner(mut child: Child) -> Collector {
 
 /// `flowvm_records_decoded_total` from the metrics page, if it answers.
 fn decoded(metrics: SocketAddr) -> Option<u64> {
-    let mut s = TcpStream::connect_timeout(&metrics, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut s, &mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("flowvm_records_decoded_total "))
-        .and_then(|n| n.trim().parse().ok())
+    metric(metrics, "flowvm_records_decoded_total ")
 }
 
 /// Sends records with ids from `next` over one TCP connection, 40 a Message, until `stop` or
