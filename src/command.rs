@@ -140,7 +140,11 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         // The sockets are ours (no other collector on these ports); the directory must be too,
         // before what a crashed process left there is recovered.
         let held = recovery::lock(&config.out)?;
-        recovery::recover(&config.out, &held)?;
+        let recovered = recovery::recover(&config.out, &held)?;
+        let counters = collector.counters();
+        counters.recovered_files.add(recovered.files);
+        counters.recovered_rows.add(recovered.rows);
+        counters.journal_torn_tails.add(recovered.torn);
         let mut out = std::io::stdout().lock();
         writeln!(
             out,

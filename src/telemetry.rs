@@ -201,6 +201,12 @@ pub struct Counters {
     /// 1 while the archive cannot write (a full disk): the receive side then counts its
     /// drops as `archive_full` (gauge).
     pub archive_stalled: Counter,
+    /// Files made from journals at start-up (what a crash left).
+    pub recovered_files: Counter,
+    /// Rows in them.
+    pub recovered_rows: Counter,
+    /// Journals whose torn tail (a crash mid-write) was cut at start-up.
+    pub journal_torn_tails: Counter,
     /// TCP connections accepted.
     pub connections_accepted: Counter,
     /// TCP connections open now (gauge).
@@ -262,7 +268,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 27] = [
+        let plain: [(&str, &str, &Counter); 30] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -346,6 +352,21 @@ impl Counters {
                 &self.archive_rows_waiting,
             ),
             ("flowvm_archive_stalled", "gauge", &self.archive_stalled),
+            (
+                "flowvm_recovered_files_total",
+                "counter",
+                &self.recovered_files,
+            ),
+            (
+                "flowvm_recovered_rows_total",
+                "counter",
+                &self.recovered_rows,
+            ),
+            (
+                "flowvm_journal_torn_tails_total",
+                "counter",
+                &self.journal_torn_tails,
+            ),
             (
                 "flowvm_connections_accepted_total",
                 "counter",

@@ -45,6 +45,9 @@ pub trait Sink {
     /// # Errors
     /// A file could not be completed; its journal stays, for recovery.
     fn close(&mut self) -> Result<(), ArchiveError>;
+
+    /// Where it writes (a directory, a URL), for the operator's log lines.
+    fn location(&self) -> String;
 }
 
 /// Why a sink could not write.
@@ -140,7 +143,7 @@ pub fn write_with_retry(
                 let at = clock::now();
                 if logged.is_none_or(|l| at.saturating_duration_since(l) >= RETRY_LOG_EVERY) {
                     logged = Some(at);
-                    error!(error = %e, reason = e.label(), rows = batch.num_rows(), "The archive cannot write; holding the batch and trying again (receiving pushes back on TCP, counts UDP drops as archive_full).");
+                    error!(location = %sink.location(), error = %e, reason = e.label(), rows = batch.num_rows(), "The archive cannot write; holding the batch and trying again (receiving pushes back on TCP, counts UDP drops as archive_full).");
                 }
                 if give_up() {
                     error!(

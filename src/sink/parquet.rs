@@ -190,6 +190,10 @@ impl Sink for Archive {
         Ok(())
     }
 
+    fn location(&self) -> String {
+        self.config.out.display().to_string()
+    }
+
     fn close(&mut self) -> Result<(), ArchiveError> {
         let keys: Vec<u64> = self.open.keys().copied().collect();
         let mut first = Ok(());
