@@ -24,7 +24,7 @@ pub enum Command {
     /// (defaults: UDP and TCP on 0.0.0.0:4739 and [::]:4739, UDP on 0.0.0.0:2055 and
     /// [::]:2055, every UDP port taking all three; archive in ./flows, metrics on
     /// 127.0.0.1:9739).
-    Collect(CollectArgs),
+    Collect(Box<CollectArgs>),
     /// Decode IPFIX Files (RFC 5655) and pcap/pcapng captures of IPFIX, NetFlow v9 and v5
     /// over UDP into the archive.
     Decode {
@@ -178,6 +178,10 @@ pub struct CollectArgs {
     /// several collectors; without it a port another socket holds is an error.
     #[arg(long)]
     pub reuse_port: bool,
+    /// Source network allowed to send, as CIDR (repeat for several); others are dropped and
+    /// counted as not_allowed [default: every source].
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<ipnet::IpNet>,
     /// Archive directory [default: flows].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -256,6 +260,9 @@ impl CollectArgs {
         c.udp &= !self.no_udp;
         c.tcp &= !self.no_tcp;
         c.reuse_port |= self.reuse_port;
+        if !self.allow.is_empty() {
+            c.allow.clone_from(&self.allow);
+        }
         if let Some(seconds) = self.sync_interval {
             if !(0.0..=3600.0).contains(&seconds) {
                 return Err(format!(

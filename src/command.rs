@@ -157,6 +157,17 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         for addr in collector.tcp_addrs() {
             writeln!(out, "listening tcp {addr}")?;
         }
+        let exposed = collector
+            .udp_addrs()
+            .into_iter()
+            .chain(collector.tcp_addrs())
+            .any(|a| !a.ip().is_loopback());
+        if exposed && config.allow.is_empty() {
+            writeln!(
+                out,
+                "open to every source: any host that reaches these ports may send flows (--allow CIDR limits them)"
+            )?;
+        }
         if let Some(addr) = collector.metrics_addr() {
             writeln!(out, "metrics http://{addr}/metrics")?;
         }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::collector::decode::DecoderConfig;
@@ -31,6 +32,8 @@ pub struct Config {
     /// Let other sockets share the UDP ports (SO_REUSEPORT), for a deliberate fan-out over
     /// several collectors; off, a port another socket holds stops the start with an error.
     pub reuse_port: bool,
+    /// Source networks allowed to send (datagrams and connections); empty allows everyone.
+    pub allow: Vec<IpNet>,
     /// Archive directory.
     pub out: PathBuf,
     /// Rotation window of the archive files, in seconds.
@@ -101,6 +104,7 @@ impl Default for Config {
             udp: true,
             tcp: true,
             reuse_port: false,
+            allow: Vec::new(),
             out: PathBuf::from("flows"),
             rotate: 60,
             sync_interval_ms: 500,

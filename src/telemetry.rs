@@ -51,6 +51,8 @@ pub enum DropReason {
     Truncated,
     /// A Version Number other than 10.
     UnsupportedVersion,
+    /// A datagram or connection from an address outside the allow-list.
+    NotAllowed,
     /// A withdrawal of a template that was never defined (§8.1).
     UnknownWithdrawal,
     /// A withdrawal received over UDP, ignored as §8.4 requires.
@@ -59,7 +61,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::ArchiveFull,
         Self::BadScopeFieldCount,
         Self::BadSetLength,
@@ -78,6 +80,7 @@ impl DropReason {
         Self::TcpHeaderTimeout,
         Self::Truncated,
         Self::UnsupportedVersion,
+        Self::NotAllowed,
         Self::UnknownWithdrawal,
         Self::UdpWithdrawalIgnored,
     ];
@@ -103,6 +106,7 @@ impl DropReason {
             Self::TcpHeaderTimeout => "tcp_header_timeout",
             Self::Truncated => "truncated",
             Self::UnsupportedVersion => "unsupported_version",
+            Self::NotAllowed => "not_allowed",
             Self::UnknownWithdrawal => "unknown_withdrawal",
             Self::UdpWithdrawalIgnored => "udp_withdrawal_ignored",
         }

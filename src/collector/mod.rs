@@ -6,6 +6,7 @@
 //! udp.rs / tcp.rs ─► Inbound queue ─► decode thread (Decoder) ─► archive queue ─► archive thread
 //! ```
 
+pub mod allow;
 pub mod batch;
 pub mod decode;
 pub mod pending;
@@ -33,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info};
 
 use crate::clock;
+use crate::collector::allow::AllowList;
 use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
 use crate::config::Config;
@@ -266,6 +268,7 @@ impl Collector {
             .filter_map(|s| s.local_addr().ok())
             .map(|a| a.port())
             .collect();
+        let allow = Arc::new(AllowList::new(config.allow.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         for socket in udp {
             tasks.spawn(udp::receive(
@@ -273,6 +276,7 @@ impl Collector {
                 inbound_tx.clone(),
                 Arc::clone(&budget),
                 Arc::clone(&counters),
+                Arc::clone(&allow),
                 shutdown.clone(),
             ));
         }
@@ -288,6 +292,7 @@ impl Collector {
                 Arc::clone(&budget),
                 Arc::clone(&counters),
                 Arc::clone(&slots),
+                Arc::clone(&allow),
                 shutdown.clone(),
             ));
         }

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::clock;
 use crate::collector::Inbound;
+use crate::collector::allow::{AllowList, Refusals};
 use crate::collector::session::TransportSession;
 use crate::telemetry::{Counters, DropReason, LogLimiter};
 
@@ -132,8 +133,10 @@ pub async fn accept(
     budget: Arc<Semaphore>,
     counters: Arc<Counters>,
     slots: Arc<Slots>,
+    allow: Arc<AllowList>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let mut refusals = Refusals::default();
     let next = AtomicU64::new(1);
     let limiter = Arc::new(Mutex::new(LogLimiter::new(WARN_INTERVAL)));
     let mut stop = shutdown.clone();
@@ -148,6 +151,10 @@ pub async fn accept(
             },
             _ = stop.changed() => break,
         };
+        if !allow.permits(exporter.ip()) {
+            refusals.refuse(exporter.ip(), "TCP connection", &counters);
+            continue;
+        }
         // An IPv4 exporter seen through a dual-stack socket is the same address.
         let slot = match slots.take(exporter.ip().to_canonical()) {
             Ok(slot) => slot,

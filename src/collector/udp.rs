@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::clock;
 use crate::collector::Inbound;
+use crate::collector::allow::{AllowList, Refusals};
 use crate::collector::session::TransportSession;
 use crate::telemetry::{Counters, DropReason};
 
@@ -51,8 +52,10 @@ pub async fn receive(
     inbound: mpsc::Sender<Inbound>,
     budget: Arc<Semaphore>,
     counters: Arc<Counters>,
+    allow: Arc<AllowList>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut refusals = Refusals::default();
     let collector = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -64,6 +67,9 @@ pub async fn receive(
     loop {
         tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
+                Ok((_, exporter)) if !allow.permits(exporter.ip()) => {
+                    refusals.refuse(exporter.ip(), "datagram", &counters);
+                }
                 Ok((len, exporter)) => forward(&buf, len, exporter, collector, &inbound, &budget, &counters),
                 Err(e) => tracing::debug!(error = %e, "UDP receive error."),
             },
@@ -71,7 +77,11 @@ pub async fn receive(
         }
     }
     while let Ok((len, exporter)) = socket.try_recv_from(&mut buf) {
-        forward(&buf, len, exporter, collector, &inbound, &budget, &counters);
+        if allow.permits(exporter.ip()) {
+            forward(&buf, len, exporter, collector, &inbound, &budget, &counters);
+        } else {
+            refusals.refuse(exporter.ip(), "datagram", &counters);
+        }
     }
 }
 

@@ -479,3 +479,72 @@ async fn hostile_netflow_packets_are_counted_by_reason_and_cost_a_steady_exporte
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_list_drops_other_sources_over_udp_and_tcp_before_parsing() {
+    let out = scratch("allow-list");
+    let config = Config {
+        allow: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::default()
+    };
+    let c = Running::start(&out, config).await;
+    let def = template(256, &INTERFACE_PACKETS);
+    let records = |first: u32| -> Vec<Vec<u8>> {
+        (first..first + 10)
+            .map(|i| interface_packets(i, u64::from(i)))
+            .collect()
+    };
+    // From 127.0.0.2: a UDP exporter and a TCP one, both refused.
+    let outsider = exporter("127.0.0.2").await;
+    outsider
+        .send_to(&template_message(std::slice::from_ref(&def), 1), c.udp)
+        .await
+        .unwrap();
+    outsider
+        .send_to(&data_message(256, &records(100), 0, 1), c.udp)
+        .await
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut tcp_outsider = socket.connect(c.tcp).await.unwrap();
+    let _ = tokio::io::AsyncWriteExt::write_all(
+        &mut tcp_outsider,
+        &template_message(std::slice::from_ref(&def), 1),
+    )
+    .await;
+    // From 127.0.0.1: archived in full, over UDP and TCP.
+    let insider = exporter("127.0.0.1").await;
+    insider
+        .send_to(&template_message(std::slice::from_ref(&def), 1), c.udp)
+        .await
+        .unwrap();
+    insider
+        .send_to(&data_message(256, &records(0), 0, 1), c.udp)
+        .await
+        .unwrap();
+    let mut tcp_insider = tokio::net::TcpStream::connect(c.tcp).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tcp_insider,
+        &[
+            template_message(std::slice::from_ref(&def), 2),
+            data_message(256, &records(10), 0, 2),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    c.until("the insider's records and the refusals", |k| {
+        k.records_decoded.get() == 20 && k.dropped(DropReason::NotAllowed) == 3
+    })
+    .await;
+    drop(tcp_insider);
+    let k = c.stop().await;
+    // Refused before any parsing: not even counted as received.
+    assert_eq!(k.messages_received.get(), 4, "{}", k.render());
+    let mut got: Vec<u32> = column(&read_archive(&out), "ingressInterface")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}
