@@ -182,6 +182,20 @@ pub struct CollectArgs {
     /// counted as not_allowed [default: every source].
     #[arg(long, value_name = "CIDR")]
     pub allow: Vec<ipnet::IpNet>,
+    /// The collector's TLS certificate chain (PEM); with --tls-key, TLS listeners open on
+    /// --tls-listen beside the plain ones.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA exporters' certificates must chain to (mutual authentication); without it any
+    /// client may connect over TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Address to listen on for TLS (repeat for several) [default: 0.0.0.0:4740, [::]:4740].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub tls_listen: Vec<SocketAddr>,
     /// Archive directory [default: flows].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -262,6 +276,18 @@ impl CollectArgs {
         c.reuse_port |= self.reuse_port;
         if !self.allow.is_empty() {
             c.allow.clone_from(&self.allow);
+        }
+        for (file, given) in [
+            (&mut c.tls_cert, &self.tls_cert),
+            (&mut c.tls_key, &self.tls_key),
+            (&mut c.tls_client_ca, &self.tls_client_ca),
+        ] {
+            if given.is_some() {
+                file.clone_from(given);
+            }
+        }
+        if !self.tls_listen.is_empty() {
+            c.tls_listen.clone_from(&self.tls_listen);
         }
         if let Some(seconds) = self.sync_interval {
             if !(0.0..=3600.0).contains(&seconds) {

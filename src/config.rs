@@ -13,6 +13,7 @@ use crate::collector::pending::PendingLimits;
 use crate::collector::sequence::SequenceLimits;
 use crate::collector::tcp::TcpLimits;
 use crate::collector::templates::TemplateLimits;
+use crate::collector::tls::TlsFiles;
 use crate::sink::parquet::ArchiveConfig;
 
 /// Everything `flowvm collect` can be told. Every field has a default; a config file may set
@@ -34,6 +35,16 @@ pub struct Config {
     pub reuse_port: bool,
     /// Source networks allowed to send (datagrams and connections); empty allows everyone.
     pub allow: Vec<IpNet>,
+    /// The collector's TLS certificate chain (PEM); with `tls_key`, TLS listeners open on
+    /// `tls_listen`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA exporters' certificates must chain to (mutual authentication); without it any
+    /// client may connect over TLS.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Addresses of the TLS listeners (IANA's `ipfixs` port, 4740).
+    pub tls_listen: Vec<SocketAddr>,
     /// Archive directory.
     pub out: PathBuf,
     /// Rotation window of the archive files, in seconds.
@@ -105,6 +116,13 @@ impl Default for Config {
             tcp: true,
             reuse_port: false,
             allow: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 4740)),
+                SocketAddr::from(([0_u16; 8], 4740)),
+            ],
             out: PathBuf::from("flows"),
             rotate: 60,
             sync_interval_ms: 500,
@@ -188,7 +206,16 @@ impl Config {
                 return Err(format!("{name} must be above 0"));
             }
         }
-        if self.listen.is_empty() || !(self.udp || self.tcp) {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(
+                "TLS needs both a certificate and its key: give --tls-cert and --tls-key"
+                    .to_owned(),
+            );
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("--tls-client-ca needs --tls-cert and --tls-key".to_owned());
+        }
+        if (self.listen.is_empty() || !(self.udp || self.tcp)) && self.tls_cert.is_none() {
             return Err("nothing to listen on: give --listen, and keep UDP or TCP on".to_owned());
         }
         Ok(())
@@ -222,6 +249,15 @@ impl Config {
             },
             batch_rows: self.batch_rows,
         }
+    }
+
+    /// The TLS listeners' files, when TLS is on.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The TCP listeners' part.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use flowvm_vm::DecodeErrorKind;
 use flowvm_vm::program::Nonconformity;
 
+use crate::collector::tls;
 use crate::sink::ArchiveError;
 
 /// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
@@ -215,6 +216,8 @@ pub struct Counters {
     pub connections_accepted: Counter,
     /// TCP connections open now (gauge).
     pub connections_open: Counter,
+    /// TLS handshakes completed.
+    pub tls_sessions: Counter,
     /// TCP connections the exporter reset (RST) rather than closed.
     pub connections_reset: Counter,
     /// Datagrams the kernel dropped on the UDP sockets (gauge, read from the kernel).
@@ -222,6 +225,7 @@ pub struct Counters {
     dropped: [Counter; DropReason::ALL.len()],
     nonconforming: [Counter; NONCONFORMITIES.len()],
     archive_error_reasons: [Counter; ARCHIVE_ERRORS.len()],
+    tls_failures: [Counter; tls::FAILURES.len()],
 }
 
 /// The reasons of `flowvm_archive_errors_total{reason}`, as [`ArchiveError::label`] gives them.
@@ -261,6 +265,14 @@ impl Counters {
         }
     }
 
+    /// Counts a failed TLS handshake by its reason, one of [`tls::FAILURES`].
+    pub fn record_tls_failure(&self, reason: &str) {
+        let index = tls::FAILURES.iter().position(|&r| r == reason);
+        if let Some(c) = index.and_then(|i| self.tls_failures.get(i)) {
+            c.add(1);
+        }
+    }
+
     /// Fields counted so far as decoded by `handling`.
     pub fn nonconforming(&self, handling: Nonconformity) -> u64 {
         let index = NONCONFORMITIES.iter().position(|&h| h == handling);
@@ -272,7 +284,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 30] = [
+        let plain: [(&str, &str, &Counter); 31] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -382,6 +394,7 @@ impl Counters {
                 "counter",
                 &self.connections_reset,
             ),
+            ("flowvm_tls_sessions_total", "counter", &self.tls_sessions),
             ("flowvm_udp_kernel_drops", "gauge", &self.udp_kernel_drops),
         ];
         for (name, kind, counter) in plain {
@@ -401,6 +414,14 @@ impl Counters {
             let _ = writeln!(
                 out,
                 "flowvm_archive_errors_total{{reason=\"{reason}\"}} {}",
+                count.get()
+            );
+        }
+        let _ = writeln!(out, "# TYPE flowvm_tls_handshakes_failed_total counter");
+        for (reason, count) in tls::FAILURES.iter().zip(&self.tls_failures) {
+            let _ = writeln!(
+                out,
+                "flowvm_tls_handshakes_failed_total{{reason=\"{reason}\"}} {}",
                 count.get()
             );
         }

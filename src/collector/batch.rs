@@ -29,6 +29,9 @@ pub const OBSERVATION_DOMAIN_ID: &str = "observation_domain_id";
 pub const EXPORT_TIME: &str = "export_time";
 /// Name of the column holding the packet's version field: 10 IPFIX, 9 NetFlow v9, 5 v5.
 pub const EXPORT_VERSION: &str = "export_version";
+/// Rows from a TLS session whose exporter presented a certificate: its name (the first DNS
+/// name of the certificate, else its SHA-256 fingerprint).
+pub const EXPORTER_IDENTITY: &str = "exporter_identity";
 /// NetFlow rows: when the device booted (IE 160), the export time less its uptime.
 pub const SYSTEM_INIT_TIME: &str = "systemInitTimeMilliseconds";
 
@@ -72,16 +75,17 @@ impl Provenance {
     }
 }
 
-/// The columns rows of `program` get from packets of `version`, in order: the context, the
-/// template's, then what NetFlow's header adds.
-pub fn schema(program: &Program, version: u16) -> SchemaRef {
+/// The columns rows of `program` get from packets of `version`, in order: the context (with
+/// the exporter's identity when `authenticated`), the template's, then what NetFlow's header
+/// adds.
+pub fn schema(program: &Program, version: u16, authenticated: bool) -> SchemaRef {
     let utc = || Some(Arc::from("UTC"));
-    let mut fields = vec![
-        Field::new(
-            EXPORTER,
-            DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
-            false,
-        ),
+    let text = || DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+    let mut fields = vec![Field::new(EXPORTER, text(), false)];
+    if authenticated {
+        fields.push(Field::new(EXPORTER_IDENTITY, text(), false));
+    }
+    fields.extend([
         Field::new(OBSERVATION_DOMAIN_ID, DataType::UInt32, false),
         Field::new(
             EXPORT_TIME,
@@ -89,7 +93,7 @@ pub fn schema(program: &Program, version: u16) -> SchemaRef {
             false,
         ),
         Field::new(EXPORT_VERSION, DataType::UInt16, false),
-    ];
+    ]);
     fields.extend(program.schema().fields().iter().map(|f| f.as_ref().clone()));
     if version != flowvm_vm::wire::VERSION {
         let millis = DataType::Timestamp(TimeUnit::Millisecond, utc());
@@ -123,6 +127,8 @@ fn derived_times(program: &Program) -> impl Iterator<Item = (&'static str, &'sta
 pub struct RowContext<'a> {
     /// The exporter's address as text.
     pub exporter: &'a str,
+    /// The authenticated exporter's name (TLS with a client certificate).
+    pub identity: Option<&'a str>,
     /// The Observation Domain of the Message.
     pub domain: ObservationDomainId,
     /// The packet it came in.
@@ -136,9 +142,9 @@ pub struct Batcher {
     schema: SchemaRef,
     /// The packet version all rows come from.
     version: u16,
-    exporters: Vec<Arc<str>>,
-    exporter_index: HashMap<Arc<str>, u32>,
-    exporter_keys: Vec<u32>,
+    exporters: TextColumn,
+    /// The exporter's identity, for the rows of authenticated TLS sessions.
+    identities: Option<TextColumn>,
     domains: Vec<u32>,
     export_times: Vec<i64>,
     /// Per row (NetFlow): the export time in milliseconds and the device's uptime then.
@@ -148,16 +154,16 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Empty columns for rows of `program` from packets of `version`.
-    pub fn new(program: Arc<Program>, version: u16) -> Self {
-        let schema = schema(&program, version);
+    /// Empty columns for rows of `program` from packets of `version`, from authenticated
+    /// exporters or not.
+    pub fn new(program: Arc<Program>, version: u16, authenticated: bool) -> Self {
+        let schema = schema(&program, version, authenticated);
         Self {
             columns: Columns::new(program),
             schema,
             version,
-            exporters: Vec::new(),
-            exporter_index: HashMap::new(),
-            exporter_keys: Vec::new(),
+            exporters: TextColumn::default(),
+            identities: authenticated.then(TextColumn::default),
             domains: Vec::new(),
             export_times: Vec::new(),
             clocks: Vec::new(),
@@ -191,17 +197,10 @@ impl Batcher {
     ) -> Result<RunStats, DecodeError> {
         let stats = self.columns.run(set)?;
         let rows = usize::try_from(stats.records).unwrap_or(0);
-        let key = match self.exporter_index.get(context.exporter) {
-            Some(&key) => key,
-            None => {
-                let key = u32::try_from(self.exporters.len()).unwrap_or(u32::MAX);
-                let text: Arc<str> = Arc::from(context.exporter);
-                self.exporters.push(Arc::clone(&text));
-                self.exporter_index.insert(text, key);
-                key
-            }
-        };
-        self.exporter_keys.extend(std::iter::repeat_n(key, rows));
+        self.exporters.extend(context.exporter, rows);
+        if let Some(identities) = &mut self.identities {
+            identities.extend(context.identity.unwrap_or_default(), rows);
+        }
         self.domains
             .extend(std::iter::repeat_n(context.domain.0, rows));
         let provenance = context.provenance;
@@ -225,16 +224,10 @@ impl Batcher {
         let Some(batch) = self.columns.flush()? else {
             return Ok(None);
         };
-        let values = StringArray::from_iter_values(self.exporters.drain(..).map(|s| s.to_string()));
-        self.exporter_index.clear();
-        let keys = UInt32Array::new(
-            ScalarBuffer::from(std::mem::take(&mut self.exporter_keys)),
-            None,
-        );
-        let exporter: ArrayRef = Arc::new(DictionaryArray::<UInt32Type>::try_new(
-            keys,
-            Arc::new(values),
-        )?);
+        let mut arrays = vec![self.exporters.take()?];
+        if let Some(identities) = &mut self.identities {
+            arrays.push(identities.take()?);
+        }
         let domains: ArrayRef = Arc::new(PrimitiveArray::<UInt32Type>::new(
             ScalarBuffer::from(std::mem::take(&mut self.domains)),
             None,
@@ -249,7 +242,7 @@ impl Batcher {
             ScalarBuffer::from(vec![self.version; rows]),
             None,
         ));
-        let mut arrays = vec![exporter, domains, times, versions];
+        arrays.extend([domains, times, versions]);
         arrays.extend(batch.columns().iter().cloned());
         let clocks = std::mem::take(&mut self.clocks);
         if self.version != flowvm_vm::wire::VERSION {
@@ -260,6 +253,42 @@ impl Batcher {
             arrays.extend(engine_columns(&engines));
         }
         RecordBatch::try_new(Arc::clone(&self.schema), arrays).map(Some)
+    }
+}
+
+/// A column of text repeated over many rows (exporters, identities), as a dictionary.
+#[derive(Debug, Default)]
+struct TextColumn {
+    values: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+    keys: Vec<u32>,
+}
+
+impl TextColumn {
+    /// Appends `text` for `rows` rows.
+    fn extend(&mut self, text: &str, rows: usize) {
+        let key = match self.index.get(text) {
+            Some(&key) => key,
+            None => {
+                let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+                let text: Arc<str> = Arc::from(text);
+                self.values.push(Arc::clone(&text));
+                self.index.insert(text, key);
+                key
+            }
+        };
+        self.keys.extend(std::iter::repeat_n(key, rows));
+    }
+
+    /// The column so far, emptied.
+    fn take(&mut self) -> Result<ArrayRef, ArrowError> {
+        let values = StringArray::from_iter_values(self.values.drain(..).map(|s| s.to_string()));
+        self.index.clear();
+        let keys = UInt32Array::new(ScalarBuffer::from(std::mem::take(&mut self.keys)), None);
+        Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
+            keys,
+            Arc::new(values),
+        )?))
     }
 }
 

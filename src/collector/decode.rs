@@ -63,9 +63,12 @@ pub struct Decoder {
     templates: TemplateStore,
     pending: PendingStore,
     sequences: SequenceTracker,
-    /// The rows of each program, per protocol version (NetFlow rows have columns more).
-    batchers: HashMap<(usize, u16), Batcher>,
+    /// The rows of each program, per protocol version (NetFlow rows have columns more) and
+    /// whether they come from an authenticated exporter (a column more).
+    batchers: HashMap<(usize, u16, bool), Batcher>,
     exporters: HashMap<TransportSession, Arc<str>>,
+    /// The identity of each TLS session's authenticated exporter.
+    identities: HashMap<TransportSession, Arc<str>>,
     counters: Arc<Counters>,
     limiter: LogLimiter,
     batch_rows: usize,
@@ -81,6 +84,7 @@ impl Decoder {
             sequences: SequenceTracker::new(config.sequences),
             batchers: HashMap::new(),
             exporters: HashMap::new(),
+            identities: HashMap::new(),
             counters,
             limiter: LogLimiter::new(Duration::from_secs(10)),
             batch_rows: config.batch_rows.max(1),
@@ -477,15 +481,24 @@ impl Decoder {
         out: &mut Vec<RecordBatch>,
     ) -> Result<u32, DecodeError> {
         let exporter = self.exporter(key.session);
+        let identity = self.identities.get(&key.session).map(Arc::clone);
         let context = RowContext {
             exporter: &exporter,
+            identity: identity.as_deref(),
             domain: key.domain,
             provenance,
         };
+        let authenticated = identity.is_some();
         let batcher = self
             .batchers
-            .entry((Arc::as_ptr(program) as usize, provenance.version))
-            .or_insert_with(|| Batcher::new(Arc::clone(program), provenance.version));
+            .entry((
+                Arc::as_ptr(program) as usize,
+                provenance.version,
+                authenticated,
+            ))
+            .or_insert_with(|| {
+                Batcher::new(Arc::clone(program), provenance.version, authenticated)
+            });
         let stats = batcher.run(set, &context)?;
         self.counters.records_decoded.add(stats.records);
         self.counters
@@ -571,6 +584,11 @@ impl Decoder {
             .retain(|_, b| Arc::strong_count(b.program()) > 1);
     }
 
+    /// Rows of `session` from now on carry `identity`, its exporter's authenticated name.
+    pub fn authenticate(&mut self, session: TransportSession, identity: Arc<str>) {
+        self.identities.insert(session, identity);
+    }
+
     /// Forgets a session that ended (a closed TCP connection): its templates, held data and
     /// sequence state.
     pub fn close_session(&mut self, session: TransportSession) {
@@ -584,6 +602,7 @@ impl Decoder {
         );
         self.sequences.remove_session(session);
         self.exporters.remove(&session);
+        self.identities.remove(&session);
         self.counters
             .templates_live
             .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));

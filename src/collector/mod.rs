@@ -16,6 +16,7 @@ pub mod sequence;
 pub mod session;
 pub mod tcp;
 pub mod templates;
+pub mod tls;
 pub mod udp;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,13 @@ pub enum Inbound {
         /// Its octets' share of the queue's byte budget, returned when it is decoded.
         budget: OwnedSemaphorePermit,
     },
+    /// A TLS session authenticated its exporter: rows of `session` carry `identity`.
+    Authenticated {
+        /// The TLS connection.
+        session: TransportSession,
+        /// The exporter's name from its certificate.
+        identity: Arc<str>,
+    },
     /// A TCP connection ended.
     Closed(TransportSession),
     /// Every [`TICK`]: timers, flushes, gauges.
@@ -80,6 +88,8 @@ pub struct Collector {
     compiler: Compiler,
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
+    /// TLS listeners and what their handshakes use.
+    tls: Option<(Vec<TcpListener>, Arc<tls::Acceptor>)>,
     metrics: Option<TcpListener>,
     counters: Arc<Counters>,
 }
@@ -89,13 +99,15 @@ pub struct Collector {
 pub enum CollectError {
     /// A listener could not be bound.
     Bind {
-        /// What the socket was for: `udp`, `tcp` or `metrics`.
+        /// What the socket was for: `udp`, `tcp`, `tls` or `metrics`.
         purpose: &'static str,
         /// The address it was to be bound to.
         addr: SocketAddr,
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    Tls(tls::TlsError),
     /// A thread could not be started, or a decode or archive thread panicked.
     Thread(String),
 }
@@ -118,6 +130,7 @@ impl fmt::Display for CollectError {
                 addr,
                 source,
             } => write!(f, "cannot listen on {purpose} {addr}: {source}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
             Self::Thread(what) => f.write_str(what),
         }
     }
@@ -127,6 +140,7 @@ impl std::error::Error for CollectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Bind { source, .. } => Some(source),
+            Self::Tls(e) => Some(e),
             Self::Thread(_) => None,
         }
     }
@@ -163,6 +177,17 @@ impl Collector {
                 udp::bind(addr, config.rcvbuf, config.reuse_port).map_err(failed("udp", addr))?;
             udp.push(socket);
         }
+        let tls = match config.tls_files() {
+            Some(files) => {
+                let acceptor = tls::Acceptor::new(files).map_err(CollectError::Tls)?;
+                let mut listeners = Vec::new();
+                for &addr in &config.tls_listen {
+                    listeners.push(tcp::bind(addr).map_err(failed("tls", addr))?);
+                }
+                Some((listeners, acceptor))
+            }
+            None => None,
+        };
         let metrics = match config.metrics {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -176,6 +201,7 @@ impl Collector {
             compiler,
             udp,
             tcp,
+            tls,
             metrics,
             counters: Arc::new(Counters::default()),
         })
@@ -193,6 +219,15 @@ impl Collector {
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
         self.tcp
             .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Addresses the TLS listeners are bound to.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .flat_map(|(listeners, _)| listeners)
             .filter_map(|s| s.local_addr().ok())
             .collect()
     }
@@ -217,6 +252,7 @@ impl Collector {
             compiler,
             udp,
             tcp,
+            tls,
             metrics,
             counters,
         } = self;
@@ -281,21 +317,35 @@ impl Collector {
             ));
         }
         // One set of connection slots for every TCP listener.
-        let slots = tcp::Slots::new(config.tcp_limits());
+        let shared = tcp::Shared {
+            inbound: inbound_tx.clone(),
+            budget: Arc::clone(&budget),
+            counters: Arc::clone(&counters),
+            slots: tcp::Slots::new(config.tcp_limits()),
+            allow: Arc::clone(&allow),
+        };
         for listener in tcp {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "Listening on TCP.");
             }
             tasks.spawn(tcp::accept(
                 listener,
-                inbound_tx.clone(),
-                Arc::clone(&budget),
-                Arc::clone(&counters),
-                Arc::clone(&slots),
-                Arc::clone(&allow),
+                shared.clone(),
+                None,
                 shutdown.clone(),
             ));
         }
+        if let Some((listeners, acceptor)) = tls {
+            for listener in listeners {
+                if let Ok(addr) = listener.local_addr() {
+                    info!(%addr, "Listening on TLS.");
+                }
+                let tls = Some(Arc::clone(&acceptor));
+                tasks.spawn(tcp::accept(listener, shared.clone(), tls, shutdown.clone()));
+            }
+            tasks.spawn(acceptor.watch(shutdown.clone()));
+        }
+        drop(shared);
         tasks.spawn(tick(
             inbound_tx,
             Arc::clone(&counters),
@@ -383,6 +433,9 @@ fn decode_loop(
             } => {
                 decoder.handle(session, &bytes, at, &mut batches);
                 drop(budget);
+            }
+            Inbound::Authenticated { session, identity } => {
+                decoder.authenticate(session, identity);
             }
             Inbound::Closed(session) => decoder.close_session(session),
             Inbound::Tick => {

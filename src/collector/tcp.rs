@@ -1,6 +1,6 @@
 //! TCP receive: many concurrent exporters, each connection its own Transport Session, framed
 //! by the Message Header's length (RFC 7011 §10.4). A malformed header closes that connection
-//! only.
+//! only. A TLS listener runs the same path over the TLS stream once the handshake is done.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use flowvm_vm::wire::HEADER_LEN;
 use flowvm_vm::wire::header::MessageHeader;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::collector::Inbound;
 use crate::collector::allow::{AllowList, Refusals};
 use crate::collector::session::TransportSession;
+use crate::collector::tls::Acceptor;
 use crate::telemetry::{Counters, DropReason, LogLimiter};
 
 /// Seconds between two warnings about one exporter address and one reason.
@@ -125,19 +126,42 @@ impl Drop for Slot {
     }
 }
 
+/// Numbers the connections of every listener: each is its own Transport Session.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// What every connection of a listener shares.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// The decode thread's queue.
+    pub inbound: mpsc::Sender<Inbound>,
+    /// The queue's octet budget.
+    pub budget: Arc<Semaphore>,
+    /// The counters.
+    pub counters: Arc<Counters>,
+    /// The connection slots of every TCP listener.
+    pub slots: Arc<Slots>,
+    /// The sources allowed to connect.
+    pub allow: Arc<AllowList>,
+}
+
 /// Accepts connections until shutdown, within the bounds of `slots`: a connection past a
-/// bound is closed at once, counted, and logged at most once per address and interval.
+/// bound is closed at once, counted, and logged at most once per address and interval. With
+/// `tls`, each connection first completes a TLS handshake within the first header's deadline,
+/// holding its slot no longer; a failed one is counted by reason and logged rate-limited.
 pub async fn accept(
     listener: TcpListener,
-    inbound: mpsc::Sender<Inbound>,
-    budget: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    slots: Arc<Slots>,
-    allow: Arc<AllowList>,
+    shared: Shared,
+    tls: Option<Arc<Acceptor>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Shared {
+        inbound,
+        budget,
+        counters,
+        slots,
+        allow,
+    } = shared;
     let mut refusals = Refusals::default();
-    let next = AtomicU64::new(1);
     let limiter = Arc::new(Mutex::new(LogLimiter::new(WARN_INTERVAL)));
     let mut stop = shutdown.clone();
     loop {
@@ -174,14 +198,15 @@ pub async fn accept(
         counters.connections_open.add(1);
         let session = TransportSession::Tcp {
             exporter,
-            connection: next.fetch_add(1, Ordering::Relaxed),
+            connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
         };
-        let (inbound, budget, counters, limiter, shutdown) = (
+        let (inbound, budget, counters, limiter, shutdown, tls) = (
             inbound.clone(),
             Arc::clone(&budget),
             Arc::clone(&counters),
             Arc::clone(&limiter),
             shutdown.clone(),
+            tls.clone(),
         );
         let limits = slots.limits;
         tokio::spawn(async move {
@@ -192,7 +217,25 @@ pub async fn accept(
                 limiter: &limiter,
                 limits,
             };
-            let reason = connection(stream, exporter, session, peer, shutdown).await;
+            let reason = match tls {
+                None => connection(stream, exporter, session, peer, shutdown).await,
+                Some(tls) => match tls.handshake(stream, limits.header_timeout).await {
+                    Ok((stream, identity)) => {
+                        counters.tls_sessions.add(1);
+                        info!(%exporter, identity = identity.as_deref().unwrap_or("none"), "TLS session established.");
+                        if let Some(identity) = identity {
+                            let _ = inbound
+                                .send(Inbound::Authenticated {
+                                    session,
+                                    identity: Arc::from(identity),
+                                })
+                                .await;
+                        }
+                        connection(stream, exporter, session, peer, shutdown).await
+                    }
+                    Err(reason) => peer.handshake_failed(exporter, reason),
+                },
+            };
             debug!(%session, reason, "TCP connection closed.");
             let _ = inbound.send(Inbound::Closed(session)).await;
             counters
@@ -214,6 +257,21 @@ struct Peer<'a> {
 }
 
 impl Peer<'_> {
+    /// A TLS handshake failed for `reason`: counted, logged at most once per address, reason
+    /// and interval.
+    fn handshake_failed(&self, exporter: SocketAddr, reason: &'static str) -> &'static str {
+        self.counters.record_tls_failure(reason);
+        let allowed = self
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(exporter.ip(), reason, clock::now());
+        if let Some(suppressed) = allowed {
+            warn!(%exporter, reason, suppressed, "Refused a TLS connection: the handshake failed.");
+        }
+        "TLS handshake failed"
+    }
+
     /// The peer did not complete its first Message Header in time: counted, logged at most
     /// once per address and interval.
     fn header_timeout(&self, exporter: SocketAddr) -> &'static str {
@@ -288,7 +346,7 @@ enum Fill {
 
 /// Fills `buf` from `stream`; the idle timeout applies to each wait for more octets, so a
 /// slow but live peer is never cut off.
-async fn fill(stream: &mut TcpStream, buf: &mut [u8], idle: Duration) -> Fill {
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8], idle: Duration) -> Fill {
     let mut got = 0;
     while let Some(rest) = buf.get_mut(got..).filter(|rest| !rest.is_empty()) {
         match tokio::time::timeout(idle, stream.read(rest)).await {
@@ -309,8 +367,8 @@ fn is_reset(e: &std::io::Error) -> bool {
 }
 
 /// Reads Messages from one connection until it ends; returns why it ended.
-async fn connection(
-    mut stream: TcpStream,
+async fn connection<S: AsyncRead + Unpin>(
+    mut stream: S,
     exporter: SocketAddr,
     session: TransportSession,
     peer: Peer<'_>,

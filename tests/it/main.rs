@@ -8,6 +8,7 @@ mod captures;
 mod collect_more;
 mod collect_signal;
 mod collect_tcp;
+mod collect_tls;
 mod collect_udp;
 mod common;
 mod crash;

@@ -95,6 +95,8 @@ pub(crate) struct Running {
     /// `udp_listen` but the default becomes one on 127.0.0.1:0).
     pub(crate) udp_only: Option<std::net::SocketAddr>,
     pub(crate) metrics: std::net::SocketAddr,
+    /// The TLS listener, when the config has a certificate.
+    pub(crate) tls: Option<std::net::SocketAddr>,
     pub(crate) counters: Arc<Counters>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), flowvm::collector::CollectError>>,
@@ -116,6 +118,7 @@ impl Running {
         let config = Config {
             listen: vec![listen],
             udp_listen,
+            tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
             out: out.to_path_buf(),
             metrics: Some("127.0.0.1:0".parse().unwrap()),
             ..config
@@ -124,6 +127,7 @@ impl Running {
         let (udp, tcp) = (collector.udp_addrs()[0], collector.tcp_addrs()[0]);
         let udp_only = collector.udp_addrs().get(1).copied();
         let metrics = collector.metrics_addr().unwrap();
+        let tls = collector.tls_addrs().first().copied();
         let counters = collector.counters();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(collector.run(shutdown));
@@ -132,6 +136,7 @@ impl Running {
             tcp,
             udp_only,
             metrics,
+            tls,
             counters,
             stop,
             task,

@@ -1,0 +1,312 @@
+//! TLS over TCP (RFC 7011 §11): the server's certificate and key, the exporters' CA for mutual
+//! authentication, the handshake under a deadline with its failures counted by reason, the
+//! authenticated exporter's identity, and reloading the files without dropping a session.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, RootCertStore, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info, warn};
+
+/// The versions offered: TLS 1.3 and 1.2. RFC 7011 §11.1 forbids SSL and TLS 1.0; TLS 1.1 is
+/// refused too, though §11.1 still permits it: it relies on MD5 and SHA-1, and RFC 8996
+/// deprecates it.
+const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// How often the files are checked for a change (besides SIGHUP).
+const RELOAD_POLL: Duration = Duration::from_secs(5);
+
+/// The files of a TLS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The collector's certificate chain (PEM), its own certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The CA (PEM) exporters' certificates must chain to; without it, any client connects.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why a TLS configuration cannot be loaded: one line a user can act on.
+#[derive(Debug)]
+pub enum TlsError {
+    /// A file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system or the PEM parser said.
+        reason: String,
+    },
+    /// A PEM file holds no certificate.
+    NoCertificate(PathBuf),
+    /// The key file holds no private key.
+    NoKey(PathBuf),
+    /// The key is not the certificate's, or the certificates are not usable.
+    Invalid {
+        /// What was being set up.
+        what: &'static str,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The client CA cannot be used to verify certificates.
+    ClientCa(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, reason } => write!(f, "cannot read {}: {reason}", path.display()),
+            Self::NoCertificate(path) => {
+                write!(f, "{} holds no PEM certificate", path.display())
+            }
+            Self::NoKey(path) => write!(f, "{} holds no PEM private key", path.display()),
+            Self::Invalid {
+                what,
+                source: rustls::Error::InconsistentKeys(_),
+            } => write!(f, "{what}: the private key does not match the certificate"),
+            Self::Invalid { what, source } => write!(f, "{what}: {source}"),
+            Self::ClientCa(reason) => write!(f, "the client CA cannot be used: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn read_error(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
+    move |e| TlsError::Read {
+        path: path.to_owned(),
+        reason: match e {
+            rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+            other => format!("not PEM ({other:?})"),
+        },
+    }
+}
+
+/// The certificates of a PEM file, at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(read_error(path))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_error(path))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Reads `files` into a server configuration.
+///
+/// # Errors
+/// A file that cannot be read or holds no certificate or key, a key that does not match the
+/// certificate, a client CA that cannot verify.
+pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = certificates(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(files.key.clone()),
+        other => read_error(&files.key)(other),
+    })?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&VERSIONS)
+        .map_err(|source| TlsError::Invalid {
+            what: "TLS versions",
+            source,
+        })?;
+    let builder = match &files.client_ca {
+        // Mutual authentication (§11.3): the exporter's certificate must chain to `ca`.
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::Invalid {
+            what: "the certificate and key",
+            source,
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// The current server configuration, swapped whole when the files change: a handshake uses
+/// the configuration of its start, and established sessions are untouched.
+#[derive(Debug)]
+pub struct Acceptor {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Acceptor {
+    /// Loads `files`.
+    ///
+    /// # Errors
+    /// Those of [`load`].
+    pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let config = load(&files)?;
+        if files.client_ca.is_none() {
+            warn!(
+                cert = %files.cert.display(),
+                "TLS without --tls-client-ca: any client may connect and send records; give the exporters' CA for mutual authentication."
+            );
+        }
+        Ok(Arc::new(Self {
+            files,
+            current: RwLock::new(config),
+        }))
+    }
+
+    /// Re-reads the files; a bad file is logged and the configuration in use kept.
+    pub fn reload(&self) {
+        match load(&self.files) {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = config;
+                info!(cert = %self.files.cert.display(), "Reloaded the TLS certificate and key.");
+            }
+            Err(e) => {
+                warn!(error = %e, "Kept the TLS configuration in use: the new files cannot be loaded.");
+            }
+        }
+    }
+
+    /// Runs the handshake on `stream` within `deadline`; on success, the session and the
+    /// identity of its authenticated peer.
+    ///
+    /// # Errors
+    /// The failure's reason, as `flowvm_tls_handshakes_failed_total` labels it.
+    pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        deadline: Duration,
+    ) -> Result<(TlsStream<S>, Option<String>), &'static str> {
+        let config = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        let accepting = TlsAcceptor::from(config).accept(stream);
+        let stream = match tokio::time::timeout(deadline, accepting).await {
+            Err(_) => return Err("timeout"),
+            Ok(Err(e)) => {
+                debug!(error = %e, "TLS handshake failed.");
+                return Err(failure_reason(&e));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(<[_]>::first)
+            .map(identity);
+        Ok((stream, identity))
+    }
+
+    /// The modification times of the files, to notice a change.
+    fn stamps(&self) -> Vec<Option<SystemTime>> {
+        [
+            Some(&self.files.cert),
+            Some(&self.files.key),
+            self.files.client_ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+    }
+
+    /// Reloads on SIGHUP and when a file's modification time changes, until shutdown.
+    pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut stamps = self.stamps();
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = hup => {}
+                () = tokio::time::sleep(RELOAD_POLL) => {
+                    if self.stamps() == stamps {
+                        continue;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            stamps = self.stamps();
+            self.reload();
+        }
+    }
+}
+
+/// Every reason a handshake fails, as the metric labels them.
+pub const FAILURES: [&str; 9] = [
+    "no_certificate",
+    "unknown_ca",
+    "expired",
+    "bad_certificate",
+    "protocol_version",
+    "incompatible",
+    "not_tls",
+    "timeout",
+    "other",
+];
+
+/// The label of a failed handshake's error.
+fn failure_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{Error, PeerIncompatible};
+    let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return "other";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no_certificate",
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "unknown_ca",
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "expired",
+        Error::InvalidCertificate(_) => "bad_certificate",
+        // A ClientHello of TLS 1.1 or older lacks the signature algorithms extension (TLS 1.2
+        // added it), and rustls notices that before the version itself.
+        Error::PeerIncompatible(
+            PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+        ) => "protocol_version",
+        Error::PeerIncompatible(_) => "incompatible",
+        Error::InvalidMessage(_) => "not_tls",
+        _ => "other",
+    }
+}
+
+/// How an authenticated exporter is named: the first DNS name of its certificate's subject
+/// alternative names, else the SHA-256 fingerprint of the certificate.
+fn identity(cert: &CertificateDer<'_>) -> String {
+    let named = webpki::EndEntityCert::try_from(cert)
+        .ok()
+        .and_then(|c| c.valid_dns_names().next().map(str::to_owned));
+    named.unwrap_or_else(|| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    })
+}
