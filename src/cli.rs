@@ -106,6 +106,19 @@ pub struct ExportArgs {
     /// Transport protocol.
     #[arg(long, value_enum, default_value = "udp")]
     pub transport: TransportArg,
+    /// With `--transport tls`: the CA (PEM) the collector's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With `--transport tls`: this exporter's certificate chain (PEM), for collectors that
+    /// authenticate exporters.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the collector's certificate must carry [default: the host of --collector].
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// Source address to bind [default: chosen by the kernel].
     #[arg(long, value_name = "ADDR")]
     pub src: Option<std::net::IpAddr>,
@@ -152,6 +165,8 @@ pub enum TransportArg {
     Udp,
     /// IPFIX over TCP (RFC 7011 §10.4).
     Tcp,
+    /// IPFIX over TLS over TCP (RFC 7011 §11); needs --tls-ca.
+    Tls,
 }
 
 /// Options of `flowvm collect`; each overrides the config file, which overrides the defaults.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use flowvm_exporter::capture::live::LiveCapture;
 use flowvm_exporter::export::templates::Templates;
-use flowvm_exporter::export::transport::{SocketTransport, TransportConfig, TransportProtocol};
+use flowvm_exporter::export::transport::{
+    SocketTransport, TlsClient, TransportConfig, TransportProtocol,
+};
 use flowvm_exporter::export::{self, ExportConfig, ExportingProcess};
 use flowvm_exporter::flow::{FlowTable, Timers};
 use flowvm_exporter::run::{self, Meter, OwnTraffic, Summary};
@@ -19,6 +21,32 @@ use crate::cli::{ExportArgs, TransportArg};
 use crate::command::Failure;
 
 const NANOS: u64 = 1_000_000_000;
+
+/// The TLS session's configuration from `--tls-ca`, `--tls-cert`, `--tls-key` and
+/// `--tls-server-name` (else the host of `--collector`).
+fn tls_client(args: &ExportArgs) -> Result<TlsClient, Failure> {
+    let ca = args
+        .tls_ca
+        .as_deref()
+        .ok_or("--transport tls needs --tls-ca, the CA of the collector's certificate")?;
+    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    let config = crate::tls::client_config(ca, identity)?;
+    let host = match &args.tls_server_name {
+        Some(name) => name.clone(),
+        None => args
+            .collector
+            .rsplit_once(':')
+            .map_or(args.collector.as_str(), |(host, _)| host)
+            .trim_matches(['[', ']'])
+            .to_owned(),
+    };
+    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| format!("--tls-server-name {host}: {e}"))?;
+    Ok(TlsClient {
+        config,
+        server_name,
+    })
+}
 
 /// Runs `flowvm export` to the end of the capture or to SIGINT/SIGTERM; returns the summary.
 ///
@@ -35,11 +63,15 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         protocol: match args.transport {
             TransportArg::Udp => TransportProtocol::Udp,
             TransportArg::Tcp => TransportProtocol::Tcp,
+            TransportArg::Tls => TransportProtocol::Tls,
         },
         udp_checksum: args.udp_checksum,
     };
     let overhead = transport_config.header_overhead();
-    let transport = SocketTransport::new(transport_config)?;
+    let mut transport = SocketTransport::new(transport_config)?;
+    if args.transport == TransportArg::Tls {
+        transport = transport.with_tls(tls_client(args)?);
+    }
     let templates = Templates::new(args.record, &Registry::new())?;
     let fitting = export::smallest_fitting_mtu(&templates, overhead);
     if usize::from(path_mtu) < fitting {
@@ -78,6 +110,7 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         match args.transport {
             TransportArg::Udp => "udp",
             TransportArg::Tcp => "tcp",
+            TransportArg::Tls => "tls",
         },
         args.record,
         args.active,

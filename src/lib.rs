@@ -20,3 +20,4 @@ pub mod offline;
 pub mod replay;
 pub mod sink;
 pub mod telemetry;
+pub mod tls;

@@ -2,26 +2,21 @@
 //! authentication, the handshake under a deadline with its failures counted by reason, the
 //! authenticated exporter's identity, and reloading the files without dropping a session.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, RootCertStore, ServerConfig};
+use rustls::{CertificateError, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-/// The versions offered: TLS 1.3 and 1.2. RFC 7011 §11.1 forbids SSL and TLS 1.0; TLS 1.1 is
-/// refused too, though §11.1 still permits it: it relies on MD5 and SHA-1, and RFC 8996
-/// deprecates it.
-const VERSIONS: [&rustls::SupportedProtocolVersion; 2] =
-    [&rustls::version::TLS13, &rustls::version::TLS12];
+pub use crate::tls::TlsError;
+use crate::tls::{VERSIONS, certificates, private_key, roots};
 
 /// How often the files are checked for a change (besides SIGHUP).
 const RELOAD_POLL: Duration = Duration::from_secs(5);
@@ -37,73 +32,6 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Why a TLS configuration cannot be loaded: one line a user can act on.
-#[derive(Debug)]
-pub enum TlsError {
-    /// A file cannot be read.
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system or the PEM parser said.
-        reason: String,
-    },
-    /// A PEM file holds no certificate.
-    NoCertificate(PathBuf),
-    /// The key file holds no private key.
-    NoKey(PathBuf),
-    /// The key is not the certificate's, or the certificates are not usable.
-    Invalid {
-        /// What was being set up.
-        what: &'static str,
-        /// What rustls said.
-        source: rustls::Error,
-    },
-    /// The client CA cannot be used to verify certificates.
-    ClientCa(String),
-}
-
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Read { path, reason } => write!(f, "cannot read {}: {reason}", path.display()),
-            Self::NoCertificate(path) => {
-                write!(f, "{} holds no PEM certificate", path.display())
-            }
-            Self::NoKey(path) => write!(f, "{} holds no PEM private key", path.display()),
-            Self::Invalid {
-                what,
-                source: rustls::Error::InconsistentKeys(_),
-            } => write!(f, "{what}: the private key does not match the certificate"),
-            Self::Invalid { what, source } => write!(f, "{what}: {source}"),
-            Self::ClientCa(reason) => write!(f, "the client CA cannot be used: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {}
-
-fn read_error(path: &Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
-    move |e| TlsError::Read {
-        path: path.to_owned(),
-        reason: match e {
-            rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-            other => format!("not PEM ({other:?})"),
-        },
-    }
-}
-
-/// The certificates of a PEM file, at least one.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(read_error(path))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(read_error(path))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate(path.to_owned()));
-    }
-    Ok(certs)
-}
-
 /// Reads `files` into a server configuration.
 ///
 /// # Errors
@@ -112,10 +40,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(&files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(files.key.clone()),
-        other => read_error(&files.key)(other),
-    })?;
+    let key = private_key(&files.key)?;
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&VERSIONS)
         .map_err(|source| TlsError::Invalid {
@@ -125,15 +50,9 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = match &files.client_ca {
         // Mutual authentication (§11.3): the exporter's certificate must chain to `ca`.
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider)
                 .build()
-                .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
+                .map_err(|e| TlsError::Ca(format!("{}: {e}", ca.display())))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -54,12 +54,12 @@ impl Ca {
 }
 
 /// The files of one run: the collector's, an exporter CA, good and bad client certificates.
-struct Pki {
-    dir: PathBuf,
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
 }
 
 impl Pki {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = scratch(name).join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
@@ -84,12 +84,12 @@ impl Pki {
         Self { dir }
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
     /// A collector configuration with TLS and mutual authentication.
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config {
             tls_cert: Some(self.path("server.pem")),
             tls_key: Some(self.path("server.key")),

@@ -138,9 +138,21 @@ async fn round_trip(
     pcaps: &[&str],
     extra: &[&str],
 ) -> (Vec<String>, Vec<usize>, Vec<u32>) {
-    let out = scratch(name);
-    let collector = Running::start(&out, Config::default()).await;
-    let tcp = extra.contains(&"tcp");
+    round_trip_to(&scratch(name), Config::default(), pcaps, extra).await
+}
+
+/// [`round_trip`] into a collector with `config`, archiving into `out`; with
+/// `--transport=tls` in `extra`, to its TLS listener.
+async fn round_trip_to(
+    out: &std::path::Path,
+    config: Config,
+    pcaps: &[&str],
+    extra: &[&str],
+) -> (Vec<String>, Vec<usize>, Vec<u32>) {
+    let out = out.to_path_buf();
+    let collector = Running::start(&out, config).await;
+    let tls = extra.contains(&"--transport=tls");
+    let tcp = tls || extra.contains(&"tcp");
     let mut expected = Vec::new();
     let mut summaries = Vec::new();
     let mut sizes = Vec::new();
@@ -148,7 +160,12 @@ async fn round_trip(
         // One relay per run, so each run is its own exporter (address and port) to the
         // collector, as separate processes are.
         let relay = (!tcp).then(|| Relay::start(collector.udp));
-        let target = relay.as_ref().map_or(collector.tcp, |r| r.addr).to_string();
+        let stream = if tls {
+            collector.tls.unwrap()
+        } else {
+            collector.tcp
+        };
+        let target = relay.as_ref().map_or(stream, |r| r.addr).to_string();
         let path = pcap(p);
         expected.extend(reference(&read_pcap(&path), 10 * S, 30 * S, Packet::l3_l4));
         let mut args = vec![
@@ -199,6 +216,10 @@ async fn round_trip(
         .collect();
     let got = archived_rows(&batches);
     assert_eq!(got.len(), expected.len());
+    if tls {
+        let identities = common::column(&batches, "exporter_identity");
+        assert_eq!(identities, vec!["router1.example.net"; got.len()]);
+    }
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g, e);
     }
@@ -234,6 +255,38 @@ async fn tcp_round_trip_equals_the_reference() {
     .await;
     assert!(!domains.is_empty() && domains.iter().all(|d| *d == 9));
     // Over TCP the templates go once, at the start of the connection.
+    for s in &summaries {
+        assert_eq!(summary_number(s, "with templates"), 0, "{s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_round_trip_with_a_client_certificate_equals_the_reference() {
+    let pki = crate::collect_tls::Pki::new("rt-tls");
+    let out = pki.dir.with_file_name("flows");
+    let (ca, cert, key) = (
+        pki.path("server-ca.pem"),
+        pki.path("router1.pem"),
+        pki.path("router1.key"),
+    );
+    let (summaries, _, _) = round_trip_to(
+        &out,
+        pki.config(),
+        &["mixed.pcap", "long.pcap"],
+        &[
+            "--transport=tls",
+            "--tls-server-name",
+            "localhost",
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    // Over TLS, as over TCP, the templates go once, at the start of the session.
     for s in &summaries {
         assert_eq!(summary_number(s, "with templates"), 0, "{s}");
     }

@@ -1,22 +1,40 @@
-//! Sending Messages to the collector: UDP (each Message one datagram) or TCP (a stream of
-//! Messages), from a bound source address and port.
+//! Sending Messages to the collector: UDP (each Message one datagram), TCP (a stream of
+//! Messages) or TLS over TCP (RFC 7011 §11), from a bound source address and port.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::capture::sys;
 
-/// UDP or TCP.
+/// UDP, TCP or TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportProtocol {
     /// RFC 7011 §10.3.
     Udp,
     /// RFC 7011 §10.4.
     Tcp,
+    /// TCP with TLS (RFC 7011 §11); see [`SocketTransport::with_tls`].
+    Tls,
 }
+
+/// What a TLS session to the collector needs.
+#[derive(Clone, Debug)]
+pub struct TlsClient {
+    /// The trust anchors and the client certificate, if any.
+    pub config: Arc<ClientConfig>,
+    /// The name the collector's certificate must carry.
+    pub server_name: ServerName<'static>,
+}
+
+/// TLS 1.2's worst record overhead with AES-GCM: header 5, explicit nonce 8, tag 16.
+const TLS_RECORD_OVERHEAD: usize = 29;
 
 /// Where and how Messages go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +59,7 @@ impl TransportConfig {
         ip + match self.protocol {
             TransportProtocol::Udp => 8,
             TransportProtocol::Tcp => 20,
+            TransportProtocol::Tls => 20 + TLS_RECORD_OVERHEAD,
         }
     }
 }
@@ -66,12 +85,36 @@ pub trait Transport {
     fn unreliable(&self) -> bool;
 }
 
+/// A connection to the collector: plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.get_ref(),
+        }
+    }
+
+    fn write_all(&mut self, message: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.write_all(message),
+            Self::Tls(tls) => tls.write_all(message).and_then(|()| tls.flush()),
+        }
+    }
+}
+
 /// A socket to the collector.
 #[derive(Debug)]
 pub struct SocketTransport {
     config: TransportConfig,
     udp: Option<UdpSocket>,
-    tcp: Option<TcpStream>,
+    tcp: Option<Stream>,
+    tls: Option<TlsClient>,
 }
 
 impl SocketTransport {
@@ -86,6 +129,7 @@ impl SocketTransport {
             config,
             udp: None,
             tcp: None,
+            tls: None,
         };
         if t.config.protocol == TransportProtocol::Udp {
             let socket = t.bound_socket(Type::DGRAM, Protocol::UDP)?;
@@ -125,11 +169,18 @@ impl SocketTransport {
         Ok(socket)
     }
 
+    /// Sessions over TLS with `client` ([`TransportProtocol::Tls`]).
+    #[must_use]
+    pub fn with_tls(mut self, client: TlsClient) -> Self {
+        self.tls = Some(client);
+        self
+    }
+
     /// The bound source address and port (what the meter must not meter).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match (&self.udp, &self.tcp) {
             (Some(u), _) => u.local_addr().ok(),
-            (_, Some(t)) => t.local_addr().ok(),
+            (_, Some(t)) => t.tcp().local_addr().ok(),
             _ => None,
         }
     }
@@ -154,7 +205,29 @@ impl Transport for SocketTransport {
             Duration::from_secs(5),
         )?;
         socket.set_tcp_nodelay(true)?;
-        self.tcp = Some(socket.into());
+        let mut tcp: TcpStream = socket.into();
+        self.tcp = Some(match (self.config.protocol, &self.tls) {
+            (TransportProtocol::Tls, Some(client)) => {
+                let mut tls =
+                    ClientConnection::new(Arc::clone(&client.config), client.server_name.clone())
+                        .map_err(io::Error::other)?;
+                // The handshake now, under a deadline: a certificate error is reported as the
+                // session fails to open, not on the first Message.
+                tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+                while tls.is_handshaking() {
+                    tls.complete_io(&mut tcp)?;
+                }
+                tcp.set_read_timeout(None)?;
+                Stream::Tls(Box::new(StreamOwned::new(tls, tcp)))
+            }
+            (TransportProtocol::Tls, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TLS transport without a TLS configuration",
+                ));
+            }
+            _ => Stream::Plain(tcp),
+        });
         Ok(true)
     }
 
