@@ -98,10 +98,20 @@ impl Pki {
         }
     }
 
-    /// A rustls client trusting the server CA, presenting `client` (a file stem) if given.
-    fn connector(&self, client: Option<&str>) -> tokio_rustls::TlsConnector {
+    /// Replaces the collector's certificate and key with ones from a new CA, whose
+    /// certificate goes to `server-ca-2.pem`.
+    fn rotate_server(&self) {
+        let servers = Ca::new("flowvm test server CA 2");
+        std::fs::write(self.path("server-ca-2.pem"), servers.cert.pem()).unwrap();
+        let (cert, key) = servers.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth, 2099);
+        std::fs::write(self.path("server.key"), key).unwrap();
+        std::fs::write(self.path("server.pem"), cert).unwrap();
+    }
+
+    /// A rustls client trusting the CA file `ca`, presenting `client` (a file stem) if given.
+    fn connector(&self, ca: &str, client: Option<&str>) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.path("server-ca.pem")).unwrap() {
+        for cert in CertificateDer::pem_file_iter(self.path(ca)).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -137,16 +147,27 @@ fn stream(first: u32, domain: u32) -> Vec<u8> {
     .concat()
 }
 
-/// Connects over TLS and sends `bytes`; the handshake's result.
+/// Connects over TLS trusting the first server CA and sends `bytes`; the handshake's result.
 async fn send_tls(
     pki: &Pki,
     client: Option<&str>,
     addr: std::net::SocketAddr,
     bytes: &[u8],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    send_tls_trusting(pki, "server-ca.pem", client, addr, bytes).await
+}
+
+/// [`send_tls`], trusting the CA file `ca`.
+async fn send_tls_trusting(
+    pki: &Pki,
+    ca: &str,
+    client: Option<&str>,
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = pki.connector(client).connect(name, tcp).await?;
+    let mut tls = pki.connector(ca, client).connect(name, tcp).await?;
     tls.write_all(bytes).await?;
     tls.flush().await?;
     Ok(tls)
@@ -306,6 +327,54 @@ async fn refused_handshakes_are_counted_by_reason_and_archive_nothing() {
     let k = c.stop().await;
     assert_eq!(k.tls_sessions.get(), 2, "{}", k.render());
     assert_eq!(interfaces(&out), (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn changed_files_are_taken_without_dropping_sessions_and_a_bad_one_is_refused() {
+    let pki = Pki::new("tls-reload");
+    let out = pki.dir.with_file_name("flows");
+    let c = Running::start(&out, pki.config()).await;
+    let addr = c.tls.unwrap();
+    let mut before = send_tls(&pki, Some("router1"), addr, &stream(0, 1))
+        .await
+        .unwrap();
+    // A file that is no certificate: logged, the configuration in use kept.
+    std::fs::write(pki.path("server.pem"), "not a certificate\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let kept = send_tls(&pki, Some("router1"), addr, &stream(10, 2))
+        .await
+        .unwrap();
+    // A certificate from a new CA: taken at the next check (every 5 s).
+    pki.rotate_server();
+    let mut after = None;
+    for _ in 0..150 {
+        let sent = send_tls_trusting(
+            &pki,
+            "server-ca-2.pem",
+            Some("router1"),
+            addr,
+            &stream(30, 3),
+        )
+        .await;
+        if let Ok(tls) = sent {
+            after = Some(tls);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = after.expect("the new certificate is served within 15 s");
+    // The session opened before both changes still delivers.
+    let records: Vec<Vec<u8>> = (20..30).map(|i| interface_packets(i, 1)).collect();
+    before
+        .write_all(&data_message(256, &records, 10, 1))
+        .await
+        .unwrap();
+    before.flush().await.unwrap();
+    c.until("every session's records", |k| k.records_decoded.get() == 40)
+        .await;
+    drop((before, kept, after));
+    c.stop().await;
+    assert_eq!(interfaces(&out), (0..40).collect::<Vec<_>>());
 }
 
 #[tokio::test]
