@@ -157,6 +157,9 @@ fn collect(args: &CollectArgs) -> Result<(), Failure> {
         for addr in collector.tcp_addrs() {
             writeln!(out, "listening tcp {addr}")?;
         }
+        for addr in collector.tls_addrs() {
+            writeln!(out, "listening tls {addr}")?;
+        }
         let exposed = collector
             .udp_addrs()
             .into_iter()

@@ -3,13 +3,14 @@
 //! authenticated exporter's identity, and reloading the files without dropping a session.
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -72,15 +73,20 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 pub struct Acceptor {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
+    /// SIGHUP, registered as the listeners are bound: from then on it reloads, never kills.
+    hangup: Mutex<Option<Signal>>,
 }
 
 impl Acceptor {
-    /// Loads `files`.
+    /// Loads `files` and registers SIGHUP (within a Tokio runtime).
     ///
     /// # Errors
     /// Those of [`load`].
     pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let config = load(&files)?;
+        let hangup = signal(SignalKind::hangup())
+            .inspect_err(|e| warn!(error = %e, "Cannot catch SIGHUP: TLS files are reloaded only when they change."))
+            .ok();
         if files.client_ca.is_none() {
             warn!(
                 cert = %files.cert.display(),
@@ -90,6 +96,7 @@ impl Acceptor {
         Ok(Arc::new(Self {
             files,
             current: RwLock::new(config),
+            hangup: Mutex::new(hangup),
         }))
     }
 
@@ -150,8 +157,11 @@ impl Acceptor {
 
     /// Reloads on SIGHUP and when a file's modification time changes, until shutdown.
     pub async fn watch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup = self
+            .hangup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut stamps = self.stamps();
         loop {
             let hup = async {

@@ -377,6 +377,65 @@ async fn changed_files_are_taken_without_dropping_sessions_and_a_bad_one_is_refu
     assert_eq!(interfaces(&out), (0..40).collect::<Vec<_>>());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_the_collector_goes_on() {
+    use std::io::BufRead as _;
+    let pki = Pki::new("tls-sighup");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args(["collect", "--listen", "127.0.0.1:0", "--metrics", "off"])
+        .args(["--tls-listen", "127.0.0.1:0", "--out"])
+        .arg(pki.dir.with_file_name("flows"))
+        .arg("--tls-cert")
+        .arg(pki.path("server.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("server.key"))
+        .arg("--tls-client-ca")
+        .arg(pki.path("exporter-ca.pem"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let child = KillOnDrop(child);
+    let addr: std::net::SocketAddr = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening tls ")?.parse().ok())
+        .expect("the banner names the TLS listener");
+    pki.rotate_server();
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Bounded: the log line within 20 s, or the collector's end.
+    let reloaded = std::iter::from_fn(|| rx.recv_timeout(std::time::Duration::from_secs(20)).ok())
+        .any(|l| l.contains("Reloaded the TLS certificate"));
+    assert!(reloaded, "no reload logged after SIGHUP");
+    // Alive, and serving the new certificate.
+    send_tls_trusting(
+        &pki,
+        "server-ca-2.pem",
+        Some("router1"),
+        addr,
+        &stream(0, 1),
+    )
+    .await
+    .unwrap();
+    drop(child);
+}
+
 #[tokio::test]
 async fn unusable_tls_files_stop_the_start_with_one_line() {
     let pki = Pki::new("tls-files");
