@@ -5,7 +5,9 @@
 //!   clock advancing 100 ns a packet so timers run as they would;
 //! - `pcap_to_ipfix`: the whole path from an in-memory pcap of 1 M packets (100 k UDP flows of
 //!   10 packets) through dissection, the flow table and the Exporting Process to IPFIX
-//!   Messages sent over UDP on loopback (path MTU 512), flows flushed at the end.
+//!   Messages sent over UDP on loopback (path MTU 512), flows flushed at the end; the same
+//!   over TCP and over TLS 1.3 (a new session each iteration, handshake included) into a
+//!   loopback reader that decrypts and discards, to price the transport.
 //!
 //! Run with `cargo bench --bench meter`.
 #![expect(
@@ -14,13 +16,18 @@
 )]
 
 use std::hint::black_box;
-use std::net::UdpSocket;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use flowvm_exporter::export::templates::Templates;
-use flowvm_exporter::export::transport::{SocketTransport, TransportConfig, TransportProtocol};
+use flowvm_exporter::export::transport::{
+    SocketTransport, TlsClient, TransportConfig, TransportProtocol,
+};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use flowvm_exporter::export::{ExportConfig, ExportingProcess};
 use flowvm_exporter::flow::table::Observation;
 use flowvm_exporter::flow::{FlowKey, FlowTable, RecordFlags, Timers, Variant};
@@ -142,6 +149,56 @@ fn pcap(flows: u32, per_flow: u32) -> Vec<u8> {
     out
 }
 
+/// A loopback TCP listener that reads every connection to its end and discards it, through
+/// TLS when `tls` is given; its address.
+fn stream_reader(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().map_while(Result::ok) {
+            let tls = tls.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 1 << 16];
+                let mut stream: Box<dyn Read> = match tls {
+                    None => Box::new(tcp),
+                    Some(config) => {
+                        let conn = rustls::ServerConnection::new(config)
+                            .unwrap_or_else(|e| panic!("tls: {e}"));
+                        Box::new(rustls::StreamOwned::new(conn, tcp))
+                    }
+                };
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// A self-signed certificate for `localhost`: the reader's configuration and the exporter's.
+fn tls_pair() -> (Arc<rustls::ServerConfig>, TlsClient) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .unwrap_or_else(|e| panic!("rcgen: {e}"));
+    let cert = made.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(made.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert.clone()], key))
+        .unwrap_or_else(|e| panic!("server config: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap_or_else(|e| panic!("root: {e}"));
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("client config: {e}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let client = TlsClient {
+        config: Arc::new(client),
+        server_name: ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}")),
+    };
+    (Arc::new(server), client)
+}
+
 fn pcap_to_ipfix(c: &mut Criterion) {
     let mut group = c.benchmark_group("pcap_to_ipfix");
     let capture = pcap(100_000, 10);
@@ -149,49 +206,73 @@ fn pcap_to_ipfix(c: &mut Criterion) {
     // Bound and never read: the kernel drops what overflows its buffer, as a slow collector
     // would; the exporter's side is what is measured.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    let collector = sink.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let udp = sink.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let (server, client) = tls_pair();
+    let runs = [
+        ("udp_mtu_512_100k_flows", TransportProtocol::Udp, udp, None),
+        (
+            "tcp_mtu_512_100k_flows",
+            TransportProtocol::Tcp,
+            stream_reader(None),
+            None,
+        ),
+        (
+            "tls_mtu_512_100k_flows",
+            TransportProtocol::Tls,
+            stream_reader(Some(server)),
+            Some(client),
+        ),
+    ];
     let registry = Registry::new();
     let stop = AtomicBool::new(false);
-    group.bench_function("udp_mtu_512_100k_flows", |b| {
-        b.iter_batched(
-            || {
-                let transport = SocketTransport::new(TransportConfig {
-                    collector,
-                    src: None,
-                    src_port: 0,
-                    protocol: TransportProtocol::Udp,
-                    udp_checksum: false,
-                })
-                .unwrap_or_else(|e| panic!("socket: {e}"));
-                let templates =
-                    Templates::new(RecordFlags::L3_L4, &registry).unwrap_or_else(|e| panic!("{e}"));
-                let exporter = ExportingProcess::new(
-                    ExportConfig {
-                        message_budget: 512 - 28,
-                        template_interval_ns: 20_000_000_000,
-                        flush_interval_ns: 5_000_000_000,
-                        domain: ObservationDomainId(1),
-                    },
-                    templates,
-                    transport,
-                );
-                Meter::new(
-                    RecordFlags::L3_L4,
-                    FlowTable::new(Timers::default(), 1 << 20),
-                    exporter,
-                    None,
-                )
-            },
-            |mut meter| {
-                run::replay(capture.as_slice(), &mut meter, None, &stop)
-                    .unwrap_or_else(|e| panic!("{e}"));
-                let summary = meter.finish();
-                assert_eq!(summary.export.records, 100_000);
-                black_box(summary)
-            },
-            BatchSize::PerIteration,
-        );
-    });
+    for (name, protocol, collector, tls) in runs {
+        let config = TransportConfig {
+            collector,
+            src: None,
+            src_port: 0,
+            protocol,
+            udp_checksum: false,
+        };
+        let budget = 512 - config.header_overhead();
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let mut transport = SocketTransport::new(config.clone())
+                        .unwrap_or_else(|e| panic!("socket: {e}"));
+                    if let Some(client) = &tls {
+                        transport = transport.with_tls(client.clone());
+                    }
+                    let templates = Templates::new(RecordFlags::L3_L4, &registry)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let exporter = ExportingProcess::new(
+                        ExportConfig {
+                            message_budget: budget,
+                            template_interval_ns: 20_000_000_000,
+                            flush_interval_ns: 5_000_000_000,
+                            domain: ObservationDomainId(1),
+                        },
+                        templates,
+                        transport,
+                    );
+                    Meter::new(
+                        RecordFlags::L3_L4,
+                        FlowTable::new(Timers::default(), 1 << 20),
+                        exporter,
+                        None,
+                    )
+                },
+                |mut meter| {
+                    run::replay(capture.as_slice(), &mut meter, None, &stop)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let summary = meter.finish();
+                    assert_eq!(summary.export.records, 100_000);
+                    assert_eq!(summary.export.send_errors, 0);
+                    black_box(summary)
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
     group.finish();
 }
 
