@@ -27,13 +27,13 @@ use flowvm_exporter::export::templates::Templates;
 use flowvm_exporter::export::transport::{
     SocketTransport, TlsClient, TransportConfig, TransportProtocol,
 };
-use rustls::pki_types::{PrivateKeyDer, ServerName};
 use flowvm_exporter::export::{ExportConfig, ExportingProcess};
 use flowvm_exporter::flow::table::Observation;
 use flowvm_exporter::flow::{FlowKey, FlowTable, RecordFlags, Timers, Variant};
 use flowvm_exporter::run::{self, Meter};
 use flowvm_vm::Registry;
 use flowvm_vm::wire::ids::ObservationDomainId;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
@@ -153,7 +153,9 @@ fn pcap(flows: u32, per_flow: u32) -> Vec<u8> {
 /// TLS when `tls` is given; its address.
 fn stream_reader(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
     std::thread::spawn(move || {
         for tcp in listener.incoming().map_while(Result::ok) {
             let tls = tls.clone();
@@ -183,7 +185,10 @@ fn tls_pair() -> (Arc<rustls::ServerConfig>, TlsClient) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert.clone()], key))
+        .and_then(|b| {
+            b.with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+        })
         .unwrap_or_else(|e| panic!("server config: {e}"));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap_or_else(|e| panic!("root: {e}"));

@@ -436,7 +436,15 @@ impl Decoder {
         match self.templates.get(&key) {
             Some(TemplateState::Ready(program)) => {
                 let program = Arc::clone(program);
-                let all = self.run(&program, key, set, provenance, out).ok()?;
+                // Pass one checked the Set; a failure here is still counted, never silent.
+                let all = match self.run(&program, key, set, provenance, out) {
+                    Ok(all) => all,
+                    Err(e) => {
+                        self.counters.record_drop(DropReason::from(e.kind), 1);
+                        self.warn_dropped(key.session, e, now);
+                        return None;
+                    }
+                };
                 let options = if program.scope_field_count() > 0 {
                     all
                 } else {

@@ -475,3 +475,47 @@ async fn unusable_tls_files_stop_the_start_with_one_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_that_cannot_verify_the_collector_says_so_in_one_line() {
+    let pki = Pki::new("tls-export-refused");
+    let out = pki.dir.with_file_name("flows");
+    let c = Running::start(&out, pki.config()).await;
+    let addr = c.tls.unwrap().to_string();
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pcap/mixed.pcap");
+    // The exporter trusts the wrong CA: the collector's certificate does not verify.
+    let wrong_ca = pki.path("exporter-ca.pem");
+    let (cert, key) = (pki.path("router1.pem"), pki.path("router1.key"));
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_flowvm"))
+            .arg("export")
+            .arg("--pcap")
+            .arg(&pcap)
+            .args(["--collector", &addr, "--transport", "tls"])
+            .args(["--tls-server-name", "localhost", "--tls-ca"])
+            .arg(&wrong_ca)
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot reach the collector"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("certificate"), "{stderr}");
+    // Every record counted lost, every failed send counted.
+    assert!(stdout.contains("records lost"), "{stdout}");
+    assert!(!stdout.contains(" 0 records lost"), "{stdout}");
+    assert!(!stdout.contains(", 0 send errors"), "{stdout}");
+    let k = c.stop().await;
+    assert_eq!(k.records_decoded.get(), 0);
+    assert_eq!(k.tls_sessions.get(), 0);
+}

@@ -86,6 +86,8 @@ pub struct ExportingProcess<T> {
     templates_sent_at: Option<u64>,
     export_time: fn() -> u32,
     stats: ExportStats,
+    /// The last attempt to open a session failed: the next failure is not logged again.
+    unreachable: bool,
 }
 
 /// The Export Time of a Message: wall-clock seconds (capture time drives only metering).
@@ -108,6 +110,7 @@ impl<T: Transport> ExportingProcess<T> {
             templates_sent_at: None,
             export_time: wall_seconds,
             stats: ExportStats::default(),
+            unreachable: false,
         }
     }
 
@@ -216,6 +219,7 @@ impl<T: Transport> ExportingProcess<T> {
                 if fresh {
                     self.sequence = 0;
                 }
+                self.unreachable = false;
                 //= https://www.rfc-editor.org/rfc/rfc7011#section-8
                 //# The Exporting Process SHOULD transmit the Template Set and Options
                 //# Template Set in advance of any Data Sets that use that (Options)
@@ -226,7 +230,12 @@ impl<T: Transport> ExportingProcess<T> {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot reach the collector");
+                // One line per outage (a refused connection, a certificate error), not one
+                // per Message; the summary counts every failed send.
+                if !self.unreachable {
+                    tracing::warn!(error = %e, "cannot reach the collector");
+                }
+                self.unreachable = true;
                 self.stats.send_errors += 1;
                 false
             }
