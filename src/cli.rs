@@ -44,7 +44,7 @@ pub enum Command {
     /// Send generated IPFIX over UDP to a collector at a given rate and report records/s
     /// received and records lost, read from the collector's metrics.
     BenchReplay {
-        /// The collector's UDP address.
+        /// The collector's address (UDP, TCP or TLS listener).
         #[arg(long, default_value = "127.0.0.1:4739")]
         collector: SocketAddr,
         /// The collector's metrics address.
@@ -59,6 +59,16 @@ pub enum Command {
         /// Largest message, in octets.
         #[arg(long, default_value_t = 1400)]
         mtu: usize,
+        /// Transport protocol (the collector's address must be of its listener).
+        #[arg(long, value_enum, default_value = "udp")]
+        transport: TransportArg,
+        /// With `--transport tls`: the CA of the collector's certificate.
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// With `--transport tls`: the name the collector's certificate must carry
+        /// [default: the host of --collector].
+        #[arg(long, value_name = "NAME")]
+        tls_server_name: Option<String>,
     },
     /// Meter packets from a capture file or a live interface into flows, as VPP's flowprobe
     /// does, and export them as IPFIX to a collector.

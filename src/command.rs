@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flowvm_vm::{Compiler, Limits, Registry};
 
-use crate::cli::{CollectArgs, Command};
+use crate::cli::{CollectArgs, Command, TransportArg};
 use crate::collector::Collector;
 use crate::collector::decode::Decoder;
 use crate::config::Config;
@@ -59,8 +59,25 @@ pub fn run(command: Command) -> Result<(), Failure> {
             records,
             rate,
             mtu,
+            transport,
+            tls_ca,
+            tls_server_name,
         } => {
-            let r = crate::replay::replay(collector, metrics, records, rate, mtu)?;
+            let stream = match transport {
+                TransportArg::Udp => None,
+                TransportArg::Tcp => Some(crate::replay::stream(collector, None)?),
+                TransportArg::Tls => {
+                    let client = crate::export::tls_client(
+                        &collector.to_string(),
+                        tls_ca.as_deref(),
+                        None,
+                        tls_server_name.as_deref(),
+                    )?;
+                    Some(crate::replay::stream(collector, Some(client))?)
+                }
+            };
+            let load = crate::replay::Load { records, rate, mtu };
+            let r = crate::replay::replay(collector, stream, metrics, load)?;
             let lost = r.sent.saturating_sub(r.received);
             println!(
                 "sent {} records in {:.2} s ({:.0} records/s); collector decoded {} ({:.0} records/s), wrote {} rows; lost {} ({:.3}%)",

@@ -2,6 +2,7 @@
 //! line, the signals and the summary.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,25 +23,26 @@ use crate::command::Failure;
 
 const NANOS: u64 = 1_000_000_000;
 
-/// The TLS session's configuration from `--tls-ca`, `--tls-cert`, `--tls-key` and
-/// `--tls-server-name` (else the host of `--collector`).
-fn tls_client(args: &ExportArgs) -> Result<TlsClient, Failure> {
-    let ca = args
-        .tls_ca
-        .as_deref()
-        .ok_or("--transport tls needs --tls-ca, the CA of the collector's certificate")?;
-    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+/// A TLS session's configuration: trust `ca` (required), present `identity` (certificate and
+/// key files) if given, and expect `server_name`, else the host of `collector` (`HOST:PORT`).
+///
+/// # Errors
+/// No CA, a file that cannot be used, or a name that is no DNS name or address.
+pub fn tls_client(
+    collector: &str,
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    server_name: Option<&str>,
+) -> Result<TlsClient, Failure> {
+    let ca = ca.ok_or("--transport tls needs --tls-ca, the CA of the collector's certificate")?;
     let config = crate::tls::client_config(ca, identity)?;
-    let host = match &args.tls_server_name {
-        Some(name) => name.clone(),
-        None => args
-            .collector
+    let host = server_name.unwrap_or_else(|| {
+        collector
             .rsplit_once(':')
-            .map_or(args.collector.as_str(), |(host, _)| host)
+            .map_or(collector, |(host, _)| host)
             .trim_matches(['[', ']'])
-            .to_owned(),
-    };
-    let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+    });
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("--tls-server-name {host}: {e}"))?;
     Ok(TlsClient {
         config,
@@ -70,7 +72,12 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
     let overhead = transport_config.header_overhead();
     let mut transport = SocketTransport::new(transport_config)?;
     if args.transport == TransportArg::Tls {
-        transport = transport.with_tls(tls_client(args)?);
+        transport = transport.with_tls(tls_client(
+            &args.collector,
+            args.tls_ca.as_deref(),
+            args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
+            args.tls_server_name.as_deref(),
+        )?);
     }
     let templates = Templates::new(args.record, &Registry::new())?;
     let fitting = export::smallest_fitting_mtu(&templates, overhead);

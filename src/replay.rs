@@ -1,9 +1,14 @@
-//! `flowvm bench-replay`: a load generator. Sends IPFIX over UDP to a collector at a given
-//! record rate, then reads the collector's metrics to report records/s received and records
-//! lost (sent minus decoded), so throughput claims come from a real socket and a real archive.
+//! `flowvm bench-replay`: a load generator. Sends IPFIX over UDP, TCP or TLS to a collector at
+//! a given record rate, then reads the collector's metrics to report records/s received and
+//! records lost (sent minus decoded), so throughput claims come from a real socket and a real
+//! archive.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+
+use flowvm_exporter::export::transport::{
+    SocketTransport, TlsClient, Transport, TransportConfig, TransportProtocol,
+};
 
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
@@ -102,18 +107,53 @@ pub fn scrape(metrics: SocketAddr) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// Sends `records` records at `rate` records/s (0: as fast as the socket takes them), waits
+/// What to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// Data Records in all.
+    pub records: u64,
+    /// Records per second; 0 as fast as the socket takes them.
+    pub rate: u64,
+    /// Largest Message, in octets.
+    pub mtu: usize,
+}
+
+/// A TCP connection to `collector`, through TLS with `tls`, open.
+///
+/// # Errors
+/// The connection or the handshake failed.
+pub fn stream(collector: SocketAddr, tls: Option<TlsClient>) -> std::io::Result<SocketTransport> {
+    let protocol = if tls.is_some() {
+        TransportProtocol::Tls
+    } else {
+        TransportProtocol::Tcp
+    };
+    let mut transport = SocketTransport::new(TransportConfig {
+        collector,
+        src: None,
+        src_port: 0,
+        protocol,
+        udp_checksum: false,
+    })?;
+    if let Some(client) = tls {
+        transport = transport.with_tls(client);
+    }
+    transport.open()?;
+    Ok(transport)
+}
+
+/// Sends `load` to `collector` over UDP, or over `stream` (TCP or TLS) when given, waits
 /// (bounded) for the collector to finish, and reports.
 ///
 /// # Errors
 /// A socket or metrics failure.
 pub fn replay(
     collector: SocketAddr,
+    mut stream: Option<SocketTransport>,
     metrics: SocketAddr,
-    records: u64,
-    rate: u64,
-    mtu: usize,
+    load: Load,
 ) -> std::io::Result<ReplayReport> {
+    let Load { records, rate, mtu } = load;
     let (template, data) = messages(records, mtu);
     let per_message = records.div_ceil(u64::try_from(data.len().max(1)).unwrap_or(1));
     let bind: SocketAddr = if collector.is_ipv6() {
@@ -129,14 +169,18 @@ pub fn replay(
         metric(&before, "flowvm_records_decoded_total"),
         metric(&before, "flowvm_rows_written_total"),
     );
-    socket.send_to(&template, collector)?;
+    let mut send = |message: &[u8]| match &mut stream {
+        Some(stream) => stream.send(message),
+        None => socket.send_to(message, collector).map(|_| ()),
+    };
+    send(&template)?;
     #[expect(
         clippy::disallowed_methods,
         reason = "a load generator paces itself by the wall clock"
     )]
     let start = Instant::now();
     for (n, message) in data.iter().enumerate() {
-        socket.send_to(message, collector)?;
+        send(message)?;
         if rate > 0 {
             let due = Duration::from_secs_f64(
                 u64::try_from(n + 1).unwrap_or(0) as f64 * per_message as f64 / rate as f64,

@@ -2,7 +2,7 @@
 # Everything the tests need that cargo does not fetch, installed on a fresh machine.
 #
 # - Debian packages: the IPFIX peers the interoperability tests run against (softflowd, pmacct's
-#   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark).
+#   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark, openssl for the TLS tests).
 # - PyPI packages: DuckDB and pyarrow for the archive-reader test (tests/readers).
 #
 # Idempotent: packages already present are not fetched again.
@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
-for package in softflowd pmacct python3-ipfix tshark; do
+for package in softflowd pmacct python3-ipfix tshark openssl; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
         || missing="$missing $package"
 done
