@@ -219,22 +219,30 @@ pub async fn accept(
             };
             let reason = match tls {
                 None => connection(stream, exporter, session, peer, shutdown).await,
-                Some(tls) => match tls.handshake(stream, limits.header_timeout).await {
-                    Ok((stream, identity)) => {
-                        counters.tls_sessions.add(1);
-                        info!(%exporter, identity = identity.as_deref().unwrap_or("none"), "TLS session established.");
-                        if let Some(identity) = identity {
-                            let _ = inbound
-                                .send(Inbound::Authenticated {
-                                    session,
-                                    identity: Arc::from(identity),
-                                })
-                                .await;
+                Some(tls) => {
+                    let mut stop = shutdown.clone();
+                    let handshake = tokio::select! {
+                        done = tls.handshake(stream, limits.header_timeout) => Some(done),
+                        _ = stop.changed() => None,
+                    };
+                    match handshake {
+                        None => "shutdown",
+                        Some(Ok((stream, identity))) => {
+                            counters.tls_sessions.add(1);
+                            info!(%exporter, identity = identity.as_deref().unwrap_or("none"), "TLS session established.");
+                            if let Some(identity) = identity {
+                                let _ = inbound
+                                    .send(Inbound::Authenticated {
+                                        session,
+                                        identity: Arc::from(identity),
+                                    })
+                                    .await;
+                            }
+                            connection(stream, exporter, session, peer, shutdown).await
                         }
-                        connection(stream, exporter, session, peer, shutdown).await
+                        Some(Err(reason)) => peer.handshake_failed(exporter, reason),
                     }
-                    Err(reason) => peer.handshake_failed(exporter, reason),
-                },
+                }
             };
             debug!(%session, reason, "TCP connection closed.");
             let _ = inbound.send(Inbound::Closed(session)).await;

@@ -519,3 +519,35 @@ async fn an_exporter_that_cannot_verify_the_collector_says_so_in_one_line() {
     assert_eq!(k.records_decoded.get(), 0);
     assert_eq!(k.tls_sessions.get(), 0);
 }
+
+#[tokio::test]
+async fn the_tls_listener_shares_the_per_address_connection_bound() {
+    let pki = Pki::new("tls-bounds");
+    let out = pki.dir.with_file_name("flows");
+    let config = Config {
+        max_connections_per_exporter: 2,
+        ..pki.config()
+    };
+    let c = Running::start(&out, config).await;
+    // Two stalled connections from 127.0.0.1, one on each listener, hold the address's slots.
+    let _plain = tokio::net::TcpStream::connect(c.tcp).await.unwrap();
+    let _stalled = tokio::net::TcpStream::connect(c.tls.unwrap())
+        .await
+        .unwrap();
+    c.until("both connections accepted", |k| {
+        k.connections_accepted.get() == 2
+    })
+    .await;
+    // A third, over TLS, is refused before any handshake.
+    let refused = send_tls(&pki, Some("router1"), c.tls.unwrap(), &stream(0, 1)).await;
+    if let Ok(mut tls) = refused {
+        let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut [0_u8; 16]).await;
+    }
+    c.until("the refusal", |k| {
+        k.dropped(flowvm::telemetry::DropReason::ExporterConnectionLimit) == 1
+    })
+    .await;
+    let k = c.stop().await;
+    assert_eq!(k.tls_sessions.get(), 0);
+    assert_eq!(k.records_decoded.get(), 0);
+}
