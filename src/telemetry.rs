@@ -231,6 +231,22 @@ pub struct Counters {
 /// The reasons of `flowvm_archive_errors_total{reason}`, as [`ArchiveError::label`] gives them.
 const ARCHIVE_ERRORS: [&str; 4] = ["no_space", "io", "parquet", "arrow"];
 
+/// Adds `n` to the counter of `reason` among `reasons` (one counter each, in that order).
+fn add_by_reason(reasons: &[&str], counts: &[Counter], reason: &str, n: u64) {
+    let index = reasons.iter().position(|&r| r == reason);
+    if let Some(c) = index.and_then(|i| counts.get(i)) {
+        c.add(n);
+    }
+}
+
+/// Renders a counter labelled by reason: `reasons` and `counts` in the same order.
+fn render_by_reason(out: &mut String, name: &str, reasons: &[&str], counts: &[Counter]) {
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (reason, count) in reasons.iter().zip(counts) {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", count.get());
+    }
+}
+
 /// Every way a field with a length its type does not permit is decoded, in counter order.
 const NONCONFORMITIES: [Nonconformity; 2] = [Nonconformity::WideInteger, Nonconformity::Raw];
 
@@ -250,27 +266,19 @@ impl Counters {
     /// Counts `n` fields of newly defined templates whose length their type does not permit
     /// (`flowvm_fields_nonconforming_total{reason}`).
     pub fn record_nonconforming(&self, handling: Nonconformity, n: u64) {
-        let index = NONCONFORMITIES.iter().position(|&h| h == handling);
-        if let Some(c) = index.and_then(|i| self.nonconforming.get(i)) {
-            c.add(n);
-        }
+        let labels = NONCONFORMITIES.map(Nonconformity::label);
+        add_by_reason(&labels, &self.nonconforming, handling.label(), n);
     }
 
     /// Counts an archive failure by its reason.
     pub fn record_archive_error(&self, e: &ArchiveError) {
         self.archive_errors.add(1);
-        let index = ARCHIVE_ERRORS.iter().position(|&r| r == e.label());
-        if let Some(c) = index.and_then(|i| self.archive_error_reasons.get(i)) {
-            c.add(1);
-        }
+        add_by_reason(&ARCHIVE_ERRORS, &self.archive_error_reasons, e.label(), 1);
     }
 
     /// Counts a failed TLS handshake by its reason, one of [`tls::FAILURES`].
     pub fn record_tls_failure(&self, reason: &str) {
-        let index = tls::FAILURES.iter().position(|&r| r == reason);
-        if let Some(c) = index.and_then(|i| self.tls_failures.get(i)) {
-            c.add(1);
-        }
+        add_by_reason(&tls::FAILURES, &self.tls_failures, reason, 1);
     }
 
     /// Fields counted so far as decoded by `handling`.
@@ -400,40 +408,27 @@ impl Counters {
         for (name, kind, counter) in plain {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", counter.get());
         }
-        let _ = writeln!(out, "# TYPE flowvm_dropped_total counter");
-        for reason in DropReason::ALL {
-            let _ = writeln!(
-                out,
-                "flowvm_dropped_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                self.dropped(reason)
-            );
-        }
-        let _ = writeln!(out, "# TYPE flowvm_archive_errors_total counter");
-        for (reason, count) in ARCHIVE_ERRORS.iter().zip(&self.archive_error_reasons) {
-            let _ = writeln!(
-                out,
-                "flowvm_archive_errors_total{{reason=\"{reason}\"}} {}",
-                count.get()
-            );
-        }
-        let _ = writeln!(out, "# TYPE flowvm_tls_handshakes_failed_total counter");
-        for (reason, count) in tls::FAILURES.iter().zip(&self.tls_failures) {
-            let _ = writeln!(
-                out,
-                "flowvm_tls_handshakes_failed_total{{reason=\"{reason}\"}} {}",
-                count.get()
-            );
-        }
-        let _ = writeln!(out, "# TYPE flowvm_fields_nonconforming_total counter");
-        for handling in NONCONFORMITIES {
-            let _ = writeln!(
-                out,
-                "flowvm_fields_nonconforming_total{{reason=\"{}\"}} {}",
-                handling.label(),
-                self.nonconforming(handling)
-            );
-        }
+        let dropped = DropReason::ALL.map(DropReason::label);
+        render_by_reason(&mut out, "flowvm_dropped_total", &dropped, &self.dropped);
+        render_by_reason(
+            &mut out,
+            "flowvm_archive_errors_total",
+            &ARCHIVE_ERRORS,
+            &self.archive_error_reasons,
+        );
+        render_by_reason(
+            &mut out,
+            "flowvm_tls_handshakes_failed_total",
+            &tls::FAILURES,
+            &self.tls_failures,
+        );
+        let nonconforming = NONCONFORMITIES.map(Nonconformity::label);
+        render_by_reason(
+            &mut out,
+            "flowvm_fields_nonconforming_total",
+            &nonconforming,
+            &self.nonconforming,
+        );
         out
     }
 }
