@@ -184,11 +184,7 @@ pub async fn accept(
             Ok(slot) => slot,
             Err(reason) => {
                 counters.record_drop(reason, 1);
-                let allowed = limiter
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .allow(exporter.ip(), reason.label(), clock::now());
-                if let Some(suppressed) = allowed {
+                if let Some(suppressed) = warning_allowed(&limiter, exporter, reason.label()) {
                     warn!(%exporter, reason = reason.label(), suppressed, "Refused a TCP connection over a connection bound.");
                 }
                 continue;
@@ -254,6 +250,19 @@ pub async fn accept(
     }
 }
 
+/// Whether a warning about `reason` from `exporter`'s address may be logged now; how many
+/// were suppressed since the last one.
+fn warning_allowed(
+    limiter: &Mutex<LogLimiter>,
+    exporter: SocketAddr,
+    reason: &'static str,
+) -> Option<u64> {
+    limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(exporter.ip(), reason, clock::now())
+}
+
 /// What a connection's task shares with the rest of the collector.
 #[derive(Clone, Copy)]
 struct Peer<'a> {
@@ -269,12 +278,7 @@ impl Peer<'_> {
     /// and interval.
     fn handshake_failed(&self, exporter: SocketAddr, reason: &'static str) -> &'static str {
         self.counters.record_tls_failure(reason);
-        let allowed = self
-            .limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .allow(exporter.ip(), reason, clock::now());
-        if let Some(suppressed) = allowed {
+        if let Some(suppressed) = warning_allowed(self.limiter, exporter, reason) {
             warn!(%exporter, reason, suppressed, "Refused a TLS connection: the handshake failed.");
         }
         "TLS handshake failed"
@@ -285,12 +289,7 @@ impl Peer<'_> {
     fn header_timeout(&self, exporter: SocketAddr) -> &'static str {
         let reason = DropReason::TcpHeaderTimeout;
         self.counters.record_drop(reason, 1);
-        let allowed = self
-            .limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .allow(exporter.ip(), reason.label(), clock::now());
-        if let Some(suppressed) = allowed {
+        if let Some(suppressed) = warning_allowed(self.limiter, exporter, reason.label()) {
             warn!(%exporter, suppressed, "Closed a TCP connection that sent no complete message header in time.");
         }
         "header timeout"
