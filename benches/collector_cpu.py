@@ -9,7 +9,7 @@ records at R records/s over UDP with the first binary's `bench-replay` (so every
 gets the same load), stop it with SIGTERM (every file completed), and read the collector's own
 user + system CPU time from the kernel (os.wait4), start to exit (the Parquet files completed
 at shutdown included). Prints, per binary, the median over the rounds of: records decoded,
-records lost, and CPU nanoseconds per decoded record.
+records lost, CPU nanoseconds per decoded record, and the octets of the archive it wrote.
 
 Example (a baseline build beside the current one):
 
@@ -56,6 +56,7 @@ def one(binary, replayer, records, rate):
     proc.send_signal(signal.SIGTERM)
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (binary, status)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     shutil.rmtree(out, ignore_errors=True)
     cpu = usage.ru_utime + usage.ru_stime
     return {
@@ -63,6 +64,7 @@ def one(binary, replayer, records, rate):
         "lost": records - decoded,
         "ns_per_row": cpu * 1e9 / max(decoded, 1),
         "replay": replay.strip(),
+        "bytes": size,
     }
 
 
@@ -79,14 +81,16 @@ def main():
             results[b].append(one(b, a.binaries[0], a.records, a.rate))
             time.sleep(1)
     base = None
-    print("| collector | records decoded (median) | lost | CPU ns per record (median) | vs first |")
-    print("|---|---|---|---|---|")
+    print("| collector | records decoded (median) | lost | CPU ns per record (median) | vs first "
+          "| archive bytes |")
+    print("|---|---|---|---|---|---|")
     for b in a.binaries:
         ns = statistics.median(r["ns_per_row"] for r in results[b])
         decoded = statistics.median(r["decoded"] for r in results[b])
         lost = statistics.median(r["lost"] for r in results[b])
+        size = statistics.median(r["bytes"] for r in results[b])
         base = base or ns
-        print("| %s | %d | %d | %.0f | %.2fx |" % (b, decoded, lost, ns, ns / base))
+        print("| %s | %d | %d | %.0f | %.2fx | %d |" % (b, decoded, lost, ns, ns / base, size))
 
 
 if __name__ == "__main__":
