@@ -42,14 +42,30 @@ pub enum Command {
         log_level: String,
     },
     /// Send generated IPFIX over UDP to a collector at a given rate and report records/s
-    /// received and records lost, read from the collector's metrics.
+    /// received and records lost, read from the collector's metrics; or, with --pcap, send
+    /// the UDP payloads of a capture, unchanged, to any collector.
     BenchReplay {
         /// The collector's address (UDP, TCP or TLS listener).
         #[arg(long, default_value = "127.0.0.1:4739")]
         collector: SocketAddr,
-        /// The collector's metrics address.
-        #[arg(long, default_value = "127.0.0.1:9739")]
-        metrics: SocketAddr,
+        /// The collector's metrics address (flowvm's) [default: 127.0.0.1:9739; with --pcap,
+        /// none: only what was sent is reported].
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
+        /// A pcap or pcapng capture: send the payload of every UDP packet in it, unchanged and
+        /// in order, over UDP, instead of generated IPFIX.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with_all = ["records", "rate", "mtu", "transport", "tls_ca", "tls_server_name"]
+        )]
+        pcap: Option<PathBuf>,
+        /// With --pcap: passes over the capture.
+        #[arg(long, default_value_t = 1, requires = "pcap")]
+        loops: u64,
+        /// With --pcap: datagrams per second; 0 sends as fast as the socket takes them.
+        #[arg(long, value_name = "D", default_value_t = 0, requires = "pcap")]
+        datagram_rate: u64,
         /// Data Records to send.
         #[arg(long, default_value_t = 10_000_000)]
         records: u64,

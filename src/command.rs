@@ -56,13 +56,24 @@ pub fn run(command: Command) -> Result<(), Failure> {
         Command::BenchReplay {
             collector,
             metrics,
+            pcap: Some(pcap),
+            loops,
+            datagram_rate,
+            ..
+        } => bench_replay_capture(&pcap, collector, metrics, loops, datagram_rate),
+        Command::BenchReplay {
+            collector,
+            metrics,
             records,
             rate,
             mtu,
             transport,
             tls_ca,
             tls_server_name,
+            pcap: None,
+            ..
         } => {
+            let metrics = metrics.unwrap_or(DEFAULT_METRICS);
             let stream = match transport {
                 TransportArg::Udp => None,
                 TransportArg::Tcp => Some(crate::replay::stream(collector, None)?),
@@ -129,6 +140,51 @@ pub fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `bench-replay --metrics` without --pcap, when not given: `collect`'s default.
+const DEFAULT_METRICS: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9739),
+);
+
+/// `bench-replay --pcap`: every UDP payload of the capture, `loops` times.
+fn bench_replay_capture(
+    pcap: &Path,
+    collector: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    loops: u64,
+    datagram_rate: u64,
+) -> Result<(), Failure> {
+    let capture = crate::replay::read_capture(pcap)?;
+    println!(
+        "capture {}: {} UDP datagrams ({} octets) a pass, {} other packets passed over",
+        pcap.display(),
+        capture.payloads.len(),
+        capture.octets(),
+        capture.skipped
+    );
+    let load = crate::replay::CaptureLoad {
+        loops,
+        datagram_rate,
+    };
+    let r = crate::replay::replay_capture(collector, metrics, &capture, load)?;
+    println!(
+        "sent {} datagrams ({} octets) in {:.2} s ({:.0} datagrams/s), {} passes",
+        r.datagrams,
+        r.octets,
+        r.send_seconds,
+        r.datagrams as f64 / r.send_seconds.max(1e-9),
+        loops
+    );
+    if let Some(c) = r.collector {
+        println!(
+            "collector decoded {} records ({:.0} records/s), wrote {} rows",
+            c.decoded,
+            c.decoded as f64 / c.receive_seconds.max(1e-9),
+            c.written
+        );
+    }
+    Ok(())
 }
 
 fn registry(elements: Option<&Path>) -> Result<Registry, Failure> {
