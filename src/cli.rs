@@ -72,6 +72,10 @@ pub enum Command {
         /// Records per second; 0 sends as fast as the socket takes them.
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// UDP exporters (source ports) the Messages are dealt over in turn, each its own
+        /// stream; several spread over a collector's workers.
+        #[arg(long, default_value_t = 1)]
+        exporters: usize,
         /// Largest message, in octets.
         #[arg(long, default_value_t = 1400)]
         mtu: usize,
@@ -250,6 +254,10 @@ pub struct CollectArgs {
     /// Complete an archive file early past this size, in octets [default: 268435456].
     #[arg(long, value_name = "OCTETS")]
     pub max_file_bytes: Option<u64>,
+    /// Pipelines (receive, decode, archive), each with its own UDP socket on every port
+    /// [default: one per core, at most 8].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// UDP receive buffer, in octets [default: 33554432].
     #[arg(long, value_name = "OCTETS")]
     pub rcvbuf: Option<usize>,
@@ -349,6 +357,7 @@ impl CollectArgs {
             rotate,
             max_file_bytes,
             rcvbuf,
+            workers,
             template_lifetime,
             max_templates,
             max_templates_per_exporter,

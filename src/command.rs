@@ -67,6 +67,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             records,
             rate,
             mtu,
+            exporters,
             transport,
             tls_ca,
             tls_server_name,
@@ -87,7 +88,12 @@ pub fn run(command: Command) -> Result<(), Failure> {
                     Some(crate::replay::stream(collector, Some(client))?)
                 }
             };
-            let load = crate::replay::Load { records, rate, mtu };
+            let load = crate::replay::Load {
+                records,
+                rate,
+                mtu,
+                exporters,
+            };
             let r = crate::replay::replay(collector, stream, metrics, load)?;
             let lost = r.sent.saturating_sub(r.received);
             println!(

@@ -16,6 +16,10 @@ use crate::collector::templates::TemplateLimits;
 use crate::collector::tls::TlsFiles;
 use crate::sink::parquet::ArchiveConfig;
 
+/// Workers started by default at most, whatever the cores: past this the disk, the NIC and
+/// the kernel's socket locks, not decoding, bound the rate, and each worker holds open files.
+pub const MAX_AUTO_WORKERS: usize = 8;
+
 /// Everything `flowvm collect` can be told. Every field has a default; a config file may set
 /// any subset, and unknown keys are refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +89,10 @@ pub struct Config {
     pub tcp_header_timeout: u64,
     /// Seconds a TCP connection may stay silent mid-stream before it is closed.
     pub tcp_idle_timeout: u64,
-    /// Messages queued between receive and decode.
+    /// Pipelines (receive, decode, archive), each with its own UDP socket on every port
+    /// (SO_REUSEPORT); 0 takes one per core, at most [`MAX_AUTO_WORKERS`].
+    pub workers: usize,
+    /// Messages of TCP connections queued for decoding, per worker.
     pub queue: usize,
     /// Octets of Messages queued between receive and decode.
     pub queue_max_bytes: usize,
@@ -141,6 +148,7 @@ impl Default for Config {
             max_connections_per_exporter: 16,
             tcp_header_timeout: 10,
             tcp_idle_timeout: 600,
+            workers: 0,
             queue: 16_384,
             queue_max_bytes: 64 << 20,
             max_open_files: 256,
@@ -153,6 +161,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The number of workers: `workers`, or one per core (at most [`MAX_AUTO_WORKERS`]).
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_AUTO_WORKERS)
+    }
+
     /// Reads a TOML file over the defaults.
     ///
     /// # Errors

@@ -126,6 +126,10 @@ pub struct Load {
     pub rate: u64,
     /// Largest Message, in octets.
     pub mtu: usize,
+    /// UDP exporters (sockets, so source ports) the Messages are dealt over in turn, each a
+    /// stream of its own (template first, sequence numbers of its own records); the kernel
+    /// spreads them over a collector's workers.
+    pub exporters: usize,
 }
 
 /// A TCP connection to `collector`, through TLS with `tls`, open.
@@ -163,8 +167,33 @@ pub fn replay(
     metrics: SocketAddr,
     load: Load,
 ) -> std::io::Result<ReplayReport> {
-    let Load { records, rate, mtu } = load;
-    let (template, data) = messages(records, mtu);
+    let Load {
+        records,
+        rate,
+        mtu,
+        exporters,
+    } = load;
+    let (template, mut data) = messages(records, mtu);
+    let exporters = if stream.is_some() {
+        1
+    } else {
+        exporters.max(1)
+    };
+    // Each exporter's sequence numbers count the records it sent itself.
+    let record_len = replay_template()
+        .fields
+        .iter()
+        .map(|f| usize::from(f.field_length))
+        .sum::<usize>();
+    let mut sequences = vec![0_u32; exporters];
+    for (n, message) in data.iter_mut().enumerate() {
+        let sequence = &mut sequences[n % exporters];
+        if let Some(field) = message.get_mut(8..12) {
+            field.copy_from_slice(&sequence.to_be_bytes());
+        }
+        let in_message = message.len().saturating_sub(20) / record_len.max(1);
+        *sequence = sequence.wrapping_add(u32::try_from(in_message).unwrap_or(0));
+    }
     let per_message = records.div_ceil(u64::try_from(data.len().max(1)).unwrap_or(1));
     let bind: SocketAddr = if collector.is_ipv6() {
         "[::]:0".parse()
@@ -172,21 +201,29 @@ pub fn replay(
         "0.0.0.0:0".parse()
     }
     .map_err(std::io::Error::other)?;
-    let socket = UdpSocket::bind(bind)?;
-    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(8 << 20);
+    let mut sockets = Vec::with_capacity(exporters);
+    for _ in 0..exporters {
+        let socket = UdpSocket::bind(bind)?;
+        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(8 << 20);
+        sockets.push(socket);
+    }
     let (decoded0, written0) = counts(metrics)?;
-    let mut send = |message: &[u8]| match &mut stream {
+    let mut send = |exporter: usize, message: &[u8]| match &mut stream {
         Some(stream) => stream.send(message),
-        None => socket.send_to(message, collector).map(|_| ()),
+        None => sockets
+            .get(exporter % exporters)
+            .map_or(Ok(()), |s| s.send_to(message, collector).map(|_| ())),
     };
-    send(&template)?;
+    for exporter in 0..exporters {
+        send(exporter, &template)?;
+    }
     #[expect(
         clippy::disallowed_methods,
         reason = "a load generator paces itself by the wall clock"
     )]
     let start = Instant::now();
     for (n, message) in data.iter().enumerate() {
-        send(message)?;
+        send(n, message)?;
         if rate > 0 {
             let due = Duration::from_secs_f64(
                 u64::try_from(n + 1).unwrap_or(0) as f64 * per_message as f64 / rate as f64,

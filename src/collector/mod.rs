@@ -1,9 +1,12 @@
-//! The Collecting Process: UDP and TCP listeners feed one decode thread through a bounded
-//! queue; the decode thread feeds the archive thread through another. Receiving never waits on
+//! The Collecting Process: `--workers N` pipelines. Each worker receives on its own UDP socket
+//! of every listening address (SO_REUSEPORT groups) and takes the Messages of the TCP
+//! connections given to it through a bounded queue, decodes them inline with its own decoder,
+//! and feeds its own archive thread through another bounded queue. Receiving never waits on
 //! disk, and every drop at a full queue is counted.
 //!
 //! ```text
-//! udp.rs / tcp.rs ─► Inbound queue ─► decode thread (Decoder) ─► archive queue ─► archive thread
+//! UDP socket i ───────────────────────┐
+//! tcp.rs ─► Inbound queue i ─► worker i (Decoder) ─► archive queue i ─► archive thread i
 //! ```
 
 pub mod allow;
@@ -18,10 +21,11 @@ pub mod tcp;
 pub mod templates;
 pub mod tls;
 pub mod udp;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
@@ -30,7 +34,7 @@ use arrow_array::RecordBatch;
 use flowvm_vm::Compiler;
 use flowvm_vm::wire::packet::SequenceUnit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{error, info};
 
@@ -47,7 +51,7 @@ use crate::telemetry::Counters;
 /// (0.5 s), a decoded record reaches the disk well within a second.
 const TICK: Duration = Duration::from_millis(250);
 
-/// What the receive side hands the decode thread.
+/// What a TCP connection hands its worker.
 #[derive(Debug)]
 pub enum Inbound {
     /// One whole IPFIX Message.
@@ -70,14 +74,14 @@ pub enum Inbound {
     },
     /// A TCP connection ended.
     Closed(TransportSession),
-    /// Every [`TICK`]: timers, flushes, gauges.
-    Tick,
 }
 
-/// What the decode thread hands the archive thread.
+/// What a worker hands its archive thread.
 #[derive(Debug)]
-enum Outbound {
+pub enum Outbound {
+    /// Rows to archive.
     Batch(RecordBatch),
+    /// Every [`TICK`]: complete the files whose window has ended.
     Tick,
 }
 
@@ -86,7 +90,8 @@ enum Outbound {
 pub struct Collector {
     config: Config,
     compiler: Compiler,
-    udp: Vec<UdpSocket>,
+    /// The UDP sockets of each worker, one per listening address.
+    udp: Vec<Vec<UdpSocket>>,
     tcp: Vec<TcpListener>,
     /// TLS listeners and what their handshakes use.
     tls: Option<(Vec<TcpListener>, Arc<tls::Acceptor>)>,
@@ -160,22 +165,19 @@ impl Collector {
                 source,
             }
         };
-        let mut udp = Vec::new();
+        let workers = config.worker_count();
+        let mut udp: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
         let mut tcp = Vec::new();
-        for &addr in &config.listen {
-            if config.udp {
-                let socket = udp::bind(addr, config.rcvbuf, config.reuse_port)
-                    .map_err(failed("udp", addr))?;
-                udp.push(socket);
-            }
-            if config.tcp {
-                tcp.push(tcp::bind(addr).map_err(failed("tcp", addr))?);
+        let udp_addrs = config.listen.iter().chain(&config.udp_listen);
+        for &addr in udp_addrs.filter(|_| config.udp) {
+            let group = udp::bind_group(addr, config.rcvbuf, config.reuse_port, workers)
+                .map_err(failed("udp", addr))?;
+            for (sockets, socket) in udp.iter_mut().zip(group) {
+                sockets.push(socket);
             }
         }
-        for &addr in config.udp_listen.iter().filter(|_| config.udp) {
-            let socket =
-                udp::bind(addr, config.rcvbuf, config.reuse_port).map_err(failed("udp", addr))?;
-            udp.push(socket);
+        for &addr in config.listen.iter().filter(|_| config.tcp) {
+            tcp.push(tcp::bind(addr).map_err(failed("tcp", addr))?);
         }
         let tls = match config.tls_files() {
             Some(files) => {
@@ -207,10 +209,12 @@ impl Collector {
         })
     }
 
-    /// Addresses the UDP sockets are bound to.
+    /// Addresses the UDP sockets are bound to (every worker has one socket on each).
     pub fn udp_addrs(&self) -> Vec<SocketAddr> {
         self.udp
-            .iter()
+            .first()
+            .into_iter()
+            .flatten()
             .filter_map(|s| s.local_addr().ok())
             .collect()
     }
@@ -256,69 +260,67 @@ impl Collector {
             metrics,
             counters,
         } = self;
-        for socket in &udp {
-            info!(addr = %socket.local_addr().map_err(|e| CollectError::Thread(e.to_string()))?, rcvbuf = udp::granted_rcvbuf(socket), "Listening on UDP.");
+        for socket in udp.first().into_iter().flatten() {
+            info!(addr = %socket.local_addr().map_err(|e| CollectError::Thread(e.to_string()))?, rcvbuf = udp::granted_rcvbuf(socket), workers = udp.len(), "Listening on UDP.");
         }
-        let (inbound_tx, inbound_rx) = mpsc::channel(config.queue);
+        let udp_ports: Vec<u16> = udp
+            .first()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
         // A queue of 64 KiB Messages would hold `queue` × 64 KiB: the octets are bounded too.
         let budget = Arc::new(Semaphore::new(
             config.queue_max_bytes.min(Semaphore::MAX_PERMITS),
         ));
-        let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
-        let losses = Arc::new(Mutex::new(String::new()));
         let archive_depth = Arc::new(AtomicU64::new(0));
-
         let stopping = Arc::new(AtomicBool::new(false));
-        let archive = {
-            let (counters, depth) = (Arc::clone(&counters), Arc::clone(&archive_depth));
-            let stopping = Arc::clone(&stopping);
-            let mut archive = Archive::new(config.archive(), Arc::clone(&counters));
-            let sync_every = Duration::from_millis(config.sync_interval_ms);
-            std::thread::Builder::new()
-                .name("flowvm-archive".into())
-                .spawn(move || {
-                    archive_loop(
-                        &mut archive,
-                        &outbound_rx,
-                        &counters,
-                        &depth,
-                        sync_every,
-                        &stopping,
-                    );
-                })
-                .map_err(|e| {
-                    CollectError::Thread(format!("cannot start the archive thread: {e}"))
-                })?
-        };
-        let decoder = Decoder::new(compiler, config.decoder(), Arc::clone(&counters));
-        let decode = {
-            let (losses, depth) = (Arc::clone(&losses), Arc::clone(&archive_depth));
-            std::thread::Builder::new()
-                .name("flowvm-decode".into())
-                .spawn(move || decode_loop(decoder, inbound_rx, &outbound_tx, &losses, &depth))
-                .map_err(|e| CollectError::Thread(format!("cannot start the decode thread: {e}")))?
-        };
-
-        let udp_ports: Vec<u16> = udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| a.port())
-            .collect();
         let allow = Arc::new(AllowList::new(config.allow.clone()));
-        let mut tasks = tokio::task::JoinSet::new();
-        for socket in udp {
-            tasks.spawn(udp::receive(
-                socket,
-                inbound_tx.clone(),
-                Arc::clone(&budget),
+        let workers = config.worker_count();
+        let decoder_config = config.decoder();
+        let mut threads = Vec::new();
+        let mut senders = Vec::new();
+        let mut losses = Vec::new();
+        for (index, sockets) in
+            (0..workers).zip(udp.into_iter().chain(std::iter::repeat_with(Vec::new)))
+        {
+            let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
+            let archive = Archive::new(config.archive(), Arc::clone(&counters)).for_worker(index);
+            threads.push(spawn_archive(
+                archive,
+                outbound_rx,
                 Arc::clone(&counters),
-                Arc::clone(&allow),
-                shutdown.clone(),
-            ));
+                Arc::clone(&archive_depth),
+                Duration::from_millis(config.sync_interval_ms),
+                Arc::clone(&stopping),
+            )?);
+            let (inbound_tx, inbound_rx) = mpsc::channel(config.queue);
+            senders.push(inbound_tx);
+            let published = Arc::new(Mutex::new(Vec::new()));
+            losses.push(Arc::clone(&published));
+            let worker = worker::Worker {
+                index,
+                udp: sockets,
+                inbound: inbound_rx,
+                decoder: Decoder::new(compiler.clone(), decoder_config, Arc::clone(&counters)),
+                outbound: outbound_tx,
+                depth: Arc::clone(&archive_depth),
+                losses: published,
+                allow: Arc::clone(&allow),
+                counters: Arc::clone(&counters),
+            };
+            threads.push(
+                worker.spawn(shutdown.clone()).map_err(|e| {
+                    CollectError::Thread(format!("cannot start worker {index}: {e}"))
+                })?,
+            );
         }
+
+        let mut tasks = tokio::task::JoinSet::new();
         // One set of connection slots for every TCP listener.
         let shared = tcp::Shared {
-            inbound: inbound_tx.clone(),
+            workers: Arc::from(senders.clone()),
             budget: Arc::clone(&budget),
             counters: Arc::clone(&counters),
             slots: tcp::Slots::new(config.tcp_limits()),
@@ -346,8 +348,8 @@ impl Collector {
             tasks.spawn(acceptor.watch(shutdown.clone()));
         }
         drop(shared);
-        tasks.spawn(tick(
-            inbound_tx,
+        tasks.spawn(gauges(
+            senders,
             Arc::clone(&counters),
             udp_ports,
             config.queue,
@@ -367,26 +369,50 @@ impl Collector {
         }
         // Shutting down: an archive that still cannot write stops retrying (its journals stay).
         stopping.store(true, Ordering::Relaxed);
-        // Every sender is gone: the decode thread drains the queue, completes, and ends.
+        // Every TCP sender is gone: each worker drains its sockets and queue, hands every row
+        // to its archive thread and ends; each archive thread completes its files and ends.
         let joined =
-            tokio::task::spawn_blocking(move || (decode.join().is_ok(), archive.join().is_ok()))
+            tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()))
                 .await;
         if let Some(task) = metrics_task {
             task.abort();
         }
         match joined {
-            Ok((true, true)) => Ok(()),
+            Ok(true) => Ok(()),
             _ => Err(CollectError::Thread(
-                "the decode or archive thread panicked".to_owned(),
+                "a worker or archive thread panicked".to_owned(),
             )),
         }
     }
 }
 
-/// Every [`TICK`]: a Tick for the decode thread (timers, and the rows it holds handed to the
-/// archive), and the gauges only the receive side sees.
-async fn tick(
-    inbound: mpsc::Sender<Inbound>,
+/// Starts an archive thread.
+fn spawn_archive(
+    mut archive: Archive,
+    outbound: std_mpsc::Receiver<Outbound>,
+    counters: Arc<Counters>,
+    depth: Arc<AtomicU64>,
+    sync_every: Duration,
+    stopping: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, CollectError> {
+    std::thread::Builder::new()
+        .name("flowvm-archive".into())
+        .spawn(move || {
+            archive_loop(
+                &mut archive,
+                &outbound,
+                &counters,
+                &depth,
+                sync_every,
+                &stopping,
+            );
+        })
+        .map_err(|e| CollectError::Thread(format!("cannot start an archive thread: {e}")))
+}
+
+/// Every [`TICK`]: the gauges only the receive side sees.
+async fn gauges(
+    workers: Vec<mpsc::Sender<Inbound>>,
     counters: Arc<Counters>,
     udp_ports: Vec<u16>,
     queue: usize,
@@ -396,62 +422,13 @@ async fn tick(
     loop {
         tokio::select! {
             _ = every.tick() => {
-                counters.decode_queue_depth.set(u64::try_from(queue - inbound.capacity()).unwrap_or(0));
+                let depth: usize = workers.iter().map(|w| queue - w.capacity()).sum();
+                counters.decode_queue_depth.set(u64::try_from(depth).unwrap_or(0));
                 counters.udp_kernel_drops.set(udp::kernel_drops(&udp_ports));
-                let _ = inbound.send(Inbound::Tick).await;
             }
             _ = shutdown.changed() => break,
         }
     }
-}
-
-fn decode_loop(
-    mut decoder: Decoder,
-    mut inbound: mpsc::Receiver<Inbound>,
-    outbound: &std_mpsc::SyncSender<Outbound>,
-    losses: &Mutex<String>,
-    archive_depth: &AtomicU64,
-) {
-    let mut batches = Vec::new();
-    let send = |batches: &mut Vec<RecordBatch>| {
-        for batch in batches.drain(..) {
-            archive_depth.fetch_add(1, Ordering::Relaxed);
-            // Back-pressure: a slow disk fills this queue, then the receive queue, where the
-            // drop is counted.
-            if outbound.send(Outbound::Batch(batch)).is_err() {
-                archive_depth.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    };
-    while let Some(item) = inbound.blocking_recv() {
-        match item {
-            Inbound::Message {
-                session,
-                bytes,
-                at,
-                budget,
-            } => {
-                decoder.handle(session, &bytes, at, &mut batches);
-                drop(budget);
-            }
-            Inbound::Authenticated { session, identity } => {
-                decoder.authenticate(session, identity);
-            }
-            Inbound::Closed(session) => decoder.close_session(session),
-            Inbound::Tick => {
-                decoder.expire(clock::now());
-                decoder.flush(&mut batches);
-                if let Ok(mut text) = losses.lock() {
-                    *text = render_losses(&decoder);
-                }
-                send(&mut batches);
-                let _ = outbound.send(Outbound::Tick);
-            }
-        }
-        send(&mut batches);
-    }
-    decoder.finish(&mut batches);
-    send(&mut batches);
 }
 
 /// The archive thread: writes batches (retrying while the archive cannot write), completes
@@ -512,17 +489,21 @@ const MAX_LOSS_SERIES: usize = 1024;
 /// `flowvm_exporter_packets_lost_total` (NetFlow v9 export packets, which its sequence numbers
 /// count). Each lists the streams that lost most first, at most [`MAX_LOSS_SERIES`], the rest
 /// summed under `other`.
-fn render_losses(decoder: &Decoder) -> String {
+fn render_losses(workers: &[Arc<Mutex<Vec<worker::Loss>>>]) -> String {
     let mut out = String::new();
     for (unit, name) in [
         (SequenceUnit::Records, "flowvm_exporter_records_lost_total"),
         (SequenceUnit::Packets, "flowvm_exporter_packets_lost_total"),
     ] {
+        // A TCP exporter's connections may be on several workers: their losses add up.
         let mut by_exporter: BTreeMap<(String, u32), u64> = BTreeMap::new();
-        for (session, domain, _, lost) in decoder.sequences().lost().filter(|l| l.2 == unit) {
-            *by_exporter
-                .entry((session.exporter_text(), domain.0))
-                .or_insert(0) += lost;
+        for published in workers {
+            let Ok(losses) = published.lock() else {
+                continue;
+            };
+            for (exporter, domain, _, lost) in losses.iter().filter(|l| l.2 == unit) {
+                *by_exporter.entry((exporter.clone(), *domain)).or_insert(0) += lost;
+            }
         }
         let mut series: Vec<((String, u32), u64)> = by_exporter.into_iter().collect();
         // Stable: equal losses keep the address order.
@@ -550,15 +531,17 @@ fn render_losses(decoder: &Decoder) -> String {
 }
 
 /// A minimal HTTP endpoint: any request gets the Prometheus text of every counter.
-async fn serve_metrics(listener: TcpListener, counters: Arc<Counters>, losses: Arc<Mutex<String>>) {
+async fn serve_metrics(
+    listener: TcpListener,
+    counters: Arc<Counters>,
+    losses: Vec<Arc<Mutex<Vec<worker::Loss>>>>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let mut body = counters.render();
-        if let Ok(text) = losses.lock() {
-            body.push_str(&text);
-        }
+        body.push_str(&render_losses(&losses));
         tokio::spawn(async move {
             let mut request = [0_u8; 1024];
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;

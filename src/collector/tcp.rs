@@ -132,8 +132,9 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// What every connection of a listener shares.
 #[derive(Clone, Debug)]
 pub struct Shared {
-    /// The decode thread's queue.
-    pub inbound: mpsc::Sender<Inbound>,
+    /// Each worker's queue: an exporter's connections all go to one worker, chosen by its
+    /// address.
+    pub workers: Arc<[mpsc::Sender<Inbound>]>,
     /// The queue's octet budget.
     pub budget: Arc<Semaphore>,
     /// The counters.
@@ -155,7 +156,7 @@ pub async fn accept(
     shutdown: watch::Receiver<bool>,
 ) {
     let Shared {
-        inbound,
+        workers,
         budget,
         counters,
         slots,
@@ -197,7 +198,7 @@ pub async fn accept(
             connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
         };
         let (inbound, budget, counters, limiter, shutdown, tls) = (
-            inbound.clone(),
+            worker_for(&workers, exporter.ip()).clone(),
             Arc::clone(&budget),
             Arc::clone(&counters),
             Arc::clone(&limiter),
@@ -248,6 +249,21 @@ pub async fn accept(
             drop(slot);
         });
     }
+}
+
+/// The queue of the worker that takes `exporter`'s connections.
+fn worker_for(workers: &[mpsc::Sender<Inbound>], exporter: IpAddr) -> &mpsc::Sender<Inbound> {
+    let key = match exporter.to_canonical() {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            // Fold the address: its high and low halves both count.
+            u64::try_from((bits >> 64) ^ (bits & u128::from(u64::MAX))).unwrap_or(0)
+        }
+    };
+    let n = u64::try_from(workers.len().max(1)).unwrap_or(1);
+    let index = usize::try_from(key.wrapping_mul(0x9e37_79b9_7f4a_7c15) % n).unwrap_or(0);
+    &workers[index]
 }
 
 /// Whether a warning about `reason` from `exporter`'s address may be logged now; how many

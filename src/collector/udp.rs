@@ -1,17 +1,9 @@
-//! UDP receive: one datagram is one IPFIX Message (RFC 7011 §10.3.2).
+//! UDP sockets: one datagram is one IPFIX Message (RFC 7011 §10.3.2); `worker.rs` receives.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::UdpSocket;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, mpsc, watch};
-
-use crate::clock;
-use crate::collector::Inbound;
-use crate::collector::allow::{AllowList, Refusals};
-use crate::collector::session::TransportSession;
-use crate::telemetry::{Counters, DropReason};
 
 /// Binds a UDP socket with a large receive buffer; IPv6 sockets take only IPv6.
 ///
@@ -32,10 +24,41 @@ pub fn bind(addr: SocketAddr, rcvbuf: usize, reuse_port: bool) -> std::io::Resul
         socket.set_reuse_port(true)?;
     }
     // The kernel may cap the size (net.core.rmem_max); what it granted is logged by the caller.
-    let _ = socket.set_recv_buffer_size(rcvbuf);
+    if rcvbuf > 0 {
+        let _ = socket.set_recv_buffer_size(rcvbuf);
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Binds `workers` sockets on `addr` that share its port through SO_REUSEPORT, one for each
+/// worker: the kernel hashes each exporter's address and port to one of them, so a worker
+/// sees all of an exporter's datagrams. Unless `reuse_port`, a port another socket holds is
+/// still an error: it is tried alone first (a socket binding between that try and the group
+/// would have to ask for SO_REUSEPORT itself, as the same user).
+///
+/// # Errors
+/// A socket cannot be created or bound.
+pub fn bind_group(
+    addr: SocketAddr,
+    rcvbuf: usize,
+    reuse_port: bool,
+    workers: usize,
+) -> std::io::Result<Vec<UdpSocket>> {
+    if workers <= 1 {
+        return Ok(vec![bind(addr, rcvbuf, reuse_port)?]);
+    }
+    if !reuse_port && addr.port() != 0 {
+        drop(bind(addr, 0, false)?);
+    }
+    let first = bind(addr, rcvbuf, true)?;
+    let shared = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..workers {
+        group.push(bind(shared, rcvbuf, true)?);
+    }
+    Ok(group)
 }
 
 /// The receive buffer size the kernel granted.
@@ -43,87 +66,6 @@ pub fn granted_rcvbuf(socket: &UdpSocket) -> usize {
     socket2::SockRef::from(socket)
         .recv_buffer_size()
         .unwrap_or(0)
-}
-
-/// Receives datagrams until shutdown, then drains what the kernel still holds, so nothing
-/// received before the signal is lost.
-pub async fn receive(
-    socket: UdpSocket,
-    inbound: mpsc::Sender<Inbound>,
-    budget: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    allow: Arc<AllowList>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut refusals = Refusals::default();
-    let collector = socket
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    //= https://www.rfc-editor.org/rfc/rfc7011#section-10
-    //# A Collecting Process MUST be able to handle IPFIX Message lengths of
-    //# up to 65535 octets.
-    // One octet more than the largest Message, so a longer datagram shows as a mismatch.
-    let mut buf = vec![0_u8; 65_536];
-    loop {
-        tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((_, exporter)) if !allow.permits(exporter.ip()) => {
-                    refusals.refuse(exporter.ip(), "datagram", &counters);
-                }
-                Ok((len, exporter)) => forward(&buf, len, exporter, collector, &inbound, &budget, &counters),
-                Err(e) => tracing::debug!(error = %e, "UDP receive error."),
-            },
-            _ = shutdown.changed() => break,
-        }
-    }
-    while let Ok((len, exporter)) = socket.try_recv_from(&mut buf) {
-        if allow.permits(exporter.ip()) {
-            forward(&buf, len, exporter, collector, &inbound, &budget, &counters);
-        } else {
-            refusals.refuse(exporter.ip(), "datagram", &counters);
-        }
-    }
-}
-
-fn forward(
-    buf: &[u8],
-    len: usize,
-    exporter: SocketAddr,
-    collector: SocketAddr,
-    inbound: &mpsc::Sender<Inbound>,
-    budget: &Arc<Semaphore>,
-    counters: &Counters,
-) {
-    let session = TransportSession::Udp {
-        exporter,
-        collector,
-    };
-    // Never block the receive loop on a slow decoder: a full queue (in Messages or in
-    // octets) is a counted drop.
-    let permits = u32::try_from(len).unwrap_or(u32::MAX);
-    let full = || {
-        if counters.archive_stalled.get() == 0 {
-            DropReason::QueueFull
-        } else {
-            DropReason::ArchiveFull
-        }
-    };
-    let Ok(budget) = Arc::clone(budget).try_acquire_many_owned(permits) else {
-        counters.record_drop(full(), 1);
-        return;
-    };
-    let bytes = buf.get(..len).unwrap_or_default().to_vec();
-    if inbound
-        .try_send(Inbound::Message {
-            session,
-            bytes,
-            at: clock::now(),
-            budget,
-        })
-        .is_err()
-    {
-        counters.record_drop(full(), 1);
-    }
 }
 
 /// Datagrams the kernel dropped on the UDP sockets bound to `ports`, from `/proc/net/udp{,6}`

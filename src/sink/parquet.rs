@@ -91,6 +91,16 @@ impl Archive {
         }
     }
 
+    /// The archive of worker `index`: its files' names carry a run id of their own, so the
+    /// workers of one start never write the same name.
+    #[must_use]
+    pub fn for_worker(mut self, index: usize) -> Self {
+        self.run = self
+            .run
+            .wrapping_add(u64::try_from(index).unwrap_or(u64::MAX));
+        self
+    }
+
     fn completed_or_kept(&mut self, key: u64) -> Result<(), ArchiveError> {
         let Some(file) = self.open.get_mut(&key) else {
             return Ok(());

@@ -10,6 +10,7 @@ mod collect_signal;
 mod collect_tcp;
 mod collect_tls;
 mod collect_udp;
+mod collect_workers;
 mod common;
 mod crash;
 mod decode_files;

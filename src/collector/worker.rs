@@ -1,0 +1,337 @@
+//! One pipeline of the collector (`--workers N` of them): a thread that receives on its own UDP
+//! sockets (one of each SO_REUSEPORT group, so the kernel keeps every exporter address and port
+//! on one worker), takes the Messages of the TCP connections given to it, and decodes both
+//! inline with its own [`Decoder`]: templates, held data and sequence state are the worker's
+//! alone, with no lock on the hot path. A datagram costs one wake-up at most and no copy or
+//! hand-over before it is decoded. Decoded batches go to the worker's archive thread.
+//!
+//! When the archive's queue is full, decoded rows wait in the worker and nothing more is
+//! decoded until they are handed over: datagrams received meanwhile are dropped and counted
+//! (`queue_full`, or `archive_full` while the archive cannot write), TCP Messages wait in
+//! their queue, pushing back on their exporters.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use flowvm_vm::wire::packet::SequenceUnit;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::LocalSet;
+use tracing::{debug, error};
+
+use crate::clock;
+use crate::collector::allow::{AllowList, Refusals};
+use crate::collector::decode::Decoder;
+use crate::collector::session::TransportSession;
+use crate::collector::{Inbound, Outbound, TICK};
+use crate::telemetry::{Counters, DropReason};
+
+/// Datagrams taken from one socket per wake-up before the worker's other tasks get a turn.
+const DRAIN_MAX: usize = 256;
+
+/// How often a worker whose rows wait for the archive's queue tries again.
+const RETRY: Duration = Duration::from_millis(5);
+
+/// One loss figure of a worker's sequence tracker: exporter, Observation Domain, unit, lost.
+pub type Loss = (String, u32, SequenceUnit, u64);
+
+/// A worker ready to run.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its number, from 0.
+    pub index: usize,
+    /// Its UDP sockets, one per listening address.
+    pub udp: Vec<std::net::UdpSocket>,
+    /// Messages of its TCP connections, and their openings and closings.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Its decoder.
+    pub decoder: Decoder,
+    /// Its archive thread's queue.
+    pub outbound: std_mpsc::SyncSender<Outbound>,
+    /// Batches queued for every archive thread.
+    pub depth: Arc<AtomicU64>,
+    /// Where it publishes its per-exporter losses for the metrics page.
+    pub losses: Arc<Mutex<Vec<Loss>>>,
+    /// The sources allowed to send.
+    pub allow: Arc<AllowList>,
+    /// The shared counters.
+    pub counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// Starts the worker's thread; it ends after `shutdown` once its sockets are drained and
+    /// its TCP connections closed, having handed every row to the archive.
+    ///
+    /// # Errors
+    /// The thread or its runtime could not be created.
+    pub fn spawn(
+        self,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("flowvm-worker-{}", self.index))
+            .spawn(move || runtime.block_on(self.run(shutdown)))
+    }
+
+    async fn run(self, shutdown: watch::Receiver<bool>) {
+        let Self {
+            index,
+            udp,
+            inbound,
+            decoder,
+            outbound,
+            depth,
+            losses,
+            allow,
+            counters,
+        } = self;
+        let pipeline = Rc::new(RefCell::new(Pipeline {
+            decoder,
+            fresh: Vec::new(),
+            waiting: VecDeque::new(),
+            outbound,
+            depth,
+            counters: Arc::clone(&counters),
+        }));
+        let tasks = LocalSet::new();
+        for socket in udp {
+            match UdpSocket::from_std(socket) {
+                Ok(socket) => {
+                    tasks.spawn_local(receive(
+                        socket,
+                        Rc::clone(&pipeline),
+                        Arc::clone(&allow),
+                        Arc::clone(&counters),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => error!(worker = index, error = %e, "Cannot receive on a UDP socket."),
+            }
+        }
+        tasks.spawn_local(messages(inbound, Rc::clone(&pipeline)));
+        tasks.spawn_local(ticks(Rc::clone(&pipeline), losses, shutdown));
+        tasks.await;
+        pipeline.borrow_mut().finish();
+    }
+}
+
+/// A worker's decoder and the rows it has not handed over yet.
+struct Pipeline {
+    decoder: Decoder,
+    /// Where the decoder puts full batches.
+    fresh: Vec<RecordBatch>,
+    /// Batches the archive's queue had no room for yet, oldest first.
+    waiting: VecDeque<RecordBatch>,
+    outbound: std_mpsc::SyncSender<Outbound>,
+    depth: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+impl Pipeline {
+    /// Decodes one datagram, unless rows still wait for the archive.
+    fn datagram(&mut self, session: TransportSession, bytes: &[u8], now: Instant) {
+        if !self.hand_over() {
+            let reason = if self.counters.archive_stalled.get() == 0 {
+                DropReason::QueueFull
+            } else {
+                DropReason::ArchiveFull
+            };
+            self.counters.record_drop(reason, 1);
+            return;
+        }
+        self.decoder.handle(session, bytes, now, &mut self.fresh);
+        self.hand_over();
+    }
+
+    fn inbound(&mut self, item: Inbound) {
+        match item {
+            Inbound::Message {
+                session,
+                bytes,
+                at,
+                budget,
+            } => {
+                self.decoder.handle(session, &bytes, at, &mut self.fresh);
+                drop(budget);
+            }
+            Inbound::Authenticated { session, identity } => {
+                self.decoder.authenticate(session, identity);
+            }
+            Inbound::Closed(session) => self.decoder.close_session(session),
+        }
+        self.hand_over();
+    }
+
+    /// Hands decoded batches to the archive's queue as far as it has room; whether none is
+    /// left waiting.
+    fn hand_over(&mut self) -> bool {
+        self.waiting.extend(self.fresh.drain(..));
+        while let Some(batch) = self.waiting.pop_front() {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            match self.outbound.try_send(Outbound::Batch(batch)) {
+                Ok(()) => {}
+                Err(std_mpsc::TrySendError::Full(Outbound::Batch(batch))) => {
+                    self.depth.fetch_sub(1, Ordering::Relaxed);
+                    self.waiting.push_front(batch);
+                    return false;
+                }
+                // The archive thread is gone (it panicked): nothing can take the rows.
+                Err(_) => {
+                    self.depth.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        true
+    }
+
+    /// Timers, and every row held handed over, so a decoded record reaches the archive within
+    /// a tick.
+    fn tick(&mut self, losses: &Mutex<Vec<Loss>>) {
+        self.decoder.expire(clock::now());
+        self.decoder.flush(&mut self.fresh);
+        if let Ok(mut published) = losses.lock() {
+            published.clear();
+            published.extend(self.decoder.sequences().lost().map(
+                |(session, domain, unit, lost)| (session.exporter_text(), domain.0, unit, lost),
+            ));
+        }
+        self.hand_over();
+        let _ = self.outbound.try_send(Outbound::Tick);
+    }
+
+    /// At shutdown: every row to the archive, waiting for room as long as it takes.
+    fn finish(&mut self) {
+        self.decoder.finish(&mut self.fresh);
+        self.waiting.extend(self.fresh.drain(..));
+        for batch in self.waiting.drain(..) {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            if self.outbound.send(Outbound::Batch(batch)).is_err() {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Receives and decodes datagrams until shutdown, then what the kernel still holds, so
+/// nothing received before the signal is lost.
+async fn receive(
+    socket: UdpSocket,
+    pipeline: Rc<RefCell<Pipeline>>,
+    allow: Arc<AllowList>,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut receiver = Receiver {
+        collector: socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        //= https://www.rfc-editor.org/rfc/rfc7011#section-10
+        //# A Collecting Process MUST be able to handle IPFIX Message lengths of
+        //# up to 65535 octets.
+        // One octet more than the largest Message, so a longer datagram shows as a mismatch.
+        buf: vec![0_u8; 65_536],
+        refusals: Refusals::default(),
+        allow,
+        counters,
+    };
+    loop {
+        tokio::select! {
+            ready = socket.readable() => match ready {
+                Ok(()) => {
+                    let recv = |buf: &mut [u8]| socket.try_recv_from(buf);
+                    if !receiver.drain(recv, &mut pipeline.borrow_mut()) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Err(e) => debug!(error = %e, "UDP receive error."),
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Past the runtime's view of readiness (which may not have seen the last datagrams yet):
+    // ask the kernel itself until it has none.
+    match socket.into_std() {
+        Ok(socket) => {
+            let recv = |buf: &mut [u8]| socket.recv_from(buf);
+            while !receiver.drain(recv, &mut pipeline.borrow_mut()) {}
+        }
+        Err(e) => error!(error = %e, "Cannot drain a UDP socket at shutdown."),
+    }
+}
+
+/// One socket's receive state.
+struct Receiver {
+    collector: SocketAddr,
+    buf: Vec<u8>,
+    refusals: Refusals,
+    allow: Arc<AllowList>,
+    counters: Arc<Counters>,
+}
+
+impl Receiver {
+    /// Decodes the datagrams waiting, at most [`DRAIN_MAX`]; whether the socket is empty.
+    fn drain(
+        &mut self,
+        mut recv: impl FnMut(&mut [u8]) -> std::io::Result<(usize, SocketAddr)>,
+        pipeline: &mut Pipeline,
+    ) -> bool {
+        let now = clock::now();
+        for _ in 0..DRAIN_MAX {
+            match recv(&mut self.buf) {
+                Ok((_, exporter)) if !self.allow.permits(exporter.ip()) => {
+                    self.refusals
+                        .refuse(exporter.ip(), "datagram", &self.counters);
+                }
+                Ok((len, exporter)) => {
+                    let session = TransportSession::Udp {
+                        exporter,
+                        collector: self.collector,
+                    };
+                    pipeline.datagram(session, self.buf.get(..len).unwrap_or_default(), now);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    debug!(error = %e, "UDP receive error.");
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Decodes the Messages of the worker's TCP connections until every connection has closed,
+/// taking the next only once the rows before it have been handed over (back-pressure).
+async fn messages(mut inbound: mpsc::Receiver<Inbound>, pipeline: Rc<RefCell<Pipeline>>) {
+    while let Some(item) = inbound.recv().await {
+        while !pipeline.borrow_mut().hand_over() {
+            tokio::time::sleep(RETRY).await;
+        }
+        pipeline.borrow_mut().inbound(item);
+    }
+}
+
+/// Every [`TICK`] until shutdown: timers, flushes and loss figures.
+async fn ticks(
+    pipeline: Rc<RefCell<Pipeline>>,
+    losses: Arc<Mutex<Vec<Loss>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = every.tick() => pipeline.borrow_mut().tick(&losses),
+            _ = shutdown.changed() => break,
+        }
+    }
+}
