@@ -19,10 +19,10 @@ use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -116,8 +116,8 @@ impl Archive {
 }
 
 impl Sink for Archive {
-    fn write(&mut self, batch: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
-        let batch = addresses_as_text(batch)?;
+    fn write(&mut self, typed: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
+        let batch = addresses_as_text(typed)?;
         let key = fingerprint(batch.schema_ref());
         let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
         if self.open.get(&key).is_some_and(|f| f.window != window) {
@@ -146,8 +146,10 @@ impl Sink for Archive {
             }
         };
         file.last_write = self.writes;
-        // The journal first: once it holds the batch, the batch is the archive's.
-        file.journal.append(&batch)?;
+        // The journal first: once it holds the batch, the batch is the archive's. It keeps
+        // addresses as the decoder gave them (4 octets, not up to 15 of text): a third less to
+        // compress; completion from the journal writes them as text like this writer.
+        file.journal.append(typed)?;
         file.written += batch.get_array_memory_size();
         self.counters
             .rows_written
@@ -253,6 +255,10 @@ pub fn sync_directory(path: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// zstd's level: 1 costs a third less CPU than 3 on softflowd's records for files 0.6 % larger
+/// (benches/vs_nfcapd.py, README, Figures).
+const ZSTD_LEVEL: i32 = 1;
+
 /// A column's dictionary stops growing at this size and the rest of its column chunk is written
 /// plain: parquet's default (1 MiB) keeps interning values of columns where a dictionary does
 /// not pay (addresses of many hosts, timestamps, counters), a fifth of the archive thread's
@@ -262,10 +268,10 @@ pub fn sync_directory(path: &Path) -> Result<(), ArchiveError> {
 /// 0.98x on the Cisco capture (README, Figures).
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
-/// The encoding every archive file gets: zstd level 3, dictionaries bounded.
+/// The encoding every archive file gets: zstd at [`ZSTD_LEVEL`], dictionaries bounded.
 fn properties() -> Result<WriterProperties, ArchiveError> {
     Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .build())
 }
@@ -282,6 +288,7 @@ pub fn parquet_from_journal(
 ) -> Result<Option<(File, Replayed)>, ArchiveError> {
     let mut writer: Option<ArrowWriter<File>> = None;
     let replayed = replay(journal, |batch| {
+        let batch = addresses_as_text(&batch)?;
         let w = match writer.as_mut() {
             Some(w) => w,
             None => writer.insert(ArrowWriter::try_new(
@@ -363,7 +370,8 @@ fn fingerprint(schema: &SchemaRef) -> u64 {
     h.finish()
 }
 
-/// Rewrites ipv4Address, ipv6Address and macAddress columns as text.
+/// Rewrites ipv4Address, ipv6Address and macAddress columns as text; columns already text (a
+/// journal written before journals kept addresses typed) stay as they are.
 fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let schema = batch.schema();
     let kinds: Vec<Option<&str>> = schema
@@ -371,6 +379,8 @@ fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         .iter()
         .map(|f| f.metadata().get("ipfix.data_type").map(String::as_str))
         .map(|t| t.filter(|t| matches!(*t, "ipv4Address" | "ipv6Address" | "macAddress")))
+        .zip(schema.fields())
+        .map(|(kind, field)| kind.filter(|_| field.data_type() != &DataType::Utf8))
         .collect();
     if kinds.iter().all(Option::is_none) {
         return Ok(batch.clone());
@@ -421,7 +431,6 @@ fn ipv4_text(address: u32, buf: &mut [u8; 15]) -> usize {
 }
 
 fn text(column: &ArrayRef, kind: &str) -> Result<ArrayRef, ArrowError> {
-    let mut out = StringBuilder::with_capacity(column.len(), column.len() * 16);
     let invalid = || {
         ArrowError::InvalidArgumentError(format!("{kind} column of type {}", column.data_type()))
     };
@@ -431,51 +440,61 @@ fn text(column: &ArrayRef, kind: &str) -> Result<ArrayRef, ArrowError> {
                 .as_primitive_opt::<UInt32Type>()
                 .ok_or_else(invalid)?;
             let mut buf = [0_u8; 15];
-            for v in values.iter() {
-                match v {
-                    Some(v) => {
-                        let len = ipv4_text(v, &mut buf);
-                        let text = buf.get(..len).unwrap_or_default();
-                        out.append_value(std::str::from_utf8(text).unwrap_or_default());
-                    }
-                    None => out.append_null(),
-                }
-            }
+            text_column(column, 15, |i, out| {
+                let len = ipv4_text(values.value(i), &mut buf);
+                out.extend_from_slice(buf.get(..len).unwrap_or_default());
+            })
         }
         "ipv6Address" => {
             let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
-            for v in values.iter() {
-                match v.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-                    Some(octets) => {
-                        let _ = write!(out, "{}", Ipv6Addr::from(octets));
-                        out.append_value("");
-                    }
-                    None => out.append_null(),
+            let mut buf = String::with_capacity(39);
+            text_column(column, 39, |i, out| {
+                if let Ok(octets) = <[u8; 16]>::try_from(values.value(i)) {
+                    buf.clear();
+                    let _ = write!(buf, "{}", Ipv6Addr::from(octets));
+                    out.extend_from_slice(buf.as_bytes());
                 }
-            }
+            })
         }
         _ => {
             let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut buf = Vec::with_capacity(3 * 8);
-            for v in values.iter() {
-                let Some(v) = v else {
-                    out.append_null();
-                    continue;
-                };
-                buf.clear();
-                for (i, b) in v.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b':');
+            text_column(column, 17, |i, out| {
+                for (j, b) in values.value(i).iter().enumerate() {
+                    if j > 0 {
+                        out.push(b':');
                     }
-                    buf.push(HEX[usize::from(b >> 4)]);
-                    buf.push(HEX[usize::from(b & 0x0f)]);
+                    out.extend([HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
                 }
-                out.append_value(std::str::from_utf8(&buf).unwrap_or_default());
-            }
+            })
         }
     }
-    Ok(Arc::new(out.finish()))
+}
+
+/// A text column as long as `column`, with its nulls, each other value written by `put(row,
+/// out)` (ASCII, at most `width` octets): offsets and octets built directly, checked as UTF-8
+/// once for the whole column rather than value by value.
+fn text_column(
+    column: &ArrayRef,
+    width: usize,
+    mut put: impl FnMut(usize, &mut Vec<u8>),
+) -> Result<ArrayRef, ArrowError> {
+    let mut octets = Vec::with_capacity(column.len() * width);
+    let mut offsets = Vec::with_capacity(column.len() + 1);
+    offsets.push(0_i32);
+    for i in 0..column.len() {
+        if column.is_valid(i) {
+            put(i, &mut octets);
+        }
+        let end = i32::try_from(octets.len())
+            .map_err(|_| ArrowError::InvalidArgumentError("text column too long".to_owned()))?;
+        offsets.push(end);
+    }
+    Ok(Arc::new(StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(octets),
+        column.logical_nulls(),
+    )?))
 }
 
 #[cfg(test)]
@@ -533,5 +552,26 @@ mod tests {
         let mac = text(&mac, "macAddress").unwrap();
         assert_eq!(mac.as_string::<i32>().value(0), "00:1b:2c:3d:4e:ff");
         assert!(mac.is_null(1));
+    }
+
+    #[test]
+    fn addresses_become_text_once_so_journals_of_either_kind_complete() {
+        let field = |data_type| {
+            Field::new("sourceIPv4Address", data_type, true).with_metadata(
+                std::collections::HashMap::from([(
+                    "ipfix.data_type".to_owned(),
+                    "ipv4Address".to_owned(),
+                )]),
+            )
+        };
+        let typed = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field(DataType::UInt32)])),
+            vec![Arc::new(arrow_array::UInt32Array::from(vec![0xc000_0201]))],
+        )
+        .unwrap();
+        let once = addresses_as_text(&typed).unwrap();
+        assert_eq!(once.column(0).as_string::<i32>().value(0), "192.0.2.1");
+        // A journal written when journals held text: left as it is.
+        assert_eq!(addresses_as_text(&once).unwrap(), once);
     }
 }
