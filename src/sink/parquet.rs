@@ -557,12 +557,10 @@ mod tests {
     #[test]
     fn addresses_become_text_once_so_journals_of_either_kind_complete() {
         let field = |data_type| {
-            Field::new("sourceIPv4Address", data_type, true).with_metadata(
-                std::collections::HashMap::from([(
-                    "ipfix.data_type".to_owned(),
-                    "ipv4Address".to_owned(),
-                )]),
-            )
+            Field::new("sourceIPv4Address", data_type, true).with_metadata(HashMap::from([(
+                "ipfix.data_type".to_owned(),
+                "ipv4Address".to_owned(),
+            )]))
         };
         let typed = RecordBatch::try_new(
             Arc::new(Schema::new(vec![field(DataType::UInt32)])),
