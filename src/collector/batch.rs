@@ -3,7 +3,7 @@
 //! time and the absolute start and end its uptime-relative times give, and for v5 rows the
 //! header's engine and sampling fields.
 
-use std::collections::HashMap;
+use crate::collector::FastMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -224,31 +224,31 @@ impl Batcher {
         let Some(batch) = self.columns.flush()? else {
             return Ok(None);
         };
-        let mut arrays = vec![self.exporters.take()?];
+        let rows = batch.num_rows();
+        let mut arrays = vec![self.exporters.take(rows)?];
         if let Some(identities) = &mut self.identities {
-            arrays.push(identities.take()?);
+            arrays.push(identities.take(rows)?);
         }
         let domains: ArrayRef = Arc::new(PrimitiveArray::<UInt32Type>::new(
-            ScalarBuffer::from(std::mem::take(&mut self.domains)),
+            ScalarBuffer::from(renew(&mut self.domains, rows)),
             None,
         ));
-        let times = std::mem::take(&mut self.export_times);
+        let times = renew(&mut self.export_times, rows);
         let times: ArrayRef = Arc::new(
             PrimitiveArray::<TimestampSecondType>::new(ScalarBuffer::from(times), None)
                 .with_timezone("UTC"),
         );
-        let rows = batch.num_rows();
         let versions: ArrayRef = Arc::new(PrimitiveArray::<UInt16Type>::new(
             ScalarBuffer::from(vec![self.version; rows]),
             None,
         ));
         arrays.extend([domains, times, versions]);
         arrays.extend(batch.columns().iter().cloned());
-        let clocks = std::mem::take(&mut self.clocks);
+        let clocks = renew(&mut self.clocks, rows);
         if self.version != flowvm_vm::wire::VERSION {
             arrays.extend(netflow_times(&batch, self.columns.program(), &clocks));
         }
-        let engines = std::mem::take(&mut self.engines);
+        let engines = renew(&mut self.engines, rows);
         if self.version == netflow5::VERSION {
             arrays.extend(engine_columns(&engines));
         }
@@ -256,11 +256,20 @@ impl Batcher {
     }
 }
 
+/// `v`'s contents, leaving it empty with room for `rows` if it held any (columns a protocol
+/// does not fill stay unallocated): the next batch is likely the size of this one, so its
+/// buffers are reserved now, as the program's columns do, and steady decoding does not grow
+/// them row by row.
+fn renew<T>(v: &mut Vec<T>, rows: usize) -> Vec<T> {
+    let room = if v.is_empty() { 0 } else { rows };
+    std::mem::replace(v, Vec::with_capacity(room))
+}
+
 /// A column of text repeated over many rows (exporters, identities), as a dictionary.
 #[derive(Debug, Default)]
 struct TextColumn {
     values: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
+    index: FastMap<Arc<str>, u32>,
     keys: Vec<u32>,
 }
 
@@ -280,11 +289,12 @@ impl TextColumn {
         self.keys.extend(std::iter::repeat_n(key, rows));
     }
 
-    /// The column so far, emptied.
-    fn take(&mut self) -> Result<ArrayRef, ArrowError> {
+    /// The column so far, emptied, with room for `rows` more.
+    fn take(&mut self, rows: usize) -> Result<ArrayRef, ArrowError> {
         let values = StringArray::from_iter_values(self.values.drain(..).map(|s| s.to_string()));
         self.index.clear();
-        let keys = UInt32Array::new(ScalarBuffer::from(std::mem::take(&mut self.keys)), None);
+        let keys = renew(&mut self.keys, rows);
+        let keys = UInt32Array::new(ScalarBuffer::from(keys), None);
         Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
             keys,
             Arc::new(values),

@@ -7,7 +7,7 @@
 //! whose template is known against its Set Length; only if all of that holds does the second
 //! (here) install templates and append rows. A malformed packet therefore adds nothing.
 
-use std::collections::HashMap;
+use crate::collector::FastMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::collector::batch::{Batcher, Provenance, RowContext};
 use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
-use crate::collector::plan::{self, Step};
+use crate::collector::plan::{self, Step, Steps};
 use crate::collector::programs::ProgramCache;
 use crate::collector::sequence::{
     MessageRecords, SequenceEvent, SequenceLimits, SequenceNumber, SequenceTracker,
@@ -65,10 +65,10 @@ pub struct Decoder {
     sequences: SequenceTracker,
     /// The rows of each program, per protocol version (NetFlow rows have columns more) and
     /// whether they come from an authenticated exporter (a column more).
-    batchers: HashMap<(usize, u16, bool), Batcher>,
-    exporters: HashMap<TransportSession, Arc<str>>,
+    batchers: FastMap<(usize, u16, bool), Batcher>,
+    exporters: FastMap<TransportSession, Arc<str>>,
     /// The identity of each TLS session's authenticated exporter.
-    identities: HashMap<TransportSession, Arc<str>>,
+    identities: FastMap<TransportSession, Arc<str>>,
     counters: Arc<Counters>,
     limiter: LogLimiter,
     batch_rows: usize,
@@ -82,9 +82,9 @@ impl Decoder {
             templates: TemplateStore::new(config.templates),
             pending: PendingStore::new(config.pending),
             sequences: SequenceTracker::new(config.sequences),
-            batchers: HashMap::new(),
-            exporters: HashMap::new(),
-            identities: HashMap::new(),
+            batchers: FastMap::default(),
+            exporters: FastMap::default(),
+            identities: FastMap::default(),
             counters,
             limiter: LogLimiter::new(Duration::from_secs(10)),
             batch_rows: config.batch_rows.max(1),
@@ -192,7 +192,7 @@ impl Decoder {
         &mut self,
         session: TransportSession,
         header: &ExportHeader,
-        steps: Vec<Step<'_>>,
+        steps: Steps<'_>,
         now: Instant,
         out: &mut Vec<RecordBatch>,
     ) -> Applied {

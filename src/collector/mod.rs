@@ -47,6 +47,11 @@ use crate::sink::parquet::Archive;
 use crate::sink::{self, Sink};
 use crate::telemetry::Counters;
 
+/// The maps of the decode path (sessions, templates, sequence streams, held data, batches),
+/// keyed by what exporters send: hashed with foldhash (SipHash was a tenth of the decode time),
+/// seeded at random for each map, so keys cannot be chosen to collide without seeing the seed.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// How often the decode thread hands its rows to the archive: with the default sync interval
 /// (0.5 s), a decoded record reaches the disk well within a second.
 const TICK: Duration = Duration::from_millis(250);

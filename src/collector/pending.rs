@@ -8,7 +8,9 @@
 //! bounded by octets per session, octets in all (each Set is charged its bookkeeping too, so
 //! octets bound the count) and age, not by a count per template; what a bound drops is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::collector::FastMap;
 use std::time::{Duration, Instant};
 
 use crate::collector::batch::Provenance;
@@ -55,8 +57,8 @@ pub struct PendingLimits {
 /// The buffer of Sets waiting for their template.
 #[derive(Debug)]
 pub struct PendingStore {
-    map: HashMap<TemplateKey, VecDeque<PendingSet>>,
-    session_bytes: HashMap<TransportSession, usize>,
+    map: FastMap<TemplateKey, VecDeque<PendingSet>>,
+    session_bytes: FastMap<TransportSession, usize>,
     bytes: usize,
     sets: usize,
     limits: PendingLimits,
@@ -66,8 +68,8 @@ impl PendingStore {
     /// An empty buffer.
     pub fn new(limits: PendingLimits) -> Self {
         Self {
-            map: HashMap::new(),
-            session_bytes: HashMap::new(),
+            map: FastMap::default(),
+            session_bytes: FastMap::default(),
             bytes: 0,
             sets: 0,
             limits,

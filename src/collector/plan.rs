@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use flowvm_vm::wire::ids::{SetId, TemplateId};
 use flowvm_vm::wire::netflow5;
 use flowvm_vm::wire::packet::{ExportPacket, Item};
@@ -40,6 +42,10 @@ pub enum Step<'a> {
     Skip(DropReason),
 }
 
+/// A packet's steps: held inline for the packets routers send (a few Sets each), so planning
+/// allocates nothing.
+pub type Steps<'a> = SmallVec<[Step<'a>; 8]>;
+
 /// Plans `packet` from `session`: every step it asks for, each Data Set checked against the
 /// template it will meet (defined earlier in the packet, or held).
 ///
@@ -50,9 +56,9 @@ pub fn plan<'a>(
     session: TransportSession,
     templates: &TemplateStore,
     programs: &mut ProgramCache,
-) -> Result<Vec<Step<'a>>, DecodeError> {
+) -> Result<Steps<'a>, DecodeError> {
     let domain = packet.header().observation_domain_id;
-    let mut steps = Vec::new();
+    let mut steps = Steps::new();
     // NetFlow v5's layout is a built-in template, installed for the exporter on its first
     // packet like any template, so its rows share everything after this point.
     if let ExportPacket::Netflow5(_) = packet {

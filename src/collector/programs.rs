@@ -1,7 +1,7 @@
 //! Compiled programs, shared: identical templates from any exporter and any protocol compile
 //! once and share one `Arc<Program>` (and so one batch of rows).
 
-use std::collections::HashMap;
+use crate::collector::FastMap;
 use std::sync::{Arc, Weak};
 
 use flowvm_vm::wire::template::TemplateDef;
@@ -15,7 +15,7 @@ const SWEEP_MIN: usize = 1024;
 #[derive(Debug)]
 pub struct ProgramCache {
     compiler: Compiler,
-    programs: HashMap<TemplateDef, Weak<Program>>,
+    programs: FastMap<TemplateDef, Weak<Program>>,
     /// Size at which dead entries are swept before the next insert.
     sweep_at: usize,
 }
@@ -25,7 +25,7 @@ impl ProgramCache {
     pub fn new(compiler: Compiler) -> Self {
         Self {
             compiler,
-            programs: HashMap::new(),
+            programs: FastMap::default(),
             sweep_at: SWEEP_MIN,
         }
     }

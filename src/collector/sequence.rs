@@ -1,7 +1,7 @@
 //! Sequence numbers (RFC 7011 §3.1; RFC 3954 §5.1 for NetFlow v9, which counts packets):
 //! records (or packets) lost, messages reordered, exporter restarts.
 
-use std::collections::HashMap;
+use crate::collector::FastMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -129,8 +129,8 @@ struct Stream {
 /// Expected versus received sequence numbers per (Transport Session, Observation Domain).
 #[derive(Debug)]
 pub struct SequenceTracker {
-    streams: HashMap<(TransportSession, ObservationDomainId), Stream>,
-    per_exporter: HashMap<Option<IpAddr>, usize>,
+    streams: FastMap<(TransportSession, ObservationDomainId), Stream>,
+    per_exporter: FastMap<Option<IpAddr>, usize>,
     limits: SequenceLimits,
 }
 
@@ -138,8 +138,8 @@ impl SequenceTracker {
     /// A tracker with no stream.
     pub fn new(limits: SequenceLimits) -> Self {
         Self {
-            streams: HashMap::new(),
-            per_exporter: HashMap::new(),
+            streams: FastMap::default(),
+            per_exporter: FastMap::default(),
             limits,
         }
     }

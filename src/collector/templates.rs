@@ -1,7 +1,7 @@
 //! The template table: (Transport Session, Observation Domain, Template ID) -> compiled
 //! program, with the lifetimes and withdrawals of RFC 7011 §8.
 
-use std::collections::HashMap;
+use crate::collector::FastMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,9 +96,9 @@ pub struct TemplateLimits {
 /// All templates the collector knows.
 #[derive(Debug)]
 pub struct TemplateStore {
-    map: HashMap<TemplateKey, Entry>,
-    per_session: HashMap<TransportSession, usize>,
-    per_exporter: HashMap<Option<IpAddr>, Usage>,
+    map: FastMap<TemplateKey, Entry>,
+    per_session: FastMap<TransportSession, usize>,
+    per_exporter: FastMap<Option<IpAddr>, Usage>,
     weight: usize,
     limits: TemplateLimits,
 }
@@ -107,9 +107,9 @@ impl TemplateStore {
     /// An empty table.
     pub fn new(limits: TemplateLimits) -> Self {
         Self {
-            map: HashMap::new(),
-            per_session: HashMap::new(),
-            per_exporter: HashMap::new(),
+            map: FastMap::default(),
+            per_session: FastMap::default(),
+            per_exporter: FastMap::default(),
             weight: 0,
             limits,
         }
@@ -234,7 +234,7 @@ impl TemplateStore {
 
     /// Removes the templates for which `gone` holds; returns how many.
     fn remove_where(&mut self, gone: impl Fn(&TemplateKey, &Entry) -> bool) -> usize {
-        let mut freed: HashMap<TransportSession, (usize, usize)> = HashMap::new();
+        let mut freed: FastMap<TransportSession, (usize, usize)> = FastMap::default();
         self.map.retain(|k, e| {
             if !gone(k, e) {
                 return true;

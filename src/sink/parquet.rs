@@ -27,6 +27,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tracing::{error, info};
 
 use crate::sink::journal::{Journal, Replayed, replay};
@@ -256,24 +257,35 @@ pub fn sync_directory(path: &Path) -> Result<(), ArchiveError> {
 }
 
 /// zstd's level: 1 costs a third less CPU than 3 on softflowd's records for files 0.6 % larger
-/// (benches/vs_nfcapd.py, README, Figures).
+/// (README, Figures).
 const ZSTD_LEVEL: i32 = 1;
 
-/// A column's dictionary stops growing at this size and the rest of its column chunk is written
-/// plain: parquet's default (1 MiB) keeps interning values of columns where a dictionary does
-/// not pay (addresses of many hosts, timestamps, counters), a fifth of the archive thread's
-/// time; at 64 KiB such columns fall back within a few thousand rows while those of few values
-/// (protocols, interfaces, exporters, the addresses of a small site) keep theirs. Measured in
-/// one run: CPU per record 0.93x on bench-replay's load, files 0.77x of its size there and
-/// 0.98x on the Cisco capture (README, Figures).
+/// A text column's dictionary stops growing at this size and the rest of its column chunk is
+/// written plain: parquet's default (1 MiB) keeps interning the addresses of many hosts,
+/// where a dictionary does not pay; at 64 KiB such columns fall back within a few thousand
+/// rows while those of few values (exporters, the addresses of a small site, application
+/// names) keep theirs. Files are smaller for it on both bench loads (README, Figures).
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
-/// The encoding every archive file gets: zstd at [`ZSTD_LEVEL`], dictionaries bounded.
-fn properties() -> Result<WriterProperties, ArchiveError> {
-    Ok(WriterProperties::builder()
+/// The encoding a file of `schema` gets: zstd at [`ZSTD_LEVEL`]; dictionaries for text
+/// columns only, bounded. Numbers (counters, times, ports, flags) are written plain, for zstd
+/// to compress: interning them cost an eighth of the archive thread's time for files 4-5 %
+/// smaller (README, Figures).
+fn properties(schema: &Schema) -> Result<WriterProperties, ArchiveError> {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
-        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
-        .build())
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT);
+    for field in schema.fields() {
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Dictionary(..)
+        );
+        if !text {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// Writes the batches of the journal at `journal` into a Parquet file at `temporary`, footer
@@ -294,7 +306,7 @@ pub fn parquet_from_journal(
             None => writer.insert(ArrowWriter::try_new(
                 File::create(temporary)?,
                 batch.schema(),
-                Some(properties()?),
+                Some(properties(batch.schema_ref())?),
             )?),
         };
         w.write(&batch)?;
@@ -322,7 +334,13 @@ fn create(
     let path = dir.join(name);
     let writer = File::create(&temporary)
         .map_err(ArchiveError::from)
-        .and_then(|f| Ok(ArrowWriter::try_new(f, schema, Some(properties()?))?));
+        .and_then(|f| {
+            Ok(ArrowWriter::try_new(
+                f,
+                Arc::clone(&schema),
+                Some(properties(&schema)?),
+            )?)
+        });
     let writer = match writer {
         Ok(writer) => writer,
         Err(e) => {
