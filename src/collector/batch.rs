@@ -3,7 +3,6 @@
 //! time and the absolute start and end its uptime-relative times give, and for v5 rows the
 //! header's engine and sampling fields.
 
-use crate::collector::FastMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -20,6 +19,8 @@ use flowvm_vm::wire::netflow5;
 use flowvm_vm::wire::packet::ExportHeader;
 use flowvm_vm::wire::set::Set;
 use flowvm_vm::{Columns, DecodeError, Program, RunStats};
+
+use crate::collector::FastMap;
 
 /// Name of the column holding the exporter's IP address as text.
 pub const EXPORTER: &str = "exporter";

@@ -7,7 +7,6 @@
 //! whose template is known against its Set Length; only if all of that holds does the second
 //! (here) install templates and append rows. A malformed packet therefore adds nothing.
 
-use crate::collector::FastMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use flowvm_vm::wire::template::TemplateDef;
 use flowvm_vm::{CompileError, Compiler, DecodeError, Program};
 use tracing::{debug, error, info, warn};
 
+use crate::collector::FastMap;
 use crate::collector::batch::{Batcher, Provenance, RowContext};
 use crate::collector::pending::{PendingLimits, PendingSet, PendingStore};
 use crate::collector::plan::{self, Step, Steps};

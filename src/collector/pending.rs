@@ -9,10 +9,9 @@
 //! octets bound the count) and age, not by a count per template; what a bound drops is counted.
 
 use std::collections::VecDeque;
-
-use crate::collector::FastMap;
 use std::time::{Duration, Instant};
 
+use crate::collector::FastMap;
 use crate::collector::batch::Provenance;
 use crate::collector::session::TransportSession;
 use crate::collector::templates::TemplateKey;

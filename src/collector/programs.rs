@@ -1,11 +1,12 @@
 //! Compiled programs, shared: identical templates from any exporter and any protocol compile
 //! once and share one `Arc<Program>` (and so one batch of rows).
 
-use crate::collector::FastMap;
 use std::sync::{Arc, Weak};
 
 use flowvm_vm::wire::template::TemplateDef;
 use flowvm_vm::{CompileError, Compiler, Program};
+
+use crate::collector::FastMap;
 
 /// The cache is swept of dead entries no more often than at this size.
 const SWEEP_MIN: usize = 1024;

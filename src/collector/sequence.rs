@@ -1,13 +1,13 @@
 //! Sequence numbers (RFC 7011 §3.1; RFC 3954 §5.1 for NetFlow v9, which counts packets):
 //! records (or packets) lost, messages reordered, exporter restarts.
 
-use crate::collector::FastMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use flowvm_vm::wire::ids::ObservationDomainId;
 use flowvm_vm::wire::packet::SequenceUnit;
 
+use crate::collector::FastMap;
 use crate::collector::session::TransportSession;
 
 /// A forward jump larger than this is taken as an exporter restart, not as loss.

@@ -1,7 +1,6 @@
 //! The template table: (Transport Session, Observation Domain, Template ID) -> compiled
 //! program, with the lifetimes and withdrawals of RFC 7011 §8.
 
-use crate::collector::FastMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 use flowvm_vm::Program;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 
+use crate::collector::FastMap;
 use crate::collector::session::TransportSession;
 
 //= https://www.rfc-editor.org/rfc/rfc7011#section-8
