@@ -127,9 +127,9 @@ fn derived_times(program: &Program) -> impl Iterator<Item = (&'static str, &'sta
 #[derive(Clone, Copy, Debug)]
 pub struct RowContext<'a> {
     /// The exporter's address as text.
-    pub exporter: &'a str,
+    pub exporter: &'a Arc<str>,
     /// The authenticated exporter's name (TLS with a client certificate).
-    pub identity: Option<&'a str>,
+    pub identity: Option<&'a Arc<str>>,
     /// The Observation Domain of the Message.
     pub domain: ObservationDomainId,
     /// The packet it came in.
@@ -200,7 +200,8 @@ impl Batcher {
         let rows = usize::try_from(stats.records).unwrap_or(0);
         self.exporters.extend(context.exporter, rows);
         if let Some(identities) = &mut self.identities {
-            identities.extend(context.identity.unwrap_or_default(), rows);
+            let none = Arc::default();
+            identities.extend(context.identity.unwrap_or(&none), rows);
         }
         self.domains
             .extend(std::iter::repeat_n(context.domain.0, rows));
@@ -275,15 +276,14 @@ struct TextColumn {
 }
 
 impl TextColumn {
-    /// Appends `text` for `rows` rows.
-    fn extend(&mut self, text: &str, rows: usize) {
+    /// Appends `text` for `rows` rows (sharing it: no copy of the text is made).
+    fn extend(&mut self, text: &Arc<str>, rows: usize) {
         let key = match self.index.get(text) {
             Some(&key) => key,
             None => {
                 let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-                let text: Arc<str> = Arc::from(text);
-                self.values.push(Arc::clone(&text));
-                self.index.insert(text, key);
+                self.values.push(Arc::clone(text));
+                self.index.insert(Arc::clone(text), key);
                 key
             }
         };

@@ -492,7 +492,7 @@ impl Decoder {
         let identity = self.identities.get(&key.session).map(Arc::clone);
         let context = RowContext {
             exporter: &exporter,
-            identity: identity.as_deref(),
+            identity: identity.as_ref(),
             domain: key.domain,
             provenance,
         };
