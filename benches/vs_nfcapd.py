@@ -2,6 +2,7 @@
 """CPU per archived record of `flowvm collect` and nfcapd (nfdump 1.7.x), side by side in one run.
 
 Usage: python3 benches/vs_nfcapd.py [--loops N] [--datagram-rate D] [--rounds K] [--flows F]
+                                   [--baseline BIN]
 
 The load is real exporter output: softflowd's IPFIX for about 280,000 distinct IPv4 TCP/UDP
 flows, built once and cached under target/bench-data/ (a generated pcap of 2 packets a flow is
@@ -337,11 +338,12 @@ def metric(text, name):
 
 
 class Flowvm:
-    name = "flowvm"
+    def __init__(self, binary=FLOWVM, name="flowvm"):
+        self.binary, self.name = binary, name
 
     def start(self, out):
         proc = subprocess.Popen(
-            [FLOWVM, "collect", "--listen", "127.0.0.1:%d" % free_udp_port(), "--no-tcp",
+            [self.binary, "collect", "--listen", "127.0.0.1:%d" % free_udp_port(), "--no-tcp",
              "--udp-listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--out", out,
              "--log-level", "error"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -484,6 +486,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--flows", type=int, default=280_000,
                    help="flows softflowd exports in one pass (the capture is cached per count)")
+    p.add_argument("--baseline", metavar="BIN",
+                   help="another flowvm build to measure beside (e.g. the previous commit's)")
     a = p.parse_args()
     if not os.access(FLOWVM, os.X_OK):
         sys.exit("%s missing: cargo build --release --bin flowvm" % FLOWVM)
@@ -502,6 +506,8 @@ def main():
           % (a.loops, a.datagram_rate, messages * a.loops, rows * a.loops), flush=True)
 
     collectors = [Flowvm(), Nfcapd()]
+    if a.baseline:
+        collectors.insert(0, Flowvm(a.baseline, "flowvm baseline"))
     results = {c.name: [] for c in collectors}
     for k in range(a.rounds):
         for c in collectors:
@@ -529,7 +535,9 @@ def main():
     print()
     print("records expected: passes x what one pass holds, as `flowvm decode` reads it; flowvm "
           "archives options records too (%d a pass), nfcapd only flow records." % (rows - flows))
-    print("flowvm / nfcapd, CPU per archived record: %.2fx" % (ns["flowvm"] / ns["nfcapd"]))
+    for name in ns:
+        if name != "nfcapd":
+            print("%s / nfcapd, CPU per archived record: %.2fx" % (name, ns[name] / ns["nfcapd"]))
 
 
 if __name__ == "__main__":
