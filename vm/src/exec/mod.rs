@@ -173,17 +173,25 @@ fn fixed_width(kind: ColumnKind) -> usize {
 #[derive(Debug)]
 pub struct Columns {
     program: Arc<Program>,
-    cols: Vec<Column>,
-    rows: usize,
+    /// Apart from the program, so a Set is run with the program borrowed, not shared anew
+    /// (no atomic count up and down per Set).
+    buf: Buffers,
     /// Rows the next batch is expected to hold; the capacity buffers are re-created with.
     capacity: usize,
+}
+
+/// The buffers [`Columns`] fills.
+#[derive(Debug)]
+struct Buffers {
+    cols: Vec<Column>,
+    rows: usize,
     /// Scratch for op at a time over variable-length templates: the bounds of every record of
     /// the Set being run, [`Program::bounds_per_record`] per record. Cleared, not freed, per
     /// Set, so a steady stream of Sets does not allocate.
     bounds: Vec<usize>,
 }
 
-/// Bounds kept in [`Columns::bounds`] across a flush (32 KiB), more than a 1400-octet Set of
+/// Bounds kept in [`Buffers::bounds`] across a flush (32 KiB), more than a 1400-octet Set of
 /// realistic records needs. Beyond this, the scratch of a jumbo Set is given back at the flush
 /// rather than held for the life of the template.
 const KEEP_BOUNDS: usize = 4096;
@@ -194,10 +202,12 @@ impl Columns {
         let cols = program.kinds.iter().map(|&k| Column::new(k, 0)).collect();
         Self {
             program,
-            cols,
-            rows: 0,
+            buf: Buffers {
+                cols,
+                rows: 0,
+                bounds: Vec::new(),
+            },
             capacity: 0,
-            bounds: Vec::new(),
         }
     }
 
@@ -208,13 +218,13 @@ impl Columns {
 
     /// Rows buffered since the last flush.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.buf.rows
     }
 
     /// Octets of variable-length content buffered; flush before it nears `i32::MAX`, the
     /// limit of Arrow's 32-bit offsets (a Set adds at most 65535).
     pub fn var_bytes(&self) -> usize {
-        self.cols.iter().map(Column::var_bytes).sum()
+        self.buf.cols.iter().map(Column::var_bytes).sum()
     }
 
     /// Checks `set`, then decodes every record in it, choosing the execution by [`Mode::Auto`].
@@ -230,23 +240,24 @@ impl Columns {
     /// # Errors
     /// Those of [`Program::check`]; nothing is appended then.
     pub fn run_with(&mut self, set: &Set<'_>, mode: Mode) -> Result<RunStats, DecodeError> {
-        let program = Arc::clone(&self.program);
+        let program = &*self.program;
+        let buf = &mut self.buf;
         let by_op = matches!(mode, Mode::Auto | Mode::OpAtATime);
         let shape = if by_op && program.record_len.is_none() {
-            self.bounds.clear();
-            let bounds = &mut self.bounds;
+            buf.bounds.clear();
+            let bounds = &mut buf.bounds;
             program.check_marking(set, |b| bounds.push(b))?
         } else {
             program.check(set)?
         };
-        let before = self.rows;
-        for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
+        let before = buf.rows;
+        for (col, kind) in buf.cols.iter_mut().zip(&program.kinds) {
             col.reserve(shape.records, fixed_width(*kind));
         }
         let result = match (by_op, program.record_len) {
-            (true, Some(record_len)) => Ok(self.run_ops(&program, set, record_len, shape.records)),
-            (true, None) => Ok(self.run_var_ops(&program, set, shape.records)),
-            (false, _) => self.run_records(&program, set, shape.records),
+            (true, Some(record_len)) => Ok(buf.run_ops(program, set, record_len, shape.records)),
+            (true, None) => Ok(buf.run_var_ops(program, set, shape.records)),
+            (false, _) => buf.run_records(program, set, shape.records),
         };
         match result {
             Ok(invalid_values) => Ok(RunStats {
@@ -256,12 +267,37 @@ impl Columns {
             }),
             Err(e) => {
                 // Unreachable after a successful check; undo rather than leave ragged columns.
-                self.truncate(before);
+                buf.truncate(program, before);
                 Err(e)
             }
         }
     }
 
+    /// Hands the buffered rows over as a `RecordBatch`; `None` when no row is buffered.
+    ///
+    /// # Errors
+    /// An Arrow error would mean the columns broke an invariant of this module (a bug); the
+    /// buffers are emptied either way.
+    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        if self.buf.rows == 0 {
+            return Ok(None);
+        }
+        let rows = std::mem::take(&mut self.buf.rows);
+        self.capacity = rows;
+        self.buf.bounds.clear();
+        self.buf.bounds.shrink_to(KEEP_BOUNDS);
+        let mut arrays = Vec::with_capacity(self.buf.cols.len());
+        for (col, &kind) in self.buf.cols.iter_mut().zip(&self.program.kinds) {
+            arrays.push(col.take(kind, self.capacity));
+        }
+        let arrays = arrays.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::clone(self.program.schema()), arrays, &options)
+            .map(Some)
+    }
+}
+
+impl Buffers {
     /// Op at a time: each read runs once over the whole Set, as a loop from its offset.
     fn run_ops(
         &mut self,
@@ -395,34 +431,11 @@ impl Columns {
         Ok(invalid)
     }
 
-    fn truncate(&mut self, rows: usize) {
-        for (col, kind) in self.cols.iter_mut().zip(&self.program.kinds) {
+    fn truncate(&mut self, program: &Program, rows: usize) {
+        for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
             col.truncate(rows, fixed_width(*kind));
         }
         self.rows = rows;
-    }
-
-    /// Hands the buffered rows over as a `RecordBatch`; `None` when no row is buffered.
-    ///
-    /// # Errors
-    /// An Arrow error would mean the columns broke an invariant of this module (a bug); the
-    /// buffers are emptied either way.
-    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
-        if self.rows == 0 {
-            return Ok(None);
-        }
-        let rows = std::mem::take(&mut self.rows);
-        self.capacity = rows;
-        self.bounds.clear();
-        self.bounds.shrink_to(KEEP_BOUNDS);
-        let mut arrays = Vec::with_capacity(self.cols.len());
-        for (col, &kind) in self.cols.iter_mut().zip(&self.program.kinds) {
-            arrays.push(col.take(kind, self.capacity));
-        }
-        let arrays = arrays.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
-        RecordBatch::try_new_with_options(Arc::clone(self.program.schema()), arrays, &options)
-            .map(Some)
     }
 }
 
@@ -482,8 +495,8 @@ mod tests {
 
     /// Capacities of the scratch and of every variable-width buffer.
     fn capacities(cols: &Columns) -> Vec<usize> {
-        let mut out = vec![cols.bounds.capacity()];
-        for col in &cols.cols {
+        let mut out = vec![cols.buf.bounds.capacity()];
+        for col in &cols.buf.cols {
             if let Column::Var { offsets, values } = col {
                 out.extend([offsets.capacity(), values.capacity()]);
             }
