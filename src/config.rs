@@ -301,7 +301,25 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn workers_default_to_the_cores_at_most_eight_and_the_option_sets_them() {
+        let auto = Config::default().worker_count();
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(auto, cores.min(MAX_AUTO_WORKERS));
+        let Ok(Cli {
+            command: Command::Collect(args),
+            ..
+        }) = Cli::try_parse_from(["flowvm", "collect", "--workers", "3"])
+        else {
+            panic!("flowvm collect --workers 3 did not parse");
+        };
+        assert_eq!(args.config().map(|c| c.worker_count()), Ok(3));
+    }
 
     #[test]
     fn defaults_listen_on_4739_for_udp_and_tcp_and_2055_for_udp_on_both_families() {
