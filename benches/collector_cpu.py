@@ -19,7 +19,6 @@ Example (a baseline build beside the current one):
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -27,25 +26,12 @@ import subprocess
 import tempfile
 import time
 
-
-def metric(text, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else 0
+from benchlib import metric, start_collect
 
 
 def one(binary, replayer, records, rate):
     out = tempfile.mkdtemp(prefix="flowvm-cpu-")
-    proc = subprocess.Popen(
-        [binary, "collect", "--listen", "127.0.0.1:0", "--no-tcp", "--udp-listen",
-         "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--out", out, "--log-level", "error"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    udp = metrics = None
-    for line in proc.stdout:
-        if line.startswith("listening udp ") and udp is None:
-            udp = line.split()[2]
-        if line.startswith("metrics http://"):
-            metrics = line.strip()[len("metrics http://"):].split("/")[0]
-            break
+    proc, udp, metrics = start_collect(binary, out)
     replay = subprocess.run(
         [replayer, "bench-replay", "--collector", udp, "--metrics", metrics,
          "--records", str(records), "--rate", str(rate)],

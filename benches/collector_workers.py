@@ -20,13 +20,14 @@ Example (the README's table):
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+from benchlib import metric, start_collect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,26 +37,9 @@ def scrape(metrics):
         return r.read().decode()
 
 
-def metric(text, name):
-    """A metric's value summed over its labels (0 when absent)."""
-    return sum(int(v) for v in re.findall(r"^%s(?:\{[^}]*\})? (\d+)$" % re.escape(name), text,
-                                          re.M))
-
-
 def one(binary, workers, rate, records, exporters):
     out = tempfile.mkdtemp(prefix="flowvm-workers-")
-    proc = subprocess.Popen(
-        [binary, "collect", "--listen", "127.0.0.1:0", "--no-tcp", "--udp-listen",
-         "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--out", out, "--log-level", "error",
-         "--workers", str(workers)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    udp = metrics = None
-    for line in proc.stdout:
-        if line.startswith("listening udp ") and udp is None:
-            udp = line.split()[2]
-        if line.startswith("metrics http://"):
-            metrics = line.strip()[len("metrics http://"):].split("/")[0]
-            break
+    proc, udp, metrics = start_collect(binary, out, extra=["--workers", str(workers)])
     try:
         subprocess.run(
             [binary, "bench-replay", "--collector", udp, "--metrics", metrics, "--records",

@@ -54,25 +54,14 @@ import threading
 import time
 import urllib.request
 
+from benchlib import ensure_package, metric, start_collect
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOWVM = os.path.join(ROOT, "target", "release", "flowvm")
 DATA = os.path.join(ROOT, "target", "bench-data")
 
 
 # --- tools -------------------------------------------------------------------------------------
-
-def ensure_package(command, package):
-    """Installs the Debian `package` when `command` is not on PATH."""
-    if shutil.which(command):
-        return
-    print("%s not found: apt-get install -y %s" % (command, package), flush=True)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    if not shutil.which(command):
-        sys.exit("%s still not on PATH after installing %s" % (command, package))
-
 
 def parquet_rows(paths):
     """Rows of Parquet files from their footers: (all rows, rows of flow records), a flow
@@ -331,32 +320,13 @@ def parquet_files(out):
             if not os.path.basename(p).startswith(".")]
 
 
-def metric(text, name):
-    """A Prometheus metric's value, summed over its labels (0 when absent)."""
-    return sum(int(v) for v in re.findall(r"^%s(?:\{[^}]*\})? (\d+)$" % re.escape(name), text,
-                                          re.M))
-
-
 class Flowvm:
     def __init__(self, binary=FLOWVM, name="flowvm"):
         self.binary, self.name = binary, name
 
     def start(self, out):
-        proc = subprocess.Popen(
-            [self.binary, "collect", "--listen", "127.0.0.1:%d" % free_udp_port(), "--no-tcp",
-             "--udp-listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--out", out,
-             "--log-level", "error"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        udp_addr = self.metrics = None
-        for line in proc.stdout:
-            if line.startswith("listening udp ") and udp_addr is None:
-                udp_addr = line.split()[2]
-            if line.startswith("metrics http://"):
-                self.metrics = line.strip()[len("metrics http://"):].split("/")[0]
-                break
-        if udp_addr is None or self.metrics is None:
-            proc.kill()
-            sys.exit("flowvm collect did not print its addresses")
+        proc, udp_addr, self.metrics = start_collect(
+            self.binary, out, listen="127.0.0.1:%d" % free_udp_port())
         # Nothing more is read from stdout; it says nothing more at --log-level error.
         return proc, udp_addr
 

@@ -63,6 +63,8 @@ import tempfile
 import threading
 import time
 
+from benchlib import ensure_package
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOWVM = os.path.join(ROOT, "target", "release", "flowvm")
 DATA = os.path.join(ROOT, "target", "bench-data")
@@ -71,19 +73,6 @@ FORMAT = 1
 
 
 # --- tools -------------------------------------------------------------------------------------
-
-def ensure_package(command, package):
-    """Installs the Debian `package` when `command` is not on PATH."""
-    if shutil.which(command):
-        return
-    print("%s not found: apt-get install -y %s" % (command, package), flush=True)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    if not shutil.which(command):
-        sys.exit("%s still not on PATH after installing %s" % (command, package))
-
 
 # --- the pcap ----------------------------------------------------------------------------------
 
