@@ -52,7 +52,7 @@ use crate::telemetry::Counters;
 /// seeded at random for each map, so keys cannot be chosen to collide without seeing the seed.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// How often the decode thread hands its rows to the archive: with the default sync interval
+/// How often a worker hands its rows to its archive thread: with the default sync interval
 /// (0.5 s), a decoded record reaches the disk well within a second.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -256,6 +256,7 @@ impl Collector {
     /// # Errors
     /// [`CollectError::Thread`]: a thread that could not be started or that panicked.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), CollectError> {
+        let udp_ports: Vec<u16> = self.udp_addrs().iter().map(SocketAddr::port).collect();
         let Self {
             config,
             compiler,
@@ -268,13 +269,6 @@ impl Collector {
         for socket in udp.first().into_iter().flatten() {
             info!(addr = %socket.local_addr().map_err(|e| CollectError::Thread(e.to_string()))?, rcvbuf = udp::granted_rcvbuf(socket), workers = udp.len(), "Listening on UDP.");
         }
-        let udp_ports: Vec<u16> = udp
-            .first()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.local_addr().ok())
-            .map(|a| a.port())
-            .collect();
         // A queue of 64 KiB Messages would hold `queue` × 64 KiB: the octets are bounded too.
         let budget = Arc::new(Semaphore::new(
             config.queue_max_bytes.min(Semaphore::MAX_PERMITS),
@@ -282,14 +276,12 @@ impl Collector {
         let archive_depth = Arc::new(AtomicU64::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
         let allow = Arc::new(AllowList::new(config.allow.clone()));
-        let workers = config.worker_count();
         let decoder_config = config.decoder();
         let mut threads = Vec::new();
         let mut senders = Vec::new();
         let mut losses = Vec::new();
-        for (index, sockets) in
-            (0..workers).zip(udp.into_iter().chain(std::iter::repeat_with(Vec::new)))
-        {
+        // One entry per worker, bound in `bind` (empty without UDP).
+        for (index, sockets) in udp.into_iter().enumerate() {
             let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
             let archive = Archive::new(config.archive(), Arc::clone(&counters)).for_worker(index);
             threads.push(spawn_archive(
@@ -313,7 +305,6 @@ impl Collector {
                 depth: Arc::clone(&archive_depth),
                 losses: published,
                 allow: Arc::clone(&allow),
-                counters: Arc::clone(&counters),
             };
             threads.push(
                 worker.spawn(shutdown.clone()).map_err(|e| {

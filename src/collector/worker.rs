@@ -60,8 +60,6 @@ pub struct Worker {
     pub losses: Arc<Mutex<Vec<Loss>>>,
     /// The sources allowed to send.
     pub allow: Arc<AllowList>,
-    /// The shared counters.
-    pub counters: Arc<Counters>,
 }
 
 impl Worker {
@@ -93,15 +91,14 @@ impl Worker {
             depth,
             losses,
             allow,
-            counters,
         } = self;
+        let counters = Arc::clone(decoder.counters());
         let pipeline = Rc::new(RefCell::new(Pipeline {
             decoder,
             fresh: Vec::new(),
             waiting: VecDeque::new(),
             outbound,
             depth,
-            counters: Arc::clone(&counters),
         }));
         let tasks = LocalSet::new();
         for socket in udp {
@@ -134,19 +131,19 @@ struct Pipeline {
     waiting: VecDeque<RecordBatch>,
     outbound: std_mpsc::SyncSender<Outbound>,
     depth: Arc<AtomicU64>,
-    counters: Arc<Counters>,
 }
 
 impl Pipeline {
     /// Decodes one datagram, unless rows still wait for the archive.
     fn datagram(&mut self, session: TransportSession, bytes: &[u8], now: Instant) {
         if !self.hand_over() {
-            let reason = if self.counters.archive_stalled.get() == 0 {
+            let counters = self.decoder.counters();
+            let reason = if counters.archive_stalled.get() == 0 {
                 DropReason::QueueFull
             } else {
                 DropReason::ArchiveFull
             };
-            self.counters.record_drop(reason, 1);
+            counters.record_drop(reason, 1);
             return;
         }
         self.decoder.handle(session, bytes, now, &mut self.fresh);
