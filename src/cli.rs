@@ -31,9 +31,16 @@ pub enum Command {
         /// IPFIX files or captures, decoded in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Archive directory.
-        #[arg(long, default_value = "flows")]
+        /// Where the archive goes: a directory, file://DIR, or s3://BUCKET/PREFIX (endpoint and
+        /// credentials from the AWS_* variables, as for collect).
+        #[arg(long, value_name = "DIR|URL", default_value = "flows")]
         out: PathBuf,
+        /// With --out s3://…: the local directory files are completed in before upload.
+        #[arg(long, value_name = "DIR", default_value = "spool")]
+        spool: PathBuf,
+        /// This run's name in file and object names [default: the host name].
+        #[arg(long, value_name = "ID")]
+        collector_id: Option<String>,
         /// Extra Information Elements (CSV: pen,id,name,data_type,data_semantics,units,status).
         #[arg(long, value_name = "CSV")]
         elements: Option<PathBuf>,
@@ -241,9 +248,23 @@ pub struct CollectArgs {
     /// Address to listen on for TLS (repeat for several) [default: 0.0.0.0:4740, [::]:4740].
     #[arg(long, value_name = "ADDR:PORT")]
     pub tls_listen: Vec<SocketAddr>,
-    /// Archive directory [default: flows].
-    #[arg(long, value_name = "DIR")]
+    /// Where the archive goes: a directory, file://DIR, or s3://BUCKET/PREFIX (endpoint and
+    /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP) [default: flows].
+    #[arg(long, value_name = "DIR|URL")]
     pub out: Option<PathBuf>,
+    /// With --out s3://…: the local directory files are completed in before upload
+    /// [default: spool].
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Octets of completed files the spool may hold waiting for upload; past it rows wait
+    /// (TCP) or are counted as dropped (UDP, archive_full) [default: 8589934592].
+    #[arg(long, value_name = "OCTETS")]
+    pub spool_max_bytes: Option<u64>,
+    /// This collector's name in file and object names, so collectors sharing a bucket prefix
+    /// never write the same key [default: the host name].
+    #[arg(long, value_name = "ID")]
+    pub collector_id: Option<String>,
     /// Rotation window of archive files, in seconds [default: 60].
     #[arg(long, value_name = "SECONDS")]
     pub rotate: Option<u64>,
@@ -354,6 +375,8 @@ impl CollectArgs {
         }
         set!(
             out,
+            spool,
+            spool_max_bytes,
             rotate,
             max_file_bytes,
             rcvbuf,
@@ -371,6 +394,9 @@ impl CollectArgs {
         );
         if self.elements.is_some() {
             c.elements.clone_from(&self.elements);
+        }
+        if self.collector_id.is_some() {
+            c.collector_id.clone_from(&self.collector_id);
         }
         match self.metrics.as_deref() {
             None => {}

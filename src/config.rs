@@ -15,6 +15,7 @@ use crate::collector::tcp::TcpLimits;
 use crate::collector::templates::TemplateLimits;
 use crate::collector::tls::TlsFiles;
 use crate::sink::parquet::ArchiveConfig;
+use crate::sink::store::Destination;
 
 /// Workers started by default at most, whatever the cores: past this the disk, the NIC and
 /// the kernel's socket locks, not decoding, bound the rate, and each worker holds open files.
@@ -49,8 +50,18 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     /// Addresses of the TLS listeners (IANA's `ipfixs` port, 4740).
     pub tls_listen: Vec<SocketAddr>,
-    /// Archive directory.
+    /// Where the archive goes: a directory (`DIR` or `file://DIR`), or an S3 bucket and prefix
+    /// (`s3://BUCKET/PREFIX`), written through the spool.
     pub out: PathBuf,
+    /// With an object store as `out`: the local directory files are written and completed in
+    /// before they are uploaded (and removed).
+    pub spool: PathBuf,
+    /// Octets of completed files the spool may hold waiting for upload; past it the archive
+    /// refuses rows (TCP waits, UDP drops are counted as `archive_full`).
+    pub spool_max_bytes: u64,
+    /// This collector's name in every file name, so collectors sharing one bucket prefix never
+    /// write the same key (letters, digits, `.`, `_`, `-`); unset, the host name.
+    pub collector_id: Option<String>,
     /// Rotation window of the archive files, in seconds.
     pub rotate: u64,
     /// Milliseconds between syncs of the archive's journals to the disk (0: after every
@@ -131,6 +142,9 @@ impl Default for Config {
                 SocketAddr::from(([0_u16; 8], 4740)),
             ],
             out: PathBuf::from("flows"),
+            spool: PathBuf::from("spool"),
+            spool_max_bytes: 8 << 30,
+            collector_id: None,
             rotate: 60,
             sync_interval_ms: 500,
             max_file_bytes: 256 << 20,
@@ -188,6 +202,7 @@ impl Config {
         let positive = [
             ("rotate", self.rotate),
             ("max_file_bytes", self.max_file_bytes),
+            ("spool_max_bytes", self.spool_max_bytes),
             ("template_lifetime", self.template_lifetime),
             ("pending_max_age", self.pending_max_age),
             ("tcp_idle_timeout", self.tcp_idle_timeout),
@@ -232,6 +247,10 @@ impl Config {
         }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             return Err("--tls-client-ca needs --tls-cert and --tls-key".to_owned());
+        }
+        self.destination()?;
+        if let Some(id) = &self.collector_id {
+            check_collector_id(id)?;
         }
         if (self.listen.is_empty() || !(self.udp || self.tcp)) && self.tls_cert.is_none() {
             return Err("nothing to listen on: give --listen, and keep UDP or TCP on".to_owned());
@@ -288,14 +307,76 @@ impl Config {
         }
     }
 
+    /// Where the archive goes, read from `out`.
+    ///
+    /// # Errors
+    /// `out` is a URL of a scheme not supported, or not text.
+    pub fn destination(&self) -> Result<Destination, String> {
+        let out = self
+            .out
+            .to_str()
+            .ok_or_else(|| format!("--out {}: not UTF-8", self.out.display()))?;
+        Destination::parse(out)
+    }
+
+    /// The directory the archive writes and completes files in: `out` itself, or the spool
+    /// when `out` is an object store.
+    pub fn local_dir(&self) -> PathBuf {
+        match self.destination() {
+            Ok(Destination::Local(dir)) => dir,
+            _ => self.spool.clone(),
+        }
+    }
+
+    /// `collector_id`, or the host name (characters outside the id's set become `-`).
+    pub fn collector_id(&self) -> String {
+        self.collector_id.clone().unwrap_or_else(host_name)
+    }
+
     /// The archive's part.
     pub fn archive(&self) -> ArchiveConfig {
         ArchiveConfig {
-            out: self.out.clone(),
+            out: self.local_dir(),
+            collector: self.collector_id(),
             rotate_seconds: i64::try_from(self.rotate).unwrap_or(i64::MAX),
             max_file_bytes: self.max_file_bytes,
             max_open_files: self.max_open_files,
         }
+    }
+}
+
+/// A collector id is a file name part and an object key part: 1 to 64 letters, digits, `.`,
+/// `_` or `-`.
+fn check_collector_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) || id.starts_with('.') {
+        return Err(format!(
+            "--collector-id {id:?}: 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// The host name as a collector id (Linux's `/proc/sys/kernel/hostname`), `collector` when it
+/// cannot be read.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let id: String = name
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if id.is_empty() {
+        "collector".to_owned()
+    } else {
+        id
     }
 }
 
@@ -354,5 +435,37 @@ mod tests {
         let printed: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(printed, c);
         assert!(Config { rotate: 0, ..c }.validate().is_err());
+    }
+
+    #[test]
+    fn an_s3_destination_writes_through_the_spool_and_ids_are_checked() {
+        let c = Config {
+            out: PathBuf::from("s3://flows/site-a"),
+            spool: PathBuf::from("/var/spool/flowvm"),
+            collector_id: Some("edge-1.fra".to_owned()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.local_dir(), PathBuf::from("/var/spool/flowvm"));
+        assert_eq!(c.archive().collector, "edge-1.fra");
+        assert_eq!(
+            Config::default().local_dir(),
+            PathBuf::from("flows"),
+            "a directory is written in place"
+        );
+        for bad in ["", "a/b", ".hidden", "a b", &"x".repeat(65)] {
+            let c = Config {
+                collector_id: Some(bad.to_owned()),
+                ..Config::default()
+            };
+            assert!(c.validate().is_err(), "{bad:?} accepted");
+        }
+        let c = Config {
+            out: PathBuf::from("gs://bucket"),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("gs://"));
+        let host = Config::default().collector_id();
+        assert!(check_collector_id(&host).is_ok(), "{host:?}");
     }
 }

@@ -12,6 +12,7 @@ use flowvm_vm::program::Nonconformity;
 
 use crate::collector::tls;
 use crate::sink::ArchiveError;
+use crate::sink::store::{UPLOAD_ERRORS, UploadError};
 
 /// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,6 +143,15 @@ impl Counter {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Takes `n` from a gauge (not below 0).
+    pub fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+
     /// Sets a gauge.
     pub fn set(&self, n: u64) {
         self.0.store(n, Ordering::Relaxed);
@@ -222,14 +232,23 @@ pub struct Counters {
     pub connections_reset: Counter,
     /// Datagrams the kernel dropped on the UDP sockets (gauge, read from the kernel).
     pub udp_kernel_drops: Counter,
+    /// Files shipped from the spool to the object store (uploaded, or found already there).
+    pub uploads: Counter,
+    /// Of those, files found already in the store with the same content (a retry).
+    pub uploads_already_present: Counter,
+    /// Octets of completed files in the spool waiting for upload (gauge).
+    pub spool_bytes: Counter,
+    /// Age in seconds of the oldest file waiting in the spool, 0 when none (gauge).
+    pub upload_lag_seconds: Counter,
     dropped: [Counter; DropReason::ALL.len()],
     nonconforming: [Counter; NONCONFORMITIES.len()],
     archive_error_reasons: [Counter; ARCHIVE_ERRORS.len()],
+    upload_error_reasons: [Counter; UPLOAD_ERRORS.len()],
     tls_failures: [Counter; tls::FAILURES.len()],
 }
 
 /// The reasons of `flowvm_archive_errors_total{reason}`, as [`ArchiveError::label`] gives them.
-const ARCHIVE_ERRORS: [&str; 4] = ["no_space", "io", "parquet", "arrow"];
+const ARCHIVE_ERRORS: [&str; 5] = ["no_space", "spool_full", "io", "parquet", "arrow"];
 
 /// Adds `n` to the counter of `reason` among `reasons` (one counter each, in that order).
 fn add_by_reason(reasons: &[&str], counts: &[Counter], reason: &str, n: u64) {
@@ -276,6 +295,19 @@ impl Counters {
         add_by_reason(&ARCHIVE_ERRORS, &self.archive_error_reasons, e.label(), 1);
     }
 
+    /// Counts a failed upload by its reason.
+    pub fn record_upload_error(&self, e: &UploadError) {
+        add_by_reason(&UPLOAD_ERRORS, &self.upload_error_reasons, e.label(), 1);
+    }
+
+    /// Upload failures so far for `reason`, one of [`UPLOAD_ERRORS`].
+    pub fn upload_errors(&self, reason: &str) -> u64 {
+        let index = UPLOAD_ERRORS.iter().position(|&r| r == reason);
+        index
+            .and_then(|i| self.upload_error_reasons.get(i))
+            .map_or(0, Counter::get)
+    }
+
     /// Counts a failed TLS handshake by its reason, one of [`tls::FAILURES`].
     pub fn record_tls_failure(&self, reason: &str) {
         add_by_reason(&tls::FAILURES, &self.tls_failures, reason, 1);
@@ -292,7 +324,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let plain: [(&str, &str, &Counter); 31] = [
+        let plain: [(&str, &str, &Counter); 35] = [
             (
                 "flowvm_messages_received_total",
                 "counter",
@@ -404,6 +436,18 @@ impl Counters {
             ),
             ("flowvm_tls_sessions_total", "counter", &self.tls_sessions),
             ("flowvm_udp_kernel_drops", "gauge", &self.udp_kernel_drops),
+            ("flowvm_uploads_total", "counter", &self.uploads),
+            (
+                "flowvm_uploads_already_present_total",
+                "counter",
+                &self.uploads_already_present,
+            ),
+            ("flowvm_spool_bytes", "gauge", &self.spool_bytes),
+            (
+                "flowvm_upload_lag_seconds",
+                "gauge",
+                &self.upload_lag_seconds,
+            ),
         ];
         for (name, kind, counter) in plain {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", counter.get());
@@ -415,6 +459,12 @@ impl Counters {
             "flowvm_archive_errors_total",
             &ARCHIVE_ERRORS,
             &self.archive_error_reasons,
+        );
+        render_by_reason(
+            &mut out,
+            "flowvm_upload_errors_total",
+            &UPLOAD_ERRORS,
+            &self.upload_error_reasons,
         );
         render_by_reason(
             &mut out,

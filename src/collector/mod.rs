@@ -44,6 +44,7 @@ use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
 use crate::config::Config;
 use crate::sink::parquet::Archive;
+use crate::sink::spool::Spool;
 use crate::sink::{self, Sink};
 use crate::telemetry::Counters;
 
@@ -102,6 +103,8 @@ pub struct Collector {
     tls: Option<(Vec<TcpListener>, Arc<tls::Acceptor>)>,
     metrics: Option<TcpListener>,
     counters: Arc<Counters>,
+    /// The spool's bound and bell, when the archive is shipped to an object store.
+    spool: Option<Spool>,
 }
 
 /// Why the collector could not start or run.
@@ -211,6 +214,7 @@ impl Collector {
             tls,
             metrics,
             counters: Arc::new(Counters::default()),
+            spool: None,
         })
     }
 
@@ -246,7 +250,14 @@ impl Collector {
         self.metrics.as_ref().and_then(|s| s.local_addr().ok())
     }
 
-    /// The counters, shared with every thread.
+    /// Writes the archive into a spool that is shipped to an object store.
+    #[must_use]
+    pub fn with_spool(mut self, spool: Spool) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The counters every thread shares.
     pub fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.counters)
     }
@@ -265,6 +276,7 @@ impl Collector {
             tls,
             metrics,
             counters,
+            spool,
         } = self;
         for socket in udp.first().into_iter().flatten() {
             info!(addr = %socket.local_addr().map_err(|e| CollectError::Thread(e.to_string()))?, rcvbuf = udp::granted_rcvbuf(socket), workers = udp.len(), "Listening on UDP.");
@@ -284,6 +296,10 @@ impl Collector {
         for (index, sockets) in udp.into_iter().enumerate() {
             let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
             let archive = Archive::new(config.archive(), Arc::clone(&counters)).for_worker(index);
+            let archive = match &spool {
+                Some(spool) => archive.with_spool(spool.clone()),
+                None => archive,
+            };
             threads.push(spawn_archive(
                 archive,
                 outbound_rx,

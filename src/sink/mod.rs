@@ -1,14 +1,18 @@
 //! Where decoded batches go, behind one seam, [`Sink`]: write, rotate, sync, close. The
 //! collector's archive thread and `flowvm decode` speak only to it.
 //!
-//! The one sink today is the local Parquet archive ([`parquet::Archive`]), which keeps a
-//! [`journal`] beside every open file so that a crash loses at most the sync interval, and
-//! [`recovery`] turns what a crashed process left into complete files. Another store (object
-//! storage) is another implementation of the trait, or a layer over this one.
+//! The one sink is the Parquet archive ([`parquet::Archive`]), which keeps a [`journal`]
+//! beside every open file so that a crash loses at most the sync interval, and [`recovery`]
+//! turns what a crashed process left into complete files. Object storage is a layer after it:
+//! the archive writes into a local [`spool`], and the spool's shipper uploads each completed
+//! file to the [`store`] (an S3 bucket) and removes it. A sink of another format (Kafka, say)
+//! is another implementation of the trait.
 
 pub mod journal;
 pub mod parquet;
 pub mod recovery;
+pub mod spool;
+pub mod store;
 
 use ::parquet::errors::ParquetError;
 use arrow_array::RecordBatch;
@@ -59,6 +63,14 @@ pub enum ArchiveError {
     Parquet(ParquetError),
     /// Converting a batch failed.
     Arrow(ArrowError),
+    /// The spool holds `bytes` octets of completed files waiting for upload, at its bound
+    /// `max`: new rows wait until the store takes some.
+    SpoolFull {
+        /// Octets waiting.
+        bytes: u64,
+        /// The bound (`--spool-max-bytes`).
+        max: u64,
+    },
 }
 
 impl std::fmt::Display for ArchiveError {
@@ -67,6 +79,10 @@ impl std::fmt::Display for ArchiveError {
             Self::Io(e) => write!(f, "{e}"),
             Self::Parquet(e) => write!(f, "{e}"),
             Self::Arrow(e) => write!(f, "{e}"),
+            Self::SpoolFull { bytes, max } => write!(
+                f,
+                "the spool holds {bytes} octets waiting for upload, at its bound of {max} (--spool-max-bytes)"
+            ),
         }
     }
 }
@@ -103,6 +119,7 @@ impl ArchiveError {
             }
             Self::Parquet(_) => "parquet",
             Self::Arrow(_) => "arrow",
+            Self::SpoolFull { .. } => "spool_full",
         }
     }
 }

@@ -31,6 +31,7 @@ use parquet::schema::types::ColumnPath;
 use tracing::{error, info};
 
 use crate::sink::journal::{Journal, Replayed, replay};
+use crate::sink::spool::Spool;
 use crate::sink::{ArchiveError, Sink};
 use crate::telemetry::Counters;
 
@@ -47,6 +48,9 @@ pub struct ArchiveConfig {
     /// can send thousands of shapes; past this the least recently written file is completed
     /// early, so descriptors and buffered row groups stay bounded.
     pub max_open_files: usize,
+    /// This collector's name in file names (`--collector-id`): collectors that share one
+    /// bucket prefix never write the same key.
+    pub collector: String,
 }
 
 #[derive(Debug)]
@@ -77,6 +81,8 @@ pub struct Archive {
     sequence: u64,
     writes: u64,
     counters: Arc<Counters>,
+    /// The spool's bound and bell, when the files are shipped to an object store.
+    spool: Option<Spool>,
 }
 
 impl Archive {
@@ -89,7 +95,16 @@ impl Archive {
             sequence: 0,
             writes: 0,
             counters,
+            spool: None,
         }
+    }
+
+    /// An archive that writes into a spool: it refuses rows while the spool is at its bound,
+    /// and rings the shipper for every completed file.
+    #[must_use]
+    pub fn with_spool(mut self, spool: Spool) -> Self {
+        self.spool = Some(spool);
+        self
     }
 
     /// The archive of worker `index`: its files' names carry a run id of their own, so the
@@ -106,11 +121,14 @@ impl Archive {
         let Some(file) = self.open.get_mut(&key) else {
             return Ok(());
         };
-        finish(file)?;
+        let size = finish(file)?;
         if let Some(file) = self.open.remove(&key) {
             file.journal.remove()?;
             self.counters.files_written.add(1);
             info!(path = %file.path.display(), "Completed Parquet file.");
+            if let Some(spool) = &self.spool {
+                spool.completed(size);
+            }
         }
         Ok(())
     }
@@ -118,6 +136,9 @@ impl Archive {
 
 impl Sink for Archive {
     fn write(&mut self, typed: &RecordBatch, now: i64) -> Result<(), ArchiveError> {
+        if let Some(spool) = &self.spool {
+            spool.admit()?;
+        }
         let batch = addresses_as_text(typed)?;
         let key = fingerprint(batch.schema_ref());
         let window = now - now.rem_euclid(self.config.rotate_seconds.max(1));
@@ -140,8 +161,8 @@ impl Sink for Archive {
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.sequence += 1;
                 let name = format!(
-                    "flows-{window}-{key:016x}-{:x}-{}.parquet",
-                    self.run, self.sequence
+                    "flows-{window}-{key:016x}-{}-{:x}-{}.parquet",
+                    self.config.collector, self.run, self.sequence
                 );
                 v.insert(create(&self.config.out, batch.schema(), window, &name)?)
             }
@@ -224,7 +245,8 @@ impl Sink for Archive {
 /// Completes `file`: its Parquet footer written (from the encoder in progress, or from the
 /// journal when the encoder failed), the file synced, renamed into place, and the directory
 /// synced; only then may its journal go. On error nothing is renamed and the journal stays.
-fn finish(file: &mut OpenFile) -> Result<(), ArchiveError> {
+/// Returns the file's size.
+fn finish(file: &mut OpenFile) -> Result<u64, ArchiveError> {
     let written = match file.writer.take() {
         Some(writer) => writer.into_inner().map_err(ArchiveError::from),
         None => parquet_from_journal(file.journal.path(), &file.temporary)
@@ -241,8 +263,10 @@ fn finish(file: &mut OpenFile) -> Result<(), ArchiveError> {
         }
     };
     parquet.sync_all()?;
+    let size = parquet.metadata()?.len();
     std::fs::rename(&file.temporary, &file.path)?;
-    sync_directory(&file.path)
+    sync_directory(&file.path)?;
+    Ok(size)
 }
 
 /// Syncs the directory that holds `path`, so a rename into it survives a crash.
