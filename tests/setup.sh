@@ -3,7 +3,9 @@
 #
 # - Debian packages: the IPFIX peers the interoperability tests run against (softflowd, pmacct's
 #   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark, openssl for the TLS tests).
-# - PyPI packages: DuckDB and pyarrow for the archive-reader test (tests/readers).
+# - PyPI packages: DuckDB (with its httpfs extension) and pyarrow for the archive-reader tests
+#   (tests/readers).
+# - crates.io: s3s-fs, an S3 server for the object-storage tests.
 #
 # Idempotent: packages already present are not fetched again.
 set -eu
@@ -24,3 +26,11 @@ if [ -n "$missing" ]; then
 fi
 
 python3 -m pip install -q -r tests/readers/requirements.txt
+
+# s3s-fs, the S3 server (SigV4 over a directory) the object-storage tests run against
+# (tests/it/object_store.rs): built once by cargo install (about 6 minutes on two cores) into
+# cargo's bin directory, and kept there. Later versions need a newer rustc.
+s3s_fs="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+if ! "$s3s_fs" --version 2>/dev/null | grep -q "0\.14\.1"; then
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+fi

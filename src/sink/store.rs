@@ -161,12 +161,23 @@ impl Store {
     /// # Errors
     /// The settings do not make a client (a bad endpoint, say).
     pub fn s3(bucket: &str, prefix: &str) -> Result<Self, UploadError> {
+        Self::s3_from(AmazonS3Builder::from_env().with_bucket_name(bucket), prefix)
+    }
+
+    /// The S3 bucket `builder` is set for, under `prefix`, with [`Store::s3`]'s timeouts and
+    /// retries.
+    ///
+    /// # Errors
+    /// The settings do not make a client.
+    pub fn s3_from(builder: AmazonS3Builder, prefix: &str) -> Result<Self, UploadError> {
         // The one TLS provider of this build, for reqwest's rustls (no aws-lc-rs).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let bucket = builder
+            .get_config_value(&AmazonS3ConfigKey::Bucket)
+            .unwrap_or_default();
         // Timeouts as keys, not a `ClientOptions` that would replace what the variables set
         // (`AWS_ALLOW_HTTP` among them).
-        let store = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
+        let store = builder
             .with_config(
                 AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                 "5s",

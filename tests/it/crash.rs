@@ -6,117 +6,26 @@
 //! and loses none that the bounds held when space returns.
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
     reason = "test helpers outside #[test] functions: failing loudly is the point"
 )]
 
 use crate::common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::{banner, metric, send, start, start_with, wait_for};
 use common::{KillOnDrop, data_message, read_archive, scratch, template, template_message, uint};
-
-/// A collector process and where it listens.
-struct Collector {
-    child: KillOnDrop,
-    tcp: SocketAddr,
-    udp: Option<SocketAddr>,
-    metrics: SocketAddr,
-}
-
-/// Starts `flowvm collect` on `out` (TCP only, and metrics, on ports the OS picks, files
-/// rotated every `rotate` seconds).
-fn start(out: &Path, rotate: &str) -> Child {
-    start_with(out, rotate, &["--no-udp"])
-}
-
-/// [`start`] with `extra` options.
-fn start_with(out: &Path, rotate: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flowvm"))
-        .args([
-            "collect",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--rotate",
-            rotate,
-            "--log-level",
-            "error",
-            "--out",
-        ])
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for the banner of a started collector: its TCP and metrics addresses.
-fn banner(mut child: Child) -> Collector {
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut tcp, mut udp, mut metrics) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening tcp ") {
-            tcp = Some(addr.parse().unwrap());
-        }
-        if let Some(addr) = line.strip_prefix("listening udp ") {
-            udp = Some(addr.parse().unwrap());
-        }
-        if let Some(addr) = line.strip_prefix("metrics http://") {
-            metrics = Some(addr.trim_end_matches("/metrics").parse().unwrap());
-            break;
-        }
-    }
-    // Keep draining stdout so the process never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    Collector {
-        child: KillOnDrop(child),
-        tcp: tcp.unwrap(),
-        udp,
-        metrics: metrics.unwrap(),
-    }
-}
 
 /// `flowvm_records_decoded_total` from the metrics page, if it answers.
 fn decoded(metrics: SocketAddr) -> Option<u64> {
     metric(metrics, "flowvm_records_decoded_total ")
-}
-
-/// Sends records with ids from `next` over one TCP connection, 40 a Message, until `stop` or
-/// the connection breaks; the ids sent go up by one, never repeated, whatever happens.
-fn send(tcp: SocketAddr, next: &AtomicU64, stop: &AtomicBool) -> u64 {
-    let Ok(mut s) = TcpStream::connect(tcp) else {
-        return next.load(Ordering::SeqCst);
-    };
-    let first = next.load(Ordering::SeqCst);
-    if s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
-        .is_err()
-    {
-        return first;
-    }
-    let mut sequence = 0_u32;
-    while !stop.load(Ordering::SeqCst) {
-        let id = next.fetch_add(40, Ordering::SeqCst);
-        let records: Vec<Vec<u8>> = (id..id + 40).map(|i| i.to_be_bytes().to_vec()).collect();
-        if s.write_all(&data_message(256, &records, sequence, 1))
-            .is_err()
-        {
-            break;
-        }
-        sequence += 40;
-        std::thread::sleep(Duration::from_millis(4));
-    }
-    first
 }
 
 #[test]
@@ -143,7 +52,7 @@ fn kill_9_loses_nothing_decoded_a_second_before_and_duplicates_nothing() {
         let c = banner(start(&out, "1"));
         let stop = Arc::new(AtomicBool::new(false));
         let sender = {
-            let (next, stop, tcp) = (Arc::clone(&next), Arc::clone(&stop), c.tcp);
+            let (next, stop, tcp) = (Arc::clone(&next), Arc::clone(&stop), c.tcp.unwrap());
             std::thread::spawn(move || send(tcp, &next, &stop))
         };
         let started = flowvm::clock::now();
@@ -231,7 +140,7 @@ fn flowvm_recover_completes_what_a_killed_collector_left() {
     let out = scratch("crash-recover");
     // No rotation during the test: the file is still open, only its journal on disk.
     let c = banner(start(&out, "3600"));
-    let mut s = TcpStream::connect(c.tcp).unwrap();
+    let mut s = TcpStream::connect(c.tcp.unwrap()).unwrap();
     s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
         .unwrap();
     let records: Vec<Vec<u8>> = (0..500_u64).map(|i| i.to_be_bytes().to_vec()).collect();
@@ -296,29 +205,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The value of a metric line that starts with `name` on the metrics page.
-fn metric(metrics: SocketAddr, name: &str) -> Option<u64> {
-    let mut s = TcpStream::connect_timeout(&metrics, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut s, &mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|n| n.trim().parse().ok())
-}
-
-/// Polls `metric` (bounded: 30 s) until `done` holds for it.
-fn wait_for(metrics: SocketAddr, name: &str, done: impl Fn(u64) -> bool) {
-    for _ in 0..600 {
-        if metric(metrics, name).is_some_and(&done) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{name} never reached what was waited for");
-}
-
 #[test]
 fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
     let dir = scratch("crash-disk-full");
@@ -333,7 +219,7 @@ fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
     let mut fill = std::fs::File::create(&filler).unwrap();
     while fill.write_all(&[0xa5; 64 << 10]).is_ok() {}
     drop(fill);
-    let mut s = TcpStream::connect(c.tcp).unwrap();
+    let mut s = TcpStream::connect(c.tcp.unwrap()).unwrap();
     s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
         .unwrap();
     let mut id = 0_u64;

@@ -65,7 +65,7 @@ pub(crate) fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
 }
 
 /// Runs the real binary; returns its standard output (the summary).
-fn export(args: &[&str]) -> String {
+pub(crate) fn export(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flowvm"))
         .arg("export")
         .args(args)

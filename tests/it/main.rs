@@ -22,6 +22,7 @@ mod fuzz_regressions;
 mod hostile_memory;
 mod hostile_tcp;
 mod hostile_udp;
+mod object_store;
 mod peer_pmacct;
 mod peer_python_ipfix;
 mod peer_softflowd;
