@@ -11,6 +11,7 @@ use crate::collector::decode::Decoder;
 use crate::command::{Failure, check_store, ready, registry};
 use crate::config::Config;
 use crate::sink::parquet::Archive;
+use crate::sink::spool::Left;
 use crate::telemetry::Counters;
 use crate::{clock, offline};
 
@@ -41,7 +42,16 @@ pub(super) fn decode(
         None => None,
     };
     offline::decode_files(files, &mut decoder, &mut archive, clock::now())?;
-    let left = shipper.map(|s| s.finish(SHIP_AT_END)).unwrap_or_default();
+    let left = match shipper {
+        Some(shipper) => shipper.finish(SHIP_AT_END).ok_or_else(|| {
+            format!(
+                "uploads still running after {} s; what is not shipped stays in {}",
+                SHIP_AT_END.as_secs(),
+                config.local_dir().display()
+            )
+        })?,
+        None => Left::default(),
+    };
     println!(
         "flowvm decode: {} messages, {} records ({} decoded late), {} messages dropped, {} records lost, {} files written to {}{}",
         counters.messages_received.get(),

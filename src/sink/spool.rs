@@ -123,8 +123,9 @@ impl Shipper {
     }
 
     /// Stops: ships what it can within `grace` (stopping at the first failure), and says what
-    /// stays in the spool for the next start.
-    pub fn finish(self, grace: Duration) -> Left {
+    /// stays in the spool for the next start; `None` when an upload outlived `grace` (its file
+    /// stays too, and a later start finds it in the store or ships it).
+    pub fn finish(self, grace: Duration) -> Option<Left> {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.try_send(());
         let deadline = clock::now() + grace;
@@ -135,9 +136,9 @@ impl Shipper {
             // An upload outlived the grace: the thread is left to the process's exit, and
             // the file stays in the spool (a later start finds it, or finds it shipped).
             warn!("An upload is still running at shutdown; its file stays in the spool.");
-            return Left::default();
+            return None;
         }
-        self.thread.join().unwrap_or_default()
+        self.thread.join().ok()
     }
 }
 
@@ -258,8 +259,13 @@ struct Spooled {
     modified: SystemTime,
 }
 
+/// An empty partition directory of the spool untouched this long is removed (shipping empties
+/// them; months of hourly partitions would otherwise be walked at every scan).
+const PRUNE_AFTER: Duration = Duration::from_secs(3600);
+
 /// The completed files under `dir` (`*.parquet` not hidden: a file being written or a journal
-/// is hidden), oldest first.
+/// is hidden), oldest first. Empty partition directories untouched for [`PRUNE_AFTER`] are
+/// removed on the way.
 fn scan(dir: &Path) -> std::io::Result<Vec<Spooled>> {
     let mut found = Vec::new();
     let mut dirs = vec![(dir.to_owned(), String::new())];
@@ -269,6 +275,17 @@ fn scan(dir: &Path) -> std::io::Result<Vec<Spooled>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        let mut entries = entries.peekable();
+        if entries.peek().is_none() && !relative.is_empty() {
+            let idle = std::fs::metadata(&at)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| age_seconds(m) >= PRUNE_AFTER.as_secs());
+            if idle {
+                // Fails harmlessly if the archive has just created a file in it.
+                let _ = std::fs::remove_dir(&at);
+            }
+            continue;
+        }
         for entry in entries {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else {
@@ -312,4 +329,105 @@ fn age_seconds(modified: SystemTime) -> u64 {
     u64::try_from(clock::unix_seconds())
         .unwrap_or(0)
         .saturating_sub(modified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::path::Path as Key;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{what} never happened");
+    }
+
+    #[test]
+    fn completed_files_are_shipped_under_their_key_and_leave_the_spool() {
+        let dir = std::env::temp_dir().join(format!("flowvm-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let partition = dir.join("date=2026-12-02").join("hour=19");
+        std::fs::create_dir_all(&partition).unwrap();
+        // Left by an earlier run: shipped at start. Open files (hidden) are not.
+        std::fs::write(partition.join("flows-1-a.parquet"), b"one").unwrap();
+        std::fs::write(partition.join(".flows-2-b.parquet.tmp"), b"open").unwrap();
+        std::fs::write(partition.join(".flows-2-b.parquet.journal"), b"open").unwrap();
+        // An empty partition idle for over an hour goes; a recent one stays.
+        let idle = dir.join("date=2026-12-01").join("hour=03");
+        std::fs::create_dir_all(&idle).unwrap();
+        std::fs::File::open(&idle)
+            .unwrap()
+            .set_modified(
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(u64::try_from(clock::unix_seconds()).unwrap() - 7200),
+            )
+            .unwrap();
+        let recent = dir.join("date=2026-12-02").join("hour=20");
+        std::fs::create_dir_all(&recent).unwrap();
+
+        let memory = Arc::new(InMemory::new());
+        let store = Store::new(
+            Arc::clone(&memory) as Arc<dyn ObjectStore>,
+            "lake",
+            "memory:///lake".to_owned(),
+        );
+        let counters = Arc::new(Counters::default());
+        let (spool, shipper) = Shipper::start(store, &dir, 10, Arc::clone(&counters)).unwrap();
+        wait_until("the first upload", || counters.uploads.get() == 1);
+        // The archive completes a second file and rings.
+        std::fs::write(partition.join("flows-3-c.parquet"), b"three").unwrap();
+        spool.completed(5);
+        wait_until("the second upload", || counters.uploads.get() == 2);
+        assert_eq!(
+            shipper.finish(Duration::from_secs(5)),
+            Some(Left::default())
+        );
+        assert_eq!(counters.spool_bytes.get(), 0);
+        assert_eq!(counters.upload_lag_seconds.get(), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (key, content) in [
+            (
+                "lake/date=2026-12-02/hour=19/flows-1-a.parquet",
+                &b"one"[..],
+            ),
+            ("lake/date=2026-12-02/hour=19/flows-3-c.parquet", b"three"),
+        ] {
+            let got = runtime
+                .block_on(async { memory.get(&Key::from(key)).await?.bytes().await })
+                .unwrap();
+            assert_eq!(&got[..], content);
+        }
+        assert!(!partition.join("flows-1-a.parquet").exists());
+        assert!(partition.join(".flows-2-b.parquet.journal").exists());
+        assert!(!idle.exists() && recent.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_archive_is_refused_rows_while_the_spool_is_at_its_bound() {
+        let counters = Arc::new(Counters::default());
+        let (wake, _bell) = sync_channel(1);
+        let spool = Spool {
+            max_bytes: 100,
+            counters: Arc::clone(&counters),
+            wake,
+        };
+        assert!(spool.admit().is_ok());
+        spool.completed(60);
+        assert!(spool.admit().is_ok());
+        spool.completed(60);
+        let e = spool.admit().unwrap_err();
+        assert_eq!(e.label(), "spool_full");
+        assert!(e.to_string().contains("120 octets"), "{e}");
+        counters.spool_bytes.sub(60);
+        assert!(spool.admit().is_ok());
+    }
 }

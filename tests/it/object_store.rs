@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::flows::{Packet, S, pcap, read_pcap, reference};
 use common::process::{Collector, banner, command, metric, send, wait_for};
-use common::{KillOnDrop, read_archive, scratch, uint};
+use common::{KillOnDrop, data_message, read_archive, scratch, template, template_message, uint};
 
 const ACCESS: &str = "flowvm-test";
 const SECRET: &str = "flowvm-test-secret";
@@ -286,6 +286,22 @@ fn two_collectors_share_one_bucket_and_every_flow_arrives_exactly_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Waits until every file `c` wrote is completed (1 s windows) and shipped while it runs: the
+/// spool empties, each file uploaded once. Returns the files.
+fn shipped(c: &Collector) -> u64 {
+    wait_for(c.metrics, "flowvm_files_written_total ", |n| n > 0);
+    wait_for(c.metrics, "flowvm_spool_bytes ", |n| n == 0);
+    wait_for(c.metrics, "flowvm_upload_lag_seconds ", |n| n == 0);
+    let written = value(c, "flowvm_files_written_total ");
+    wait_for(c.metrics, "flowvm_uploads_total ", |n| n == written);
+    assert_eq!(value(c, "flowvm_uploads_already_present_total "), 0);
+    assert_eq!(
+        value(c, "flowvm_upload_errors_total{reason=\"conflict\"} "),
+        0
+    );
+    written
+}
+
 /// A reference record as check_bucket.py prints a row.
 fn line(r: &common::flows::Record<common::flows::Key>) -> String {
     let (src, dst, protocol, sport, dport) = &r.key;
@@ -491,4 +507,115 @@ fn wrong_credentials_stop_the_start_with_a_clear_error() {
     assert!(!stdout.contains("listening"), "it listened: {stdout}");
     assert!(s3.objects().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn collectors_sharing_a_udp_port_with_reuse_port_fill_one_bucket_once() {
+    let dir = scratch("s3-reuse-port");
+    let s3 = S3::start(&dir.join("s3"));
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listen = port.to_string();
+    let shared = ["--no-tcp", "--reuse-port", "--listen", &listen];
+    let a = collect(&s3, &dir.join("spool-a"), "host-1", &shared);
+    let b = collect(&s3, &dir.join("spool-b"), "host-2", &shared);
+    // 16 exporters (a source port each): the kernel's hash gives each to one collector.
+    let exporters = 16_u64;
+    for e in 0..exporters {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .send_to(&template_message(&[template(256, &[(1, 8)])], 1), port)
+            .unwrap();
+        let records: Vec<Vec<u8>> = (e * 100..(e + 1) * 100)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        socket
+            .send_to(&data_message(256, &records, 0, 1), port)
+            .unwrap();
+    }
+    let decoded = |c: &Collector| metric(c.metrics, "flowvm_records_decoded_total ");
+    for _ in 0..300 {
+        if decoded(&a).unwrap_or(0) + decoded(&b).unwrap_or(0) == exporters * 100 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (from_a, from_b) = (decoded(&a).unwrap(), decoded(&b).unwrap());
+    assert_eq!(from_a + from_b, exporters * 100);
+    assert!(from_a > 0 && from_b > 0, "one collector got every exporter");
+    shipped(&a);
+    shipped(&b);
+    assert!(terminate(a).success());
+    assert!(terminate(b).success());
+    exactly_once(&ids(&s3), exporters * 100);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn decode_writes_into_the_bucket_what_it_writes_into_a_directory() {
+    let dir = scratch("s3-decode");
+    let s3 = S3::start(&dir.join("s3"));
+    let captures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures");
+    let inputs = [
+        captures.join("netflow-parser-softflowd-netflow9.pcap"),
+        captures.join("ipfixrw-nprobe-ipfix.pcap"),
+    ];
+    let local = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .arg("decode")
+        .arg("--out")
+        .arg(dir.join("local"))
+        .args(&inputs)
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{local:?}");
+    let mut decode = Command::new(env!("CARGO_BIN_EXE_flowvm"));
+    decode
+        .args([
+            "decode",
+            "--out",
+            OUT,
+            "--collector-id",
+            "offline",
+            "--spool",
+        ])
+        .arg(dir.join("spool"))
+        .args(&inputs);
+    let remote = s3.env(&mut decode, SECRET).output().unwrap();
+    let stdout = String::from_utf8_lossy(&remote.stdout);
+    assert!(remote.status.success(), "{remote:?}");
+    assert!(stdout.contains("uploaded)"), "{stdout}");
+    assert!(walk(&dir.join("spool")).is_empty());
+    assert!(s3.objects().iter().all(|(k, _)| k.contains("-offline-")));
+    assert_eq!(
+        rows_text(&s3.rows()),
+        rows_text(&read_archive(&dir.join("local")))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every row of `batches` as text (its columns by name), sorted: two archives compare equal
+/// when they hold the same rows, however they are split into files.
+fn rows_text(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let schema = batch.schema();
+        let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        names.sort_unstable();
+        let columns: Vec<Vec<String>> = names
+            .iter()
+            .map(|n| common::column(std::slice::from_ref(batch), n))
+            .collect();
+        for i in 0..batch.num_rows() {
+            let row: Vec<String> = names
+                .iter()
+                .zip(&columns)
+                .map(|(n, c)| format!("{n}={}", c[i]))
+                .collect();
+            rows.push(row.join(","));
+        }
+    }
+    rows.sort();
+    rows
 }
