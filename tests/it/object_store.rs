@@ -557,7 +557,7 @@ fn collectors_sharing_a_udp_port_with_reuse_port_fill_one_bucket_once() {
 fn decode_writes_into_the_bucket_what_it_writes_into_a_directory() {
     let dir = scratch("s3-decode");
     let s3 = S3::start(&dir.join("s3"));
-    let captures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures");
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/captures");
     let inputs = [
         captures.join("netflow-parser-softflowd-netflow9.pcap"),
         captures.join("ipfixrw-nprobe-ipfix.pcap"),
