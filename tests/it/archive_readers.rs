@@ -4,8 +4,6 @@
 
 use crate::common;
 
-use std::process::Command;
-
 use common::{Running, data_message, scratch, template, template_message};
 use flowvm::config::Config;
 use tokio::net::UdpSocket;
@@ -68,18 +66,7 @@ async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/readers/check_archive.py"
     );
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(&out)
-        .arg("10.1.1.3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = common::python(script, &[out.to_str().unwrap(), "10.1.1.3"]);
     assert!(stdout.contains("\"duckdb_rows\": 80"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_rows\": 80"), "{stdout}");
     // The README's NetFlow query: octets per exporter and version, IPFIX and v5 files together

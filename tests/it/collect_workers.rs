@@ -83,15 +83,15 @@ async fn exporters_spread_over_four_workers_each_record_archived_once() {
         *archived.entry(source).or_insert(0) += 1;
     }
     assert_eq!(archived, expected);
-    // Each worker writes files of its own (its own run id in their names): the exporters
-    // landed on more than one.
+    // Each worker writes files of its own (its own run id in their names, the part before the
+    // sequence number): the exporters landed on more than one.
     let runs: BTreeSet<String> = archive_files(&out)
         .iter()
         .filter_map(|p| {
             p.file_name()?
                 .to_str()?
-                .split('-')
-                .nth(3)
+                .rsplit('-')
+                .nth(1)
                 .map(str::to_owned)
         })
         .collect();

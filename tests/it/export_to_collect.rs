@@ -117,6 +117,23 @@ impl Relay {
     }
 }
 
+/// `flowvm export` of the pcap at `path` to `collector` over UDP from a port the kernel picks,
+/// with the timers the reference uses (active 10 s, passive 30 s); its summary.
+pub(crate) fn export_to(path: &std::path::Path, collector: &str) -> String {
+    export(&[
+        "--pcap",
+        path.to_str().unwrap(),
+        "--collector",
+        collector,
+        "--src-port",
+        "0",
+        "--active",
+        "10",
+        "--passive",
+        "30",
+    ])
+}
+
 fn summary_number(summary: &str, after: &str) -> u64 {
     let at = summary
         .find(after)
@@ -299,22 +316,9 @@ async fn pcapng_gives_the_same_flows_as_pcap() {
     let collector = Running::start(&out, Config::default()).await;
     let target = collector.udp.to_string();
     let path = pcap("mixed.pcapng");
-    let summary = tokio::task::spawn_blocking(move || {
-        export(&[
-            "--pcap",
-            path.to_str().unwrap(),
-            "--collector",
-            &target,
-            "--src-port",
-            "0",
-            "--active",
-            "10",
-            "--passive",
-            "30",
-        ])
-    })
-    .await
-    .unwrap();
+    let summary = tokio::task::spawn_blocking(move || export_to(&path, &target))
+        .await
+        .unwrap();
     let expected = reference(
         &read_pcap(&pcap("mixed.pcap")),
         10 * S,

@@ -9,7 +9,7 @@
 )]
 
 use crate::common;
-use crate::export_to_collect::{archived_rows, export};
+use crate::export_to_collect::{archived_rows, export_to};
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -206,19 +206,7 @@ fn two_collectors_share_one_bucket_and_every_flow_arrives_exactly_once() {
     for (c, name) in [(&a, "mixed.pcap"), (&b, "long.pcap")] {
         let path = pcap(name);
         let flows = reference(&read_pcap(&path), 10 * S, 30 * S, Packet::l3_l4);
-        let target = c.udp.unwrap().to_string();
-        export(&[
-            "--pcap",
-            path.to_str().unwrap(),
-            "--collector",
-            &target,
-            "--src-port",
-            "0",
-            "--active",
-            "10",
-            "--passive",
-            "30",
-        ]);
+        export_to(&path, &c.udp.unwrap().to_string());
         let n = flows.len() as u64;
         wait_for(c.metrics, "flowvm_records_decoded_total ", |d| d == n);
         expected.extend(flows);
@@ -259,19 +247,8 @@ fn two_collectors_share_one_bucket_and_every_flow_arrives_exactly_once() {
     }
     // DuckDB (httpfs) and pyarrow (its S3 file system) read the bucket as one data set.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/readers/check_bucket.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(format!("127.0.0.1:{}", s3.port))
-        .arg("flows/lake")
-        .args([ACCESS, SECRET])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let endpoint = format!("127.0.0.1:{}", s3.port);
+    let stdout = common::python(script, &[&endpoint, "flows/lake", ACCESS, SECRET]);
     let reference: Vec<String> = expected.iter().map(line).collect();
     for reader in ["duckdb", "pyarrow"] {
         let mut rows: Vec<&str> = stdout
@@ -336,6 +313,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// Stops `c` with SIGTERM, which must succeed and leave its spool empty.
+fn stop_shipped(c: Collector, spool: &Path) {
+    assert!(terminate(c).success());
+    let left = walk(spool);
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Runs the TCP load (ids from `next`) in a thread until `stop`.
@@ -413,8 +397,7 @@ fn a_store_that_goes_away_loses_nothing_and_the_spool_bound_holds() {
     sender.join().unwrap();
     let sent = next.load(Ordering::SeqCst);
     wait_for(c.metrics, "flowvm_records_decoded_total ", |n| n == sent);
-    assert!(terminate(c).success());
-    assert!(walk(&spool).is_empty(), "{:?}", walk(&spool));
+    stop_shipped(c, &spool);
     exactly_once(&ids(&s3), sent);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -480,8 +463,7 @@ fn kill_9_with_files_waiting_then_a_restart_ships_the_spool_exactly_once() {
         n == 1
     });
     wait_for(c.metrics, "flowvm_spool_bytes ", |n| n == 0);
-    assert!(terminate(c).success());
-    assert!(walk(&spool).is_empty(), "{:?}", walk(&spool));
+    stop_shipped(c, &spool);
     exactly_once(&ids(&s3), sent);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -270,6 +270,22 @@ pub(crate) fn mac_text(m: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// Runs the Python script `script` with `args`; it must succeed. Its standard output.
+pub(crate) fn python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// A child process (a peer, or the collector binary) killed when dropped, so a failing test
 /// never leaves it running.
 pub(crate) struct KillOnDrop(pub(crate) std::process::Child);

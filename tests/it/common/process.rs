@@ -94,13 +94,15 @@ pub(crate) fn metric(metrics: SocketAddr, name: &str) -> Option<u64> {
 
 /// Polls `metric` (bounded: 30 s) until `done` holds for it.
 pub(crate) fn wait_for(metrics: SocketAddr, name: &str, done: impl Fn(u64) -> bool) {
+    let mut last = None;
     for _ in 0..600 {
-        if metric(metrics, name).is_some_and(&done) {
+        last = metric(metrics, name);
+        if last.is_some_and(&done) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{name} never reached what was waited for");
+    panic!("{name} never reached what was waited for (last seen: {last:?})");
 }
 
 /// Sends records with ids from `next` over one TCP connection, 40 a Message, until `stop` or
