@@ -152,6 +152,15 @@ impl Counter {
             });
     }
 
+    /// A gauge summed over workers: replaces one worker's share `was` by `now`.
+    pub fn adjust(&self, was: u64, now: u64) {
+        if now >= was {
+            self.add(now - was);
+        } else {
+            self.sub(was - now);
+        }
+    }
+
     /// Sets a gauge.
     pub fn set(&self, n: u64) {
         self.0.store(n, Ordering::Relaxed);

@@ -70,8 +70,18 @@ pub struct Decoder {
     /// The identity of each TLS session's authenticated exporter.
     identities: FastMap<TransportSession, Arc<str>>,
     counters: Arc<Counters>,
+    /// This decoder's share of the shared gauges, as last added to them.
+    published: Gauges,
     limiter: LogLimiter,
     batch_rows: usize,
+}
+
+/// A decoder's share of the gauges every worker adds to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Gauges {
+    templates: u64,
+    pending_sets: u64,
+    pending_bytes: u64,
 }
 
 impl Decoder {
@@ -86,6 +96,7 @@ impl Decoder {
             exporters: FastMap::default(),
             identities: FastMap::default(),
             counters,
+            published: Gauges::default(),
             limiter: LogLimiter::new(Duration::from_secs(10)),
             batch_rows: config.batch_rows.max(1),
         }
@@ -182,9 +193,7 @@ impl Decoder {
             }
             SequenceEvent::Synced | SequenceEvent::InOrder => {}
         }
-        self.counters
-            .templates_live
-            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
+        self.publish_gauges();
     }
 
     /// Pass two: applies a checked packet's steps in order.
@@ -474,7 +483,7 @@ impl Decoder {
                         warn!(session = %key.session, template_id = key.template_id.0, suppressed, "Dropped data held for a template not yet received: the pending buffer is full (pending_max_session_bytes, pending_max_bytes).");
                     }
                 }
-                self.pending_gauges();
+                self.publish_gauges();
                 None
             }
         }
@@ -551,16 +560,27 @@ impl Decoder {
                 }
             }
         }
-        self.pending_gauges();
+        self.publish_gauges();
     }
 
-    fn pending_gauges(&self) {
+    /// Brings the shared gauges (live templates, held data) up to date with this decoder's
+    /// share: each worker's decoder adds its own, so the metrics page shows their sum.
+    fn publish_gauges(&mut self) {
+        let now = Gauges {
+            templates: u64::try_from(self.templates.len()).unwrap_or(u64::MAX),
+            pending_sets: u64::try_from(self.pending.sets()).unwrap_or(u64::MAX),
+            pending_bytes: u64::try_from(self.pending.bytes()).unwrap_or(u64::MAX),
+        };
+        let was = std::mem::replace(&mut self.published, now);
+        self.counters
+            .templates_live
+            .adjust(was.templates, now.templates);
         self.counters
             .pending_sets
-            .set(u64::try_from(self.pending.sets()).unwrap_or(u64::MAX));
+            .adjust(was.pending_sets, now.pending_sets);
         self.counters
             .pending_bytes
-            .set(u64::try_from(self.pending.bytes()).unwrap_or(u64::MAX));
+            .adjust(was.pending_bytes, now.pending_bytes);
     }
 
     /// Applies the timers: UDP template lifetimes, idle UDP sequence streams and the age bound
@@ -576,10 +596,7 @@ impl Decoder {
         self.counters
             .record_drop(DropReason::PendingExpired, self.pending.expire(now));
         self.programs.sweep();
-        self.counters
-            .templates_live
-            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
-        self.pending_gauges();
+        self.publish_gauges();
     }
 
     /// Hands over every buffered row, and forgets the columns of programs no template uses.
@@ -611,10 +628,7 @@ impl Decoder {
         self.sequences.remove_session(session);
         self.exporters.remove(&session);
         self.identities.remove(&session);
-        self.counters
-            .templates_live
-            .set(u64::try_from(self.templates.len()).unwrap_or(u64::MAX));
-        self.pending_gauges();
+        self.publish_gauges();
     }
 
     /// Hands over everything at shutdown; data still waiting for a template is counted lost.
@@ -629,7 +643,7 @@ impl Decoder {
         }
         self.counters
             .record_drop(DropReason::PendingUnresolved, unresolved);
-        self.pending_gauges();
+        self.publish_gauges();
     }
 }
 
@@ -973,6 +987,44 @@ mod tests {
             d.counters().dropped(DropReason::TemplateLimit),
             9,
             "10 per session"
+        );
+    }
+
+    #[test]
+    fn workers_add_their_shares_to_the_gauges_rather_than_overwrite_them() {
+        let counters = Arc::new(Counters::default());
+        let mut a = Decoder::new(Compiler::default(), config(), Arc::clone(&counters));
+        let mut b = Decoder::new(Compiler::default(), config(), Arc::clone(&counters));
+        let mut out = Vec::new();
+        let t0 = crate::clock::now();
+        a.handle(
+            udp(1),
+            &template_message(&template(&[(10, 4)]), 1),
+            t0,
+            &mut out,
+        );
+        a.handle(
+            udp(2),
+            &template_message(&template(&[(10, 4)]), 1),
+            t0,
+            &mut out,
+        );
+        b.handle(udp(3), &data_message(&[&[0, 0, 0, 5]], 0, 1), t0, &mut out);
+        assert_eq!(counters.templates_live.get(), 2);
+        assert_eq!(counters.pending_sets.get(), 1);
+        // A worker with nothing to expire leaves the others' shares alone.
+        b.expire(t0);
+        a.expire(t0);
+        assert_eq!(
+            (counters.templates_live.get(), counters.pending_sets.get()),
+            (2, 1)
+        );
+        a.close_session(udp(1));
+        assert_eq!(counters.templates_live.get(), 1);
+        b.expire(t0 + Duration::from_secs(61));
+        assert_eq!(
+            (counters.pending_sets.get(), counters.pending_bytes.get()),
+            (0, 0)
         );
     }
 

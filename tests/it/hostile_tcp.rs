@@ -66,8 +66,12 @@ async fn a_template_flood_over_tcp_is_bounded_per_connection_and_others_still_de
             .await
             .unwrap();
     }
-    c.until("the flood", |k| k.dropped(DropReason::TemplateLimit) == 904)
-        .await;
+    // The live-template gauge is set once a Message is handled, after its drops are counted:
+    // wait for both.
+    c.until("the flood", |k| {
+        k.dropped(DropReason::TemplateLimit) == 904 && k.templates_live.get() == 4096
+    })
+    .await;
     assert_eq!(c.counters.templates_live.get(), 4096);
     let mut good = TcpStream::connect(c.tcp).await.unwrap();
     good.write_all(&template_message(&[template(256, &INTERFACE_PACKETS)], 1))
