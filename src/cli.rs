@@ -172,9 +172,13 @@ pub struct ExportArgs {
     /// Compute UDP checksums (off by default, as in VPP; IPv6 always has them).
     #[arg(long)]
     pub udp_checksum: bool,
-    /// Observation Domain ID.
+    /// Observation Domain ID (worker i of --workers exports as this plus i).
     #[arg(long, default_value_t = 1)]
     pub domain_id: u32,
+    /// Meter a live --interface on N threads: the kernel spreads flows over them by hash
+    /// (PACKET_FANOUT), each with its own flow table, export socket and Observation Domain.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
     /// Active timer, seconds: running flows are exported this often; 0 exports every packet.
     #[arg(long, default_value_t = 15)]
     pub active: u64,

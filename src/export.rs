@@ -23,6 +23,9 @@ use crate::command::Failure;
 
 const NANOS: u64 = 1_000_000_000;
 
+/// `--workers` at most: each holds a capture socket with an 8 MiB buffer and a flow table.
+const MAX_WORKERS: usize = 64;
+
 /// A TLS session's configuration: trust `ca` (required), present `identity` (certificate and
 /// key files) if given, and expect `server_name`, else the host of `collector` (`HOST:PORT`).
 ///
@@ -58,26 +61,22 @@ pub fn tls_client(
 pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
     let path_mtu = export::check_path_mtu(args.path_mtu)?;
     let collector = resolve(&args.collector)?;
-    let transport_config = TransportConfig {
-        collector,
-        src: args.src,
-        src_port: args.src_port,
-        protocol: match args.transport {
-            TransportArg::Udp => TransportProtocol::Udp,
-            TransportArg::Tcp => TransportProtocol::Tcp,
-            TransportArg::Tls => TransportProtocol::Tls,
-        },
-        udp_checksum: args.udp_checksum,
-    };
-    let overhead = transport_config.header_overhead();
-    let mut transport = SocketTransport::new(transport_config)?;
-    if args.transport == TransportArg::Tls {
-        transport = transport.with_tls(tls_client(
-            &args.collector,
-            args.tls_ca.as_deref(),
-            args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
-            args.tls_server_name.as_deref(),
-        )?);
+    let workers = args.workers.max(1);
+    if workers > MAX_WORKERS {
+        return Err(format!("--workers {workers}: at most {MAX_WORKERS}").into());
+    }
+    if workers > 1 && args.interface.is_none() {
+        return Err(
+            "--workers meters a live --interface on several threads; a capture file is read by one"
+                .into(),
+        );
+    }
+    let mut transports = Vec::with_capacity(workers);
+    let mut overhead = 0;
+    for worker in 0..workers {
+        let (transport, header) = transport(args, collector, worker)?;
+        overhead = header;
+        transports.push(transport);
     }
     let templates = Templates::new(args.record, &Registry::new())?;
     let fitting = export::smallest_fitting_mtu(&templates, overhead);
@@ -90,24 +89,39 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         );
     }
     // Opened before the banner: once it is printed, every packet on the interface is seen.
-    let mut capture = match &args.interface {
-        Some(name) => Some(LiveCapture::open(name, Duration::from_millis(100))?),
-        None => None,
-    };
-    let own = OwnTraffic {
-        local: transport.local_addr().unwrap_or_else(|| {
-            let ip = args.src.unwrap_or_else(|| match collector {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-            });
-            SocketAddr::new(ip, args.src_port)
+    // With workers, one capture each in one fanout group (numbered after this process), so
+    // the kernel gives each flow's frames to one worker.
+    let mut captures = Vec::new();
+    if let Some(name) = &args.interface {
+        let group = u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
+        for _ in 0..workers {
+            let capture = LiveCapture::open(name, Duration::from_millis(100))?;
+            if workers > 1 {
+                capture
+                    .join_fanout(group)
+                    .map_err(|e| format!("--workers {workers} on {name}: PACKET_FANOUT: {e}"))?;
+            }
+            captures.push(capture);
+        }
+    }
+    let unspecified = SocketAddr::new(
+        args.src.unwrap_or_else(|| match collector {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
         }),
+        args.src_port,
+    );
+    let own = OwnTraffic {
+        locals: transports
+            .iter()
+            .map(|t| t.local_addr().unwrap_or(unspecified))
+            .collect(),
         collector,
     };
     println!(
         "Collector {collector}, src address {}, path MTU {path_mtu}, template resend interval \
-         {}s, udp checksum {}, transport {}, record {}, active {}s, passive {}s",
-        own.local,
+         {}s, udp checksum {}, transport {}, record {}, active {}s, passive {}s{}",
+        own.locals.first().copied().unwrap_or(unspecified),
         args.template_interval,
         if args.udp_checksum || collector.is_ipv6() {
             "enabled"
@@ -121,34 +135,111 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         },
         args.record,
         args.active,
-        args.passive
-    );
-    let exporter = ExportingProcess::new(
-        ExportConfig {
-            message_budget: usize::from(path_mtu).saturating_sub(overhead),
-            template_interval_ns: args.template_interval.saturating_mul(NANOS),
-            flush_interval_ns: args.flush_interval.saturating_mul(NANOS),
-            domain: ObservationDomainId(args.domain_id),
-        },
-        templates,
-        transport,
+        args.passive,
+        if workers > 1 {
+            format!(
+                ", workers {workers} (Observation Domains {} to {})",
+                args.domain_id,
+                args.domain_id
+                    .saturating_add(u32::try_from(workers - 1).unwrap_or(u32::MAX))
+            )
+        } else {
+            String::new()
+        }
     );
     let timers = Timers {
         active_ns: args.active.saturating_mul(NANOS),
         passive_ns: args.passive.saturating_mul(NANOS),
         ..Timers::default()
     };
-    let table = FlowTable::new(timers, args.max_flows);
-    let mut meter = Meter::new(args.record, table, exporter, Some(own));
-    let stop = stop_on_signals()?;
-    if let Some(path) = &args.pcap {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        run::replay(std::io::BufReader::new(file), &mut meter, args.speed, &stop)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    } else if let Some(capture) = &mut capture {
-        run::live(capture, &mut meter, &stop)?;
+    let mut meters = Vec::with_capacity(workers);
+    for (worker, transport) in (0_u32..).zip(transports) {
+        let exporter = ExportingProcess::new(
+            ExportConfig {
+                message_budget: usize::from(path_mtu).saturating_sub(overhead),
+                template_interval_ns: args.template_interval.saturating_mul(NANOS),
+                flush_interval_ns: args.flush_interval.saturating_mul(NANOS),
+                // Each worker its own Observation Domain, so each has a sequence stream of
+                // its own, counting the records it exports.
+                domain: ObservationDomainId(args.domain_id.saturating_add(worker)),
+            },
+            templates.clone(),
+            transport,
+        );
+        let table = FlowTable::new(timers, args.max_flows);
+        meters.push(Meter::new(args.record, table, exporter, Some(own.clone())));
     }
-    Ok(meter.finish())
+    let stop = stop_on_signals()?;
+    if let Some(path) = &args.pcap
+        && let Some(meter) = meters.first_mut()
+    {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        run::replay(std::io::BufReader::new(file), meter, args.speed, &stop)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    } else if !captures.is_empty() {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = captures
+                .iter_mut()
+                .zip(&mut meters)
+                .map(|(capture, meter)| scope.spawn(|| run::live(capture, meter, &stop)))
+                .collect();
+            let mut first = Ok(());
+            for worker in running {
+                let done = worker
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a worker panicked")));
+                if done.is_err() {
+                    // One worker failing stops the others.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                first = first.and(done);
+            }
+            first
+        })?;
+    }
+    let mut summary = Summary::default();
+    for meter in &mut meters {
+        summary += meter.finish();
+    }
+    Ok(summary)
+}
+
+/// Worker `worker`'s connection to the collector: its own socket (with `--src-port P`, port P
+/// plus the worker's number), and the transport's header overhead.
+fn transport(
+    args: &ExportArgs,
+    collector: SocketAddr,
+    worker: usize,
+) -> Result<(SocketTransport, usize), Failure> {
+    let src_port = match args.src_port {
+        0 => 0,
+        port => u16::try_from(worker)
+            .ok()
+            .and_then(|w| port.checked_add(w))
+            .ok_or("--src-port plus the number of workers is past 65535")?,
+    };
+    let config = TransportConfig {
+        collector,
+        src: args.src,
+        src_port,
+        protocol: match args.transport {
+            TransportArg::Udp => TransportProtocol::Udp,
+            TransportArg::Tcp => TransportProtocol::Tcp,
+            TransportArg::Tls => TransportProtocol::Tls,
+        },
+        udp_checksum: args.udp_checksum,
+    };
+    let overhead = config.header_overhead();
+    let mut transport = SocketTransport::new(config)?;
+    if args.transport == TransportArg::Tls {
+        transport = transport.with_tls(tls_client(
+            &args.collector,
+            args.tls_ca.as_deref(),
+            args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
+            args.tls_server_name.as_deref(),
+        )?);
+    }
+    Ok((transport, overhead))
 }
 
 fn resolve(collector: &str) -> Result<SocketAddr, Failure> {

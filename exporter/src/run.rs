@@ -25,11 +25,12 @@ use crate::flow::{FlowKey, FlowRecord, FlowTable, RecordFlags, TableStats};
 /// The exporter's own traffic, which it must not meter (VPP marks its buffers
 /// `VNET_BUFFER_F_FLOW_REPORT`; a capture sees only bytes, so the meter matches the export
 /// socket's addresses instead).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnTraffic {
-    /// The export socket's bound address (an unspecified IP matches any address, port 0 any
-    /// port: a TCP socket's port is known only once it connects).
-    pub local: SocketAddr,
+    /// The export sockets' bound addresses, one per worker (an unspecified IP matches any
+    /// address, port 0 any port: a TCP socket's port is known only once it connects). Any
+    /// worker's capture may see any worker's Messages.
+    pub locals: Vec<SocketAddr>,
     /// The collector.
     pub collector: SocketAddr,
 }
@@ -44,16 +45,17 @@ impl OwnTraffic {
             Addresses::V6(s, d) => (s.into(), d.into()),
             Addresses::None => return false,
         };
-        let local_ip = |ip: IpAddr| self.local.ip().is_unspecified() || self.local.ip() == ip;
-        let local_port = |port: u16| self.local.port() == 0 || self.local.port() == port;
-        let out = local_port(d.src_port)
-            && local_ip(src)
-            && dst == self.collector.ip()
-            && d.dst_port == self.collector.port();
-        let back = local_port(d.dst_port)
-            && local_ip(dst)
-            && src == self.collector.ip()
-            && d.src_port == self.collector.port();
+        let local = |ip: IpAddr, port: u16| {
+            self.locals.iter().any(|l| {
+                (l.ip().is_unspecified() || l.ip() == ip) && (l.port() == 0 || l.port() == port)
+            })
+        };
+        let out = dst == self.collector.ip()
+            && d.dst_port == self.collector.port()
+            && local(src, d.src_port);
+        let back = src == self.collector.ip()
+            && d.src_port == self.collector.port()
+            && local(dst, d.dst_port);
         out || back
     }
 }
@@ -126,7 +128,7 @@ impl<T: Transport> Meter<T> {
                 return;
             }
         };
-        if self.own.is_some_and(|own| own.matches(&d)) {
+        if self.own.as_ref().is_some_and(|own| own.matches(&d)) {
             self.stats.own_export += 1;
             self.tick(self.now_ns);
             return;
@@ -235,7 +237,7 @@ pub fn live<T: Transport>(
 }
 
 /// The end-of-run summary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Capture and dissection.
     pub capture: CaptureStats,
@@ -243,6 +245,33 @@ pub struct Summary {
     pub table: TableStats,
     /// The Exporting Process.
     pub export: ExportStats,
+}
+
+impl std::ops::AddAssign for Summary {
+    /// Adds another worker's counts.
+    fn add_assign(&mut self, other: Self) {
+        let (c, o) = (&mut self.capture, other.capture);
+        c.packets += o.packets;
+        c.metered += o.metered;
+        c.truncated += o.truncated;
+        c.malformed += o.malformed;
+        c.unsupported_link += o.unsupported_link;
+        c.not_ip += o.not_ip;
+        c.own_export += o.own_export;
+        let (t, o) = (&mut self.table, other.table);
+        t.packets += o.packets;
+        t.flows += o.flows;
+        t.records += o.records;
+        t.table_full += o.table_full;
+        let (e, o) = (&mut self.export, other.export);
+        e.records += o.records;
+        e.messages += o.messages;
+        e.template_messages += o.template_messages;
+        e.octets += o.octets;
+        e.oversize_messages += o.oversize_messages;
+        e.send_errors += o.send_errors;
+        e.records_lost += o.records_lost;
+    }
 }
 
 impl fmt::Display for Summary {

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt64Type};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
 use common::{Running, read_archive, scratch};
 use flowvm::config::Config;
 use flowvm_exporter::capture::live::LiveCapture;
@@ -124,6 +124,98 @@ async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself
     assert_eq!(packets, 25);
     assert_eq!(octets, 25 * (20 + 8 + 100));
     assert_eq!(to_collector, 0, "the exporter metered its own Messages");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_an_interface_by_flow_each_flow_whole_in_one_domain() {
+    let out = scratch("live-workers");
+    let collector = Running::start(&out, Config::default()).await;
+    let target = collector.udp.to_string();
+    let Some(exporter) = start_export(&[
+        "--collector",
+        &target,
+        "--workers",
+        "2",
+        "--domain-id",
+        "7",
+        "--active",
+        "1",
+        "--passive",
+        "2",
+        "--flush-interval",
+        "1",
+    ]) else {
+        collector.stop().await;
+        return;
+    };
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sources: Vec<UdpSocket> = (0..32)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for source in &sources {
+        for _ in 0..5 {
+            source
+                .send_to(&[0xcd; 64], sink.local_addr().unwrap())
+                .unwrap();
+        }
+    }
+    collector
+        .until("the live flows", |c| c.records_decoded.get() >= 32)
+        .await;
+    tokio::task::spawn_blocking(move || terminate(exporter))
+        .await
+        .unwrap();
+    let (dport, collector_port) = (sink.local_addr().unwrap().port(), collector.udp.port());
+    let counters = collector.stop().await;
+    // Each worker's domain is a sequence stream of its own: no loss counted in either.
+    assert_eq!(counters.records_lost.get(), 0, "{}", counters.render());
+    let mut packets: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
+    let mut domains: std::collections::BTreeMap<u16, std::collections::BTreeSet<u32>> =
+        std::collections::BTreeMap::new();
+    let mut to_collector = 0;
+    for b in read_archive(&out) {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (sp, dp) = (col("sourceTransportPort"), col("destinationTransportPort"));
+        let (sp, dp) = (
+            sp.as_primitive::<UInt16Type>(),
+            dp.as_primitive::<UInt16Type>(),
+        );
+        let p = col("packetDeltaCount");
+        let d = col("observation_domain_id");
+        for i in 0..b.num_rows() {
+            if dp.value(i) == collector_port {
+                to_collector += 1;
+            }
+            if dp.value(i) == dport {
+                *packets.entry(sp.value(i)).or_default() += p.as_primitive::<UInt64Type>().value(i);
+                domains
+                    .entry(sp.value(i))
+                    .or_default()
+                    .insert(d.as_primitive::<UInt32Type>().value(i));
+            }
+        }
+    }
+    let sports: std::collections::BTreeSet<u16> = sources
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(
+        packets
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        sports
+    );
+    assert!(packets.values().all(|&n| n == 5), "{packets:?}");
+    // A flow is metered whole by one worker; the flows are spread over both.
+    assert!(domains.values().all(|d| d.len() == 1), "{domains:?}");
+    let used: std::collections::BTreeSet<u32> = domains.values().flatten().copied().collect();
+    assert_eq!(used, [7, 8].into(), "{domains:?}");
+    assert_eq!(
+        to_collector, 0,
+        "a worker metered the exporter's own Messages"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -59,6 +59,16 @@ impl LiveCapture {
         })
     }
 
+    /// Joins the fanout group `group` of the interface: with one capture per worker in the same
+    /// group, the kernel gives each flow's frames to one of them (by flow hash), so each worker
+    /// meters whole flows in a table of its own, as VPP's per-thread flowprobe does.
+    ///
+    /// # Errors
+    /// The kernel refused (a group of that number in another mode).
+    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
+        sys::join_fanout(&self.socket, group)
+    }
+
     /// The interface index (the ingressInterface of its flows).
     pub fn ifindex(&self) -> u32 {
         self.ifindex

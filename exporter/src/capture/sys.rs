@@ -100,6 +100,32 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<Socket> {
     Ok(Socket::from(owned))
 }
 
+/// Joins `socket` to the fanout group `group` of its interface: the kernel then hands each
+/// frame to one socket of the group, chosen by the hash of its flow (`PACKET_FANOUT_HASH`),
+/// with IP fragments reassembled first so a flow's fragments go to the same socket
+/// (`PACKET_FANOUT_FLAG_DEFRAG`).
+///
+/// # Errors
+/// The group exists with another mode, or the kernel refuses.
+pub(crate) fn join_fanout(socket: &Socket, group: u16) -> io::Result<()> {
+    let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    let arg: libc::c_uint = libc::c_uint::from(group) | (mode << 16);
+    // SAFETY: `arg` is a valid c_uint for the duration of the call and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&raw const arg).cast(),
+            socklen_of::<libc::c_uint>(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `PACKET_OUTGOING`: a frame this host sent.
 pub(crate) const PACKET_OUTGOING: u8 = 4;
 /// `ARPHRD_LOOPBACK`: the loopback device.
