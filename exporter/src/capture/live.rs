@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::capture::sys::{self, ARPHRD_LOOPBACK, PACKET_OUTGOING};
+use crate::capture::sys::{self, ARPHRD_LOOPBACK, PACKET_OUTGOING, Ring};
 use crate::capture::{CapturedPacket, LinkType};
-use crate::clock;
 
-/// Frames are read into a buffer of this size; longer ones are metered by their wire length.
-const SNAP_LEN: usize = 65_535;
+/// The receive ring: blocks of 1 MiB (frames up to that, a loopback GSO frame of 64 KiB
+/// included, are captured whole)...
+const BLOCK_SIZE: usize = 1 << 20;
+/// ... eight of them: 8 MiB of frames waiting for the meter, as deep as a socket buffer was.
+const BLOCKS: usize = 8;
+/// A block that is not full is handed over this long after its first frame.
+const RETIRE_MS: u32 = 20;
 
 /// How frames of a device of ARP hardware type `hatype` start.
 fn link_type(hatype: u16) -> LinkType {
@@ -30,9 +34,11 @@ fn link_type(hatype: u16) -> LinkType {
 /// A live capture on one interface.
 #[derive(Debug)]
 pub struct LiveCapture {
+    /// Before the socket: unmapped before it closes.
+    ring: Ring,
     socket: Socket,
     ifindex: u32,
-    buf: Vec<u8>,
+    poll: Duration,
 }
 
 impl LiveCapture {
@@ -49,13 +55,17 @@ impl LiveCapture {
                 format!("cannot capture on {name}: {e} (capture needs root or CAP_NET_RAW)"),
             )
         })?;
-        socket.set_read_timeout(Some(poll))?;
-        // Bursts while the meter exports: a deep receive buffer, as much as the kernel allows.
-        socket.set_recv_buffer_size(8 << 20)?;
+        let ring = Ring::new(&socket, BLOCK_SIZE, BLOCKS, RETIRE_MS).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot map a receive ring on {name}: {e}"),
+            )
+        })?;
         Ok(Self {
+            ring,
             socket,
             ifindex,
-            buf: vec![0; SNAP_LEN],
+            poll,
         })
     }
 
@@ -79,32 +89,18 @@ impl LiveCapture {
     /// # Errors
     /// The socket failed.
     pub fn next_packet(&mut self) -> io::Result<Option<CapturedPacket<'_>>> {
-        loop {
-            let received = match sys::receive(&self.socket, &mut self.buf) {
-                Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if received.hardware_type == ARPHRD_LOOPBACK && received.packet_type == PACKET_OUTGOING
-            {
-                continue;
-            }
-            let timestamp_ns = clock::unix_nanos();
-            return Ok(Some(CapturedPacket {
-                timestamp_ns,
-                link: link_type(received.hardware_type),
-                data: self.buf.get(..received.captured).unwrap_or_default(),
-                orig_len: u32::try_from(received.wire_len).unwrap_or(u32::MAX),
-                interface: self.ifindex,
-            }));
-        }
+        let interface = self.ifindex;
+        let frame =
+            self.ring
+                .next_frame(&self.socket, self.poll, |packet_type, hardware_type| {
+                    !(hardware_type == ARPHRD_LOOPBACK && packet_type == PACKET_OUTGOING)
+                })?;
+        Ok(frame.map(|f| CapturedPacket {
+            timestamp_ns: f.timestamp_ns,
+            link: link_type(f.hardware_type),
+            data: f.data,
+            orig_len: f.wire_len,
+            interface,
+        }))
     }
 }

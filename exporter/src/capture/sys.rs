@@ -131,44 +131,331 @@ pub(crate) const PACKET_OUTGOING: u8 = 4;
 /// `ARPHRD_LOOPBACK`: the loopback device.
 pub(crate) const ARPHRD_LOOPBACK: u16 = 772;
 
-/// One frame received on a packet socket.
+/// One frame of the receive ring, valid until the next call on the ring.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Received {
-    /// Octets copied into the buffer.
-    pub(crate) captured: usize,
-    /// Length of the frame on the wire (larger than `captured` when the buffer was short).
-    pub(crate) wire_len: usize,
-    /// `sll_pkttype`: to the host, broadcast, outgoing, ...
-    pub(crate) packet_type: u8,
+pub(crate) struct Frame<'a> {
+    /// The captured octets.
+    pub(crate) data: &'a [u8],
+    /// Length of the frame on the wire (larger than `data` when the snap length cut it).
+    pub(crate) wire_len: u32,
+    /// When the kernel received it, ns since the UNIX epoch.
+    pub(crate) timestamp_ns: u64,
     /// `sll_hatype`: the device's ARP hardware type.
     pub(crate) hardware_type: u16,
 }
 
-/// Receives one frame into `buf`.
+/// `TPACKET_V3` in `PACKET_VERSION`.
+const TPACKET_V3: libc::c_int = 2;
+/// Where a block's status word is, from the block's start.
+const BLOCK_STATUS: usize = std::mem::offset_of!(libc::tpacket_block_desc, hdr)
+    + std::mem::offset_of!(libc::tpacket_hdr_v1, block_status);
+/// Where a block's frame count is.
+const BLOCK_FRAMES: usize = std::mem::offset_of!(libc::tpacket_block_desc, hdr)
+    + std::mem::offset_of!(libc::tpacket_hdr_v1, num_pkts);
+/// Where a block's offset to its first frame is.
+const BLOCK_FIRST: usize = std::mem::offset_of!(libc::tpacket_block_desc, hdr)
+    + std::mem::offset_of!(libc::tpacket_hdr_v1, offset_to_first_pkt);
+/// Where the `sockaddr_ll` of a frame is, from its `tpacket3_hdr`.
+const FRAME_ADDRESS: usize = libc::TPACKET3_HDRLEN - size_of::<libc::sockaddr_ll>();
+
+/// A `TPACKET_V3` receive ring mapped from a packet socket: the kernel fills blocks of frames
+/// and hands each over whole (when full, or after the retire timeout), so one wake-up and no
+/// copy serve a whole block, where `recvfrom` costs a system call and a copy per frame.
 ///
-/// # Errors
-/// A timeout (`WouldBlock`), an interruption, or a socket error.
-pub(crate) fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
-    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut addr_len = socklen_of::<libc::sockaddr_ll>();
-    // SAFETY: `buf` is valid for writes of `buf.len()` octets, `addr` for `addr_len` octets;
-    // both outlive the call. MSG_TRUNC makes the kernel return the frame's full length.
-    let n = unsafe {
-        libc::recvfrom(
-            socket.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-            (&raw mut addr).cast(),
-            &raw mut addr_len,
-        )
-    };
-    let wire_len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    Ok(Received {
-        captured: wire_len.min(buf.len()),
+/// Memory: the mapping is shared with the kernel; a block belongs to this process from the
+/// moment its status word reads `TP_STATUS_USER` (an acquire load) until it writes
+/// `TP_STATUS_KERNEL` back (a release store), and the process reads a block only in between.
+/// Frames borrow the ring, so a block is handed back only when no frame of it is held.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+    block_size: usize,
+    blocks: usize,
+    /// The block read now, or next.
+    current: usize,
+    /// Whether `current` is this process's (read, not yet handed back).
+    holding: bool,
+    /// Frames of `current` not yet read, and where the next one is.
+    left: u32,
+    next: usize,
+}
+
+// SAFETY: the ring is a private mapping of this process's memory, used through `&mut self`
+// only; nothing about it is tied to the thread that made it.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// Sets `socket` to `TPACKET_V3` and maps a receive ring of `blocks` blocks of
+    /// `block_size` octets (a multiple of the page size), each handed over at the latest
+    /// `retire_ms` after its first frame.
+    ///
+    /// # Errors
+    /// The kernel refused the version, the ring or the mapping.
+    pub(crate) fn new(
+        socket: &Socket,
+        block_size: usize,
+        blocks: usize,
+        retire_ms: u32,
+    ) -> io::Result<Self> {
+        let fd = socket.as_raw_fd();
+        let version = TPACKET_V3;
+        // SAFETY: `version` outlives the call and its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_VERSION,
+                (&raw const version).cast(),
+                socklen_of::<libc::c_int>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let frame_size = 2048_usize;
+        let too_big = || io::Error::from(io::ErrorKind::InvalidInput);
+        let request = libc::tpacket_req3 {
+            tp_block_size: u32::try_from(block_size).map_err(|_| too_big())?,
+            tp_block_nr: u32::try_from(blocks).map_err(|_| too_big())?,
+            tp_frame_size: u32::try_from(frame_size).map_err(|_| too_big())?,
+            tp_frame_nr: u32::try_from(block_size / frame_size * blocks).map_err(|_| too_big())?,
+            tp_retire_blk_tov: retire_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: `request` outlives the call and its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_RX_RING,
+                (&raw const request).cast(),
+                socklen_of::<libc::tpacket_req3>(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = block_size.checked_mul(blocks).ok_or_else(too_big)?;
+        // SAFETY: a new shared mapping of the socket's ring, of the length the ring was asked
+        // for; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_LOCKED,
+                fd,
+                0,
+            )
+        };
+        // MAP_LOCKED may be refused (RLIMIT_MEMLOCK): map it unlocked then.
+        let base = if base == libc::MAP_FAILED {
+            // SAFETY: as above, without MAP_LOCKED.
+            unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                )
+            }
+        } else {
+            base
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base =
+            std::ptr::NonNull::new(base.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Self {
+            base,
+            len,
+            block_size,
+            blocks,
+            current: 0,
+            holding: false,
+            left: 0,
+            next: 0,
+        })
+    }
+
+    /// The status word of block `index`, shared with the kernel.
+    fn status(&self, index: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: `index < blocks`, so the word lies inside the mapping, which lives as long
+        // as `self`; it is 4-aligned (blocks are page-aligned, the offset is 8); the kernel
+        // and this process only ever access it as a whole 32-bit word.
+        unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(
+                self.base
+                    .as_ptr()
+                    .add(index * self.block_size + BLOCK_STATUS)
+                    .cast::<u32>(),
+            )
+        }
+    }
+
+    /// The octets of block `current`, which this process holds.
+    fn block(&self) -> &[u8] {
+        debug_assert!(self.holding);
+        // SAFETY: the block lies inside the mapping; while this process holds it (its status
+        // read `TP_STATUS_USER`), the kernel does not write it; the slice borrows `self`, so
+        // it is gone before `next_frame` hands the block back.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base.as_ptr().add(self.current * self.block_size),
+                self.block_size,
+            )
+        }
+    }
+
+    /// The next frame that `keep(packet type, hardware type)` accepts, waiting up to
+    /// `timeout` for the kernel to hand over a block; `None` when none came in time.
+    ///
+    /// # Errors
+    /// `poll` failed.
+    pub(crate) fn next_frame(
+        &mut self,
+        socket: &Socket,
+        timeout: std::time::Duration,
+        keep: impl Fn(u8, u16) -> bool,
+    ) -> io::Result<Option<Frame<'_>>> {
+        let mut waited = false;
+        loop {
+            if self.holding && self.left > 0 {
+                let at = self.next;
+                match parse_frame(self.block(), at) {
+                    Some(frame) => {
+                        self.left -= 1;
+                        self.next = at + frame.next;
+                        if frame.next == 0 {
+                            self.left = 0;
+                        }
+                        if !keep(frame.packet_type, frame.hardware_type) {
+                            continue;
+                        }
+                        return Ok(Some(Frame {
+                            data: self.block().get(frame.data).unwrap_or_default(),
+                            wire_len: frame.wire_len,
+                            timestamp_ns: frame.timestamp_ns,
+                            hardware_type: frame.hardware_type,
+                        }));
+                    }
+                    // A frame header out of the block: the rest of it cannot be trusted.
+                    None => self.left = 0,
+                }
+            }
+            if self.holding {
+                self.status(self.current)
+                    .store(libc::TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release);
+                self.holding = false;
+                self.current = (self.current + 1) % self.blocks;
+            }
+            let status = self
+                .status(self.current)
+                .load(std::sync::atomic::Ordering::Acquire);
+            if status & libc::TP_STATUS_USER != 0 {
+                // Its status read as this process's, with acquire ordering: it is held.
+                self.holding = true;
+                let block = self.block();
+                let (left, first) = (
+                    read_u32(block, BLOCK_FRAMES).unwrap_or(0),
+                    read_u32(block, BLOCK_FIRST).and_then(|o| usize::try_from(o).ok()),
+                );
+                self.left = if first.is_some() { left } else { 0 };
+                self.next = first.unwrap_or(0);
+                continue;
+            }
+            if waited {
+                return Ok(None);
+            }
+            self.wait(socket.as_raw_fd(), timeout)?;
+            waited = true;
+        }
+    }
+
+    /// Waits for the socket to be readable (a block handed over), at most `timeout`.
+    fn wait(&self, fd: libc::c_int, timeout: std::time::Duration) -> io::Result<()> {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd that outlives the call.
+        let rc = unsafe { libc::poll(&raw mut poll, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A native-endian u32 at `at` in `block`.
+fn read_u32(block: &[u8], at: usize) -> Option<u32> {
+    block
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_ne_bytes)
+}
+
+/// A frame of a block, as its `tpacket3_hdr` and `sockaddr_ll` describe it.
+struct FrameAt {
+    /// Where its octets are in the block.
+    data: std::ops::Range<usize>,
+    wire_len: u32,
+    timestamp_ns: u64,
+    packet_type: u8,
+    hardware_type: u16,
+    /// The offset from this frame's header to the next one's (0: the last).
+    next: usize,
+}
+
+/// The frame whose `tpacket3_hdr` is at `at` in `block`; `None` when any part of it lies
+/// outside the block.
+fn parse_frame(block: &[u8], at: usize) -> Option<FrameAt> {
+    let field = |offset: usize| read_u32(block, at + offset);
+    let next = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_next_offset))?;
+    let sec = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_sec))?;
+    let nsec = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_nsec))?;
+    let snaplen = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_snaplen))?;
+    let wire_len = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_len))?;
+    let mac_at = at + std::mem::offset_of!(libc::tpacket3_hdr, tp_mac);
+    let mac = block
+        .get(mac_at..mac_at + 2)
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_ne_bytes)?;
+    let address = at + FRAME_ADDRESS;
+    let hatype_at = address + std::mem::offset_of!(libc::sockaddr_ll, sll_hatype);
+    let hardware_type = block
+        .get(hatype_at..hatype_at + 2)
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_ne_bytes)?;
+    let packet_type = *block.get(address + std::mem::offset_of!(libc::sockaddr_ll, sll_pkttype))?;
+    let start = at + usize::from(mac);
+    let end = start.checked_add(usize::try_from(snaplen).ok()?)?;
+    block.get(start..end)?;
+    Some(FrameAt {
+        data: start..end,
         wire_len,
-        packet_type: addr.sll_pkttype,
-        hardware_type: addr.sll_hatype,
+        timestamp_ns: u64::from(sec) * 1_000_000_000 + u64::from(nsec),
+        packet_type,
+        hardware_type,
+        next: usize::try_from(next).ok()?,
     })
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, of that length; no slice of it outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
 }
