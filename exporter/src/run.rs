@@ -77,6 +77,9 @@ pub struct CaptureStats {
     pub not_ip: u64,
     /// The exporter's own Messages (and their TCP acknowledgements), not metered.
     pub own_export: u64,
+    /// Frames of a live interface the kernel dropped because the meter fell behind (its
+    /// receive ring was full).
+    pub kernel_drops: u64,
 }
 
 /// The meter: flow table and Exporting Process on one clock.
@@ -233,6 +236,7 @@ pub fn live<T: Transport>(
             None => meter.tick(clock::unix_nanos()),
         }
     }
+    meter.stats.kernel_drops += capture.take_kernel_drops()?;
     Ok(())
 }
 
@@ -258,6 +262,7 @@ impl std::ops::AddAssign for Summary {
         c.unsupported_link += o.unsupported_link;
         c.not_ip += o.not_ip;
         c.own_export += o.own_export;
+        c.kernel_drops += o.kernel_drops;
         let (t, o) = (&mut self.table, other.table);
         t.packets += o.packets;
         t.flows += o.flows;
@@ -281,7 +286,7 @@ impl fmt::Display for Summary {
         let e = &self.export;
         writeln!(
             f,
-            "packets read {}, metered {}, skipped {} (truncated {}, malformed {}, unsupported link {}, non-IP {}, own export {})",
+            "packets read {}, metered {}, skipped {} (truncated {}, malformed {}, unsupported link {}, non-IP {}, own export {}), dropped by the kernel {}",
             c.packets,
             c.metered,
             c.packets - c.metered,
@@ -289,7 +294,8 @@ impl fmt::Display for Summary {
             c.malformed,
             c.unsupported_link,
             c.not_ip,
-            c.own_export
+            c.own_export,
+            c.kernel_drops
         )?;
         writeln!(
             f,

@@ -79,6 +79,15 @@ impl LiveCapture {
         sys::join_fanout(&self.socket, group)
     }
 
+    /// Frames the kernel dropped since the last call because the ring was full (the meter fell
+    /// behind).
+    ///
+    /// # Errors
+    /// The kernel refused to say.
+    pub fn take_kernel_drops(&self) -> io::Result<u64> {
+        sys::take_drops(&self.socket)
+    }
+
     /// The interface index (the ingressInterface of its flows).
     pub fn ifindex(&self) -> u32 {
         self.ifindex

@@ -126,6 +126,31 @@ pub(crate) fn join_fanout(socket: &Socket, group: u16) -> io::Result<()> {
     Ok(())
 }
 
+/// Frames the kernel dropped on `socket` since the last call (`PACKET_STATISTICS` reads and
+/// resets): the ring was full.
+///
+/// # Errors
+/// The kernel refused the option.
+pub(crate) fn take_drops(socket: &Socket) -> io::Result<u64> {
+    // SAFETY: tpacket_stats_v3 is plain old data; all-zero is a valid value.
+    let mut stats: libc::tpacket_stats_v3 = unsafe { std::mem::zeroed() };
+    let mut len = socklen_of::<libc::tpacket_stats_v3>();
+    // SAFETY: `stats` is valid for writes of `len` octets and outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from(stats.tp_drops))
+}
+
 /// `PACKET_OUTGOING`: a frame this host sent.
 pub(crate) const PACKET_OUTGOING: u8 = 4;
 /// `ARPHRD_LOOPBACK`: the loopback device.
