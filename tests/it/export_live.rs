@@ -8,6 +8,7 @@
 
 use crate::common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
@@ -64,12 +65,52 @@ fn terminate(mut child: Child) {
     panic!("flowvm export did not stop on SIGTERM");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself() {
-    let out = scratch("live");
-    let collector = Running::start(&out, Config::default()).await;
+/// A metered flow's record as archived: source and destination ports, packets, octets and
+/// Observation Domain.
+struct Row {
+    sport: u16,
+    dport: u16,
+    packets: u64,
+    octets: u64,
+    domain: u32,
+}
+
+/// Every record of the archive in `out`.
+fn rows(out: &std::path::Path) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for b in read_archive(out) {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (sp, dp) = (col("sourceTransportPort"), col("destinationTransportPort"));
+        let (sp, dp) = (
+            sp.as_primitive::<UInt16Type>(),
+            dp.as_primitive::<UInt16Type>(),
+        );
+        let (p, o) = (col("packetDeltaCount"), col("octetDeltaCount"));
+        let (p, o) = (
+            p.as_primitive::<UInt64Type>(),
+            o.as_primitive::<UInt64Type>(),
+        );
+        let d = col("observation_domain_id");
+        let d = d.as_primitive::<UInt32Type>();
+        for i in 0..b.num_rows() {
+            rows.push(Row {
+                sport: sp.value(i),
+                dport: dp.value(i),
+                packets: p.value(i),
+                octets: o.value(i),
+                domain: d.value(i),
+            });
+        }
+    }
+    rows
+}
+
+/// A collector and `flowvm export --interface lo` (active 1 s, passive 2 s, flush 1 s, and
+/// `extra`) sending to it; `None` (collector stopped) when capture is not permitted.
+async fn collector_and_exporter(out: &std::path::Path, extra: &[&str]) -> Option<(Running, Child)> {
+    let collector = Running::start(out, Config::default()).await;
     let target = collector.udp.to_string();
-    let Some(exporter) = start_export(&[
+    let mut args = vec![
         "--collector",
         &target,
         "--active",
@@ -78,8 +119,21 @@ async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself
         "2",
         "--flush-interval",
         "1",
-    ]) else {
-        collector.stop().await;
+    ];
+    args.extend(extra);
+    match start_export(&args) {
+        Some(exporter) => Some((collector, exporter)),
+        None => {
+            collector.stop().await;
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself() {
+    let out = scratch("live");
+    let Some((collector, exporter)) = collector_and_exporter(&out, &[]).await else {
         return;
     };
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -102,25 +156,10 @@ async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself
         .unwrap();
     let collector_port = collector.udp.port();
     collector.stop().await;
-    let (mut packets, mut octets, mut to_collector) = (0, 0, 0);
-    for b in read_archive(&out) {
-        let col = |n: &str| b.column_by_name(n).unwrap().clone();
-        let (sp, dp) = (col("sourceTransportPort"), col("destinationTransportPort"));
-        let (sp, dp) = (
-            sp.as_primitive::<UInt16Type>(),
-            dp.as_primitive::<UInt16Type>(),
-        );
-        let (p, o) = (col("packetDeltaCount"), col("octetDeltaCount"));
-        for i in 0..b.num_rows() {
-            if dp.value(i) == collector_port {
-                to_collector += 1;
-            }
-            if (sp.value(i), dp.value(i)) == (sport, dport) {
-                packets += p.as_primitive::<UInt64Type>().value(i);
-                octets += o.as_primitive::<UInt64Type>().value(i);
-            }
-        }
-    }
+    let rows = rows(&out);
+    let flow = rows.iter().filter(|r| (r.sport, r.dport) == (sport, dport));
+    let (packets, octets) = flow.fold((0, 0), |(p, o), r| (p + r.packets, o + r.octets));
+    let to_collector = rows.iter().filter(|r| r.dport == collector_port).count();
     assert_eq!(packets, 25);
     assert_eq!(octets, 25 * (20 + 8 + 100));
     assert_eq!(to_collector, 0, "the exporter metered its own Messages");
@@ -130,23 +169,9 @@ async fn live_loopback_traffic_is_metered_and_exported_but_not_the_export_itself
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_share_an_interface_by_flow_each_flow_whole_in_one_domain() {
     let out = scratch("live-workers");
-    let collector = Running::start(&out, Config::default()).await;
-    let target = collector.udp.to_string();
-    let Some(exporter) = start_export(&[
-        "--collector",
-        &target,
-        "--workers",
-        "2",
-        "--domain-id",
-        "7",
-        "--active",
-        "1",
-        "--passive",
-        "2",
-        "--flush-interval",
-        "1",
-    ]) else {
-        collector.stop().await;
+    let Some((collector, exporter)) =
+        collector_and_exporter(&out, &["--workers", "2", "--domain-id", "7"]).await
+    else {
         return;
     };
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -170,47 +195,23 @@ async fn workers_share_an_interface_by_flow_each_flow_whole_in_one_domain() {
     let counters = collector.stop().await;
     // Each worker's domain is a sequence stream of its own: no loss counted in either.
     assert_eq!(counters.records_lost.get(), 0, "{}", counters.render());
-    let mut packets: std::collections::BTreeMap<u16, u64> = std::collections::BTreeMap::new();
-    let mut domains: std::collections::BTreeMap<u16, std::collections::BTreeSet<u32>> =
-        std::collections::BTreeMap::new();
-    let mut to_collector = 0;
-    for b in read_archive(&out) {
-        let col = |n: &str| b.column_by_name(n).unwrap().clone();
-        let (sp, dp) = (col("sourceTransportPort"), col("destinationTransportPort"));
-        let (sp, dp) = (
-            sp.as_primitive::<UInt16Type>(),
-            dp.as_primitive::<UInt16Type>(),
-        );
-        let p = col("packetDeltaCount");
-        let d = col("observation_domain_id");
-        for i in 0..b.num_rows() {
-            if dp.value(i) == collector_port {
-                to_collector += 1;
-            }
-            if dp.value(i) == dport {
-                *packets.entry(sp.value(i)).or_default() += p.as_primitive::<UInt64Type>().value(i);
-                domains
-                    .entry(sp.value(i))
-                    .or_default()
-                    .insert(d.as_primitive::<UInt32Type>().value(i));
-            }
-        }
+    let rows = rows(&out);
+    let mut packets: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut domains: BTreeMap<u16, BTreeSet<u32>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.dport == dport) {
+        *packets.entry(r.sport).or_default() += r.packets;
+        domains.entry(r.sport).or_default().insert(r.domain);
     }
-    let sports: std::collections::BTreeSet<u16> = sources
+    let to_collector = rows.iter().filter(|r| r.dport == collector_port).count();
+    let sports: BTreeSet<u16> = sources
         .iter()
         .map(|s| s.local_addr().unwrap().port())
         .collect();
-    assert_eq!(
-        packets
-            .keys()
-            .copied()
-            .collect::<std::collections::BTreeSet<_>>(),
-        sports
-    );
+    assert_eq!(packets.keys().copied().collect::<BTreeSet<_>>(), sports);
     assert!(packets.values().all(|&n| n == 5), "{packets:?}");
     // A flow is metered whole by one worker; the flows are spread over both.
     assert!(domains.values().all(|d| d.len() == 1), "{domains:?}");
-    let used: std::collections::BTreeSet<u32> = domains.values().flatten().copied().collect();
+    let used: BTreeSet<u32> = domains.values().flatten().copied().collect();
     assert_eq!(used, [7, 8].into(), "{domains:?}");
     assert_eq!(
         to_collector, 0,
