@@ -484,3 +484,75 @@ impl Drop for Ring {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block holding one frame header at `at` for `data`, as the kernel lays it out.
+    fn block_with(at: usize, data: &[u8], wire_len: u32) -> Vec<u8> {
+        let mut block = vec![0_u8; 4096];
+        let put32 = |b: &mut Vec<u8>, off: usize, v: u32| {
+            b[at + off..at + off + 4].copy_from_slice(&v.to_ne_bytes());
+        };
+        let mac = u16::try_from(libc::TPACKET3_HDRLEN).unwrap();
+        put32(
+            &mut block,
+            std::mem::offset_of!(libc::tpacket3_hdr, tp_sec),
+            1_700_000_000,
+        );
+        put32(
+            &mut block,
+            std::mem::offset_of!(libc::tpacket3_hdr, tp_nsec),
+            5,
+        );
+        put32(
+            &mut block,
+            std::mem::offset_of!(libc::tpacket3_hdr, tp_snaplen),
+            u32::try_from(data.len()).unwrap(),
+        );
+        put32(
+            &mut block,
+            std::mem::offset_of!(libc::tpacket3_hdr, tp_len),
+            wire_len,
+        );
+        let mac_at = at + std::mem::offset_of!(libc::tpacket3_hdr, tp_mac);
+        block[mac_at..mac_at + 2].copy_from_slice(&mac.to_ne_bytes());
+        let address = at + FRAME_ADDRESS;
+        let hatype = address + std::mem::offset_of!(libc::sockaddr_ll, sll_hatype);
+        block[hatype..hatype + 2].copy_from_slice(&ARPHRD_LOOPBACK.to_ne_bytes());
+        block[address + std::mem::offset_of!(libc::sockaddr_ll, sll_pkttype)] = PACKET_OUTGOING;
+        let start = at + usize::from(mac);
+        block[start..start + data.len()].copy_from_slice(data);
+        block
+    }
+
+    #[test]
+    fn a_frame_is_read_as_the_kernel_lays_it_out() {
+        let block = block_with(64, b"frame octets", 1500);
+        let frame = parse_frame(&block, 64).unwrap();
+        assert_eq!(&block[frame.data], b"frame octets");
+        assert_eq!(frame.wire_len, 1500);
+        assert_eq!(frame.timestamp_ns, 1_700_000_000_000_000_005);
+        assert_eq!(
+            (frame.packet_type, frame.hardware_type),
+            (PACKET_OUTGOING, ARPHRD_LOOPBACK)
+        );
+        assert_eq!(frame.next, 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever a block holds, reading a frame from it never leaves it: a damaged header is
+        /// `None`, never a panic or a range past the block.
+        #[test]
+        fn frames_never_reach_past_their_block(
+            block in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            at in 0_usize..600,
+        ) {
+            if let Some(frame) = parse_frame(&block, at) {
+                proptest::prop_assert!(frame.data.end <= block.len());
+                proptest::prop_assert!(frame.data.start <= frame.data.end);
+            }
+        }
+    }
+}
