@@ -587,3 +587,95 @@ fn rows_text(batches: &[arrow_array::RecordBatch]) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// A TLS front for the S3 server, as a load balancer (or a store serving HTTPS itself) would
+/// be: TLS with the test PKI's `localhost` certificate on a loopback port, the plaintext
+/// relayed to the server. Stops with its runtime when dropped.
+struct TlsFront {
+    port: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsFront {
+    fn start(pki: &crate::collect_tls::Pki, upstream: u16) -> Self {
+        let config = flowvm::collector::tls::load(&flowvm::collector::tls::TlsFiles {
+            cert: pki.path("server.pem"),
+            key: pki.path("server.key"),
+            client_ca: None,
+        })
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let Ok(mut plain) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Self {
+            port,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn https_to_a_store_with_a_private_ca_named_in_ssl_cert_file() {
+    let dir = scratch("s3-https");
+    let s3 = S3::start(&dir.join("s3"));
+    let pki = crate::collect_tls::Pki::new("s3-https-pki");
+    let front = TlsFront::start(&pki, s3.port);
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/captures/netflow-parser-softflowd-netflow9.pcap");
+    let decode = |trust: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flowvm"));
+        command
+            .args(["decode", "--out", OUT, "--collector-id", "tls", "--spool"])
+            .arg(dir.join("spool"))
+            .arg(&capture);
+        s3.env(&mut command, SECRET)
+            .env_remove("AWS_ALLOW_HTTP")
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("https://localhost:{}", front.port),
+            );
+        if let Some(ca) = trust {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().unwrap()
+    };
+    // The store's certificate is not trusted: a clear error before anything is decoded.
+    let refused = decode(Some(&pki.path("exporter-ca.pem")));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cannot write to s3://flows/lake"),
+        "{stderr}"
+    );
+    // Its CA named the standard way (SSL_CERT_FILE): shipped over TLS.
+    let shipped = decode(Some(&pki.path("server-ca.pem")));
+    assert!(shipped.status.success(), "{shipped:?}");
+    let objects = s3.objects();
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|(k, _)| k.contains("-tls-")));
+    assert!(walk(&dir.join("spool")).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
