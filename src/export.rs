@@ -71,13 +71,15 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
                 .into(),
         );
     }
-    let mut transports = Vec::with_capacity(workers);
-    let mut overhead = 0;
-    for worker in 0..workers {
-        let (transport, header) = transport(args, collector, worker)?;
-        overhead = header;
-        transports.push(transport);
-    }
+    let configs = (0..workers)
+        .map(|worker| transport_config(args, collector, worker))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The same for every worker: only the source port differs.
+    let overhead = configs.first().map_or(0, TransportConfig::header_overhead);
+    let transports = configs
+        .into_iter()
+        .map(|config| transport(args, config))
+        .collect::<Result<Vec<_>, _>>()?;
     let templates = Templates::new(args.record, &Registry::new())?;
     let fitting = export::smallest_fitting_mtu(&templates, overhead);
     if usize::from(path_mtu) < fitting {
@@ -204,13 +206,13 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
     Ok(summary)
 }
 
-/// Worker `worker`'s connection to the collector: its own socket (with `--src-port P`, port P
-/// plus the worker's number), and the transport's header overhead.
-fn transport(
+/// The settings of worker `worker`'s connection to the collector: its own socket (with
+/// `--src-port P`, port P plus the worker's number).
+fn transport_config(
     args: &ExportArgs,
     collector: SocketAddr,
     worker: usize,
-) -> Result<(SocketTransport, usize), Failure> {
+) -> Result<TransportConfig, Failure> {
     let src_port = match args.src_port {
         0 => 0,
         port => u16::try_from(worker)
@@ -218,7 +220,7 @@ fn transport(
             .and_then(|w| port.checked_add(w))
             .ok_or("--src-port plus the number of workers is past 65535")?,
     };
-    let config = TransportConfig {
+    Ok(TransportConfig {
         collector,
         src: args.src,
         src_port,
@@ -228,8 +230,11 @@ fn transport(
             TransportArg::Tls => TransportProtocol::Tls,
         },
         udp_checksum: args.udp_checksum,
-    };
-    let overhead = config.header_overhead();
+    })
+}
+
+/// A worker's connection to the collector, set up by `config`.
+fn transport(args: &ExportArgs, config: TransportConfig) -> Result<SocketTransport, Failure> {
     let mut transport = SocketTransport::new(config)?;
     if args.transport == TransportArg::Tls {
         transport = transport.with_tls(tls_client(
@@ -239,7 +244,7 @@ fn transport(
             args.tls_server_name.as_deref(),
         )?);
     }
-    Ok((transport, overhead))
+    Ok(transport)
 }
 
 fn resolve(collector: &str) -> Result<SocketAddr, Failure> {

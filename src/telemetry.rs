@@ -152,9 +152,14 @@ impl Counter {
             });
     }
 
-    /// A gauge summed over workers: replaces one worker's share `was` by `now`.
+    /// A gauge summed over workers: replaces one worker's share `was` by `now` (nothing to
+    /// do, and no write to the shared line, when it did not change: the usual case per
+    /// Message).
     pub fn adjust(&self, was: u64, now: u64) {
-        if now >= was {
+        if now == was {
+            return;
+        }
+        if now > was {
             self.add(now - was);
         } else {
             self.sub(was - now);
@@ -307,14 +312,6 @@ impl Counters {
     /// Counts a failed upload by its reason.
     pub fn record_upload_error(&self, e: &UploadError) {
         add_by_reason(&UPLOAD_ERRORS, &self.upload_error_reasons, e.label(), 1);
-    }
-
-    /// Upload failures so far for `reason`, one of [`UPLOAD_ERRORS`].
-    pub fn upload_errors(&self, reason: &str) -> u64 {
-        let index = UPLOAD_ERRORS.iter().position(|&r| r == reason);
-        index
-            .and_then(|i| self.upload_error_reasons.get(i))
-            .map_or(0, Counter::get)
     }
 
     /// Counts a failed TLS handshake by its reason, one of [`tls::FAILURES`].

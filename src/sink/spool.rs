@@ -177,14 +177,8 @@ impl Shipping {
             self.counters
                 .upload_lag_seconds
                 .set(waiting.first().map_or(0, |f| age_seconds(f.modified)));
-            let mut failed = false;
             let mut left = Left::default();
-            for file in &waiting {
-                if failed {
-                    left.files += 1;
-                    left.bytes += file.size;
-                    continue;
-                }
+            for (at, file) in waiting.iter().enumerate() {
                 match runtime.block_on(self.store.ship(&file.path, &file.relative)) {
                     Ok(how) => self.shipped(file, how),
                     Err(e) => {
@@ -195,9 +189,13 @@ impl Shipping {
                             logged = Some(clock::now());
                             error!(store = self.store.url(), file = %file.relative, error = %e, reason = e.label(), "Upload failed; the file stays in the spool and is tried again.");
                         }
-                        failed = true;
-                        left.files += 1;
-                        left.bytes += file.size;
+                        // The rest waits for the next pass, after the back-off.
+                        let rest = waiting.get(at..).unwrap_or_default();
+                        left = Left {
+                            files: u64::try_from(rest.len()).unwrap_or(u64::MAX),
+                            bytes: rest.iter().map(|f| f.size).sum(),
+                        };
+                        break;
                     }
                 }
             }
@@ -209,7 +207,7 @@ impl Shipping {
                 }
                 return left;
             }
-            if failed {
+            if left.files > 0 {
                 self.sleep(wait);
                 wait = (wait * 2).min(RETRY_MAX);
             } else {

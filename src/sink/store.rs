@@ -238,26 +238,36 @@ impl Store {
     pub async fn ship(&self, local: &LocalPath, relative: &str) -> Result<Shipped, UploadError> {
         let key = self.key(relative);
         let size = std::fs::metadata(local)?.len();
-        let put = if size <= SINGLE_PUT_MAX {
-            let bytes = std::fs::read(local)?;
+        // Whether this call wrote the object (false: the key already holds one).
+        let uploaded = if size <= SINGLE_PUT_MAX {
             let options = PutOptions::from(PutMode::Create);
-            match self.store.put_opts(&key, bytes.into(), options).await {
-                Err(object_store::Error::AlreadyExists { .. }) => Err(()),
-                other => Ok(other),
+            match self
+                .store
+                .put_opts(&key, std::fs::read(local)?.into(), options)
+                .await
+            {
+                Ok(_) => true,
+                Err(object_store::Error::AlreadyExists { .. }) => false,
+                Err(e) => return Err(e.into()),
             }
         } else {
             // A multipart upload cannot be create-only: the key is checked first (only this
             // collector's run writes this name: the check is against its own earlier tries).
             match self.store.head(&key).await {
-                Ok(_) => Err(()),
-                Err(object_store::Error::NotFound { .. }) => Ok(self.multipart(local, &key).await),
+                Ok(_) => false,
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.multipart(local, &key).await?;
+                    true
+                }
                 Err(e) => return Err(e.into()),
             }
         };
-        match put {
-            Ok(result) => result.map(|_| Shipped::Uploaded).map_err(UploadError::from),
-            Err(()) if self.same_content(local, &key).await? => Ok(Shipped::AlreadyPresent),
-            Err(()) => Err(UploadError::Conflict(key.to_string())),
+        if uploaded {
+            Ok(Shipped::Uploaded)
+        } else if self.same_content(local, &key).await? {
+            Ok(Shipped::AlreadyPresent)
+        } else {
+            Err(UploadError::Conflict(key.to_string()))
         }
     }
 

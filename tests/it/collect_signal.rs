@@ -5,7 +5,7 @@ use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{column, data_message, read_archive, scratch, template, template_message};
@@ -13,22 +13,7 @@ use common::{column, data_message, read_archive, scratch, template, template_mes
 #[test]
 fn sigterm_completes_every_file_and_loses_nothing_received() {
     let out = scratch("signal");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowvm"))
-        .args([
-            "collect",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--rotate",
-            "3600",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::process::command(&out, "3600", &[]).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut udp = None;
     let mut banner = String::new();

@@ -16,16 +16,34 @@ use socket2::Socket;
 /// # Errors
 /// The kernel refused the option.
 pub(crate) fn set_udp_no_check(socket: &Socket, off: bool) -> io::Result<()> {
-    let value: libc::c_int = off.into();
-    // SAFETY: the fd is open for the lifetime of `socket`; `value` outlives the call and its
-    // size is passed as the option length.
+    set_option(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_NO_CHECK,
+        &libc::c_int::from(off),
+    )
+}
+
+/// `setsockopt(socket, level, name, value)`, `value` being the C type the option takes (an
+/// integer or a struct without padding).
+///
+/// # Errors
+/// The kernel refused the option.
+fn set_option<T: Copy>(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: the fd is open for the lifetime of `socket`; `value` is valid for reads of its
+    // size, which is passed as the option length, and outlives the call.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NO_CHECK,
-            (&raw const value).cast(),
-            socklen_of::<libc::c_int>(),
+            level,
+            name,
+            std::ptr::from_ref(value).cast(),
+            socklen_of::<T>(),
         )
     };
     if rc == 0 {
@@ -110,20 +128,7 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<Socket> {
 pub(crate) fn join_fanout(socket: &Socket, group: u16) -> io::Result<()> {
     let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
     let arg: libc::c_uint = libc::c_uint::from(group) | (mode << 16);
-    // SAFETY: `arg` is a valid c_uint for the duration of the call and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_FANOUT,
-            (&raw const arg).cast(),
-            socklen_of::<libc::c_uint>(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_option(socket, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
 }
 
 /// Frames the kernel dropped on `socket` since the last call (`PACKET_STATISTICS` reads and
@@ -223,21 +228,7 @@ impl Ring {
         blocks: usize,
         retire_ms: u32,
     ) -> io::Result<Self> {
-        let fd = socket.as_raw_fd();
-        let version = TPACKET_V3;
-        // SAFETY: `version` outlives the call and its size is passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_VERSION,
-                (&raw const version).cast(),
-                socklen_of::<libc::c_int>(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_option(socket, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
         let frame_size = 2048_usize;
         let too_big = || io::Error::from(io::ErrorKind::InvalidInput);
         let request = libc::tpacket_req3 {
@@ -249,53 +240,28 @@ impl Ring {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        // SAFETY: `request` outlives the call and its size is passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_RX_RING,
-                (&raw const request).cast(),
-                socklen_of::<libc::tpacket_req3>(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_option(socket, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)?;
         let len = block_size.checked_mul(blocks).ok_or_else(too_big)?;
-        // SAFETY: a new shared mapping of the socket's ring, of the length the ring was asked
-        // for; the result is checked.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_LOCKED,
-                fd,
-                0,
-            )
-        };
-        // MAP_LOCKED may be refused (RLIMIT_MEMLOCK): map it unlocked then.
-        let base = if base == libc::MAP_FAILED {
-            // SAFETY: as above, without MAP_LOCKED.
-            unsafe {
+        // Locked in memory if the limits allow (RLIMIT_MEMLOCK), unlocked otherwise.
+        let map = |flags| {
+            // SAFETY: a new shared mapping of the socket's ring, of the length the ring was
+            // asked for; the result is checked.
+            let base = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
                     len,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd,
+                    flags,
+                    socket.as_raw_fd(),
                     0,
                 )
-            }
-        } else {
-            base
+            };
+            (base != libc::MAP_FAILED).then_some(base)
         };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            std::ptr::NonNull::new(base.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        let base = map(libc::MAP_SHARED | libc::MAP_LOCKED)
+            .or_else(|| map(libc::MAP_SHARED))
+            .and_then(|base| std::ptr::NonNull::new(base.cast::<u8>()))
+            .ok_or_else(io::Error::last_os_error)?;
         Ok(Self {
             base,
             len,
@@ -422,6 +388,14 @@ impl Ring {
     }
 }
 
+/// A native-endian u16 at `at` in `block`.
+fn read_u16(block: &[u8], at: usize) -> Option<u16> {
+    block
+        .get(at..at + 2)
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_ne_bytes)
+}
+
 /// A native-endian u32 at `at` in `block`.
 fn read_u32(block: &[u8], at: usize) -> Option<u32> {
     block
@@ -451,17 +425,12 @@ fn parse_frame(block: &[u8], at: usize) -> Option<FrameAt> {
     let nsec = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_nsec))?;
     let snaplen = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_snaplen))?;
     let wire_len = field(std::mem::offset_of!(libc::tpacket3_hdr, tp_len))?;
-    let mac_at = at + std::mem::offset_of!(libc::tpacket3_hdr, tp_mac);
-    let mac = block
-        .get(mac_at..mac_at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_ne_bytes)?;
+    let mac = read_u16(block, at + std::mem::offset_of!(libc::tpacket3_hdr, tp_mac))?;
     let address = at + FRAME_ADDRESS;
-    let hatype_at = address + std::mem::offset_of!(libc::sockaddr_ll, sll_hatype);
-    let hardware_type = block
-        .get(hatype_at..hatype_at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map(u16::from_ne_bytes)?;
+    let hardware_type = read_u16(
+        block,
+        address + std::mem::offset_of!(libc::sockaddr_ll, sll_hatype),
+    )?;
     let packet_type = *block.get(address + std::mem::offset_of!(libc::sockaddr_ll, sll_pkttype))?;
     let start = at + usize::from(mac);
     let end = start.checked_add(usize::try_from(snaplen).ok()?)?;
