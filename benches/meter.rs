@@ -28,12 +28,16 @@ use flowvm_exporter::export::transport::{
     SocketTransport, TlsClient, TransportConfig, TransportProtocol,
 };
 use flowvm_exporter::export::{ExportConfig, ExportingProcess};
+use flowvm_exporter::flow::map::HashedKey;
 use flowvm_exporter::flow::table::Observation;
 use flowvm_exporter::flow::{FlowKey, FlowTable, RecordFlags, Timers, Variant};
 use flowvm_exporter::run::{self, Meter};
 use flowvm_vm::Registry;
 use flowvm_vm::wire::ids::ObservationDomainId;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
+
+/// Packets per batch, as the meter counts them.
+const BATCH: usize = 32;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
@@ -78,7 +82,11 @@ fn flow_table(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PACKETS as u64));
     for flows in [1_000_u32, 100_000, 1_000_000] {
         let keys: Vec<FlowKey> = (0..flows).map(key).collect();
-        let visits = order(flows, PACKETS);
+        // The packets' keys in arrival order, read in sequence as a meter reads its packets.
+        let visits: Vec<FlowKey> = order(flows, PACKETS)
+            .into_iter()
+            .map(|i| keys[i as usize])
+            .collect();
         let mut table = FlowTable::new(Timers::default(), 2_000_000);
         let mut out = Vec::new();
         let mut now = T0;
@@ -96,14 +104,35 @@ fn flow_table(c: &mut Criterion) {
         }
         group.bench_function(format!("observe_{flows}_flows"), |b| {
             b.iter(|| {
-                for &i in &visits {
+                // As the meter does: a batch's keys hashed and their entries prefetched, then
+                // the batch counted.
+                for batch in visits.chunks(BATCH) {
+                    let hashed: Vec<HashedKey> = batch.iter().map(|k| table.hash(k)).collect();
+                    black_box(table.prefetch(&hashed));
+                    for key in hashed {
+                        now += 100;
+                        let packet = Observation {
+                            timestamp_ns: now,
+                            octets: 64,
+                            tcp_flags: 0,
+                        };
+                        table.observe_hashed(key, packet, now, &mut out);
+                    }
+                }
+                out.clear();
+                black_box(table.len())
+            });
+        });
+        group.bench_function(format!("observe_{flows}_flows_unbatched"), |b| {
+            b.iter(|| {
+                for key in &visits {
                     now += 100;
                     let packet = Observation {
                         timestamp_ns: now,
                         octets: 64,
                         tcp_flags: 0,
                     };
-                    table.observe(keys[i as usize], packet, now, &mut out);
+                    table.observe(*key, packet, now, &mut out);
                 }
                 out.clear();
                 black_box(table.len())

@@ -12,7 +12,7 @@
 //! [`ExpiryWheel::advance`] whose `now` has reached that tick: timers are never early and at most
 //! one tick late, and the same packet timestamps always fire the same timers.
 
-use crate::flow::FlowKey;
+use crate::flow::key::PackedKey;
 
 /// Slots in the wheel: 4096 one-second ticks cover 68 minutes; a later deadline waits in its
 /// slot for the wheel's turn that reaches it.
@@ -23,9 +23,12 @@ const SLOTS: usize = 4096;
 pub struct ExpiryWheel {
     tick_ns: u64,
     /// Slot `t % SLOTS` holds the entries due at tick `t` (and at `t + k * SLOTS`).
-    slots: Vec<Vec<(u64, FlowKey)>>,
+    slots: Vec<Vec<(u64, PackedKey)>>,
     /// The first tick not yet processed; `None` before the first advance.
     next_tick: Option<u64>,
+    /// The capture time at which `next_tick` begins: an advance before it has nothing to do
+    /// (checked without dividing, as every packet advances the wheel).
+    next_tick_ns: u64,
     len: usize,
 }
 
@@ -36,6 +39,7 @@ impl ExpiryWheel {
             tick_ns: tick_ns.max(1),
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             next_tick: None,
+            next_tick_ns: 0,
             len: 0,
         }
     }
@@ -61,7 +65,7 @@ impl ExpiryWheel {
     }
 
     /// Schedules `key` at `deadline_ns` (a deadline already past fires at the next advance).
-    pub fn schedule(&mut self, deadline_ns: u64, key: FlowKey) {
+    pub fn schedule(&mut self, deadline_ns: u64, key: PackedKey) {
         let mut due = self.due_tick(deadline_ns);
         if let Some(next) = self.next_tick {
             due = due.max(next);
@@ -75,7 +79,10 @@ impl ExpiryWheel {
 
     /// Moves every entry due by `now_ns` into `fired`. Calling it again with the same or an
     /// earlier `now_ns` does nothing.
-    pub fn advance(&mut self, now_ns: u64, fired: &mut Vec<FlowKey>) {
+    pub fn advance(&mut self, now_ns: u64, fired: &mut Vec<PackedKey>) {
+        if now_ns < self.next_tick_ns {
+            return;
+        }
         let now_tick = self.tick_of(now_ns);
         let next = *self.next_tick.get_or_insert(now_tick);
         if now_tick < next {
@@ -95,9 +102,10 @@ impl ExpiryWheel {
             }
         }
         self.next_tick = Some(now_tick + 1);
+        self.next_tick_ns = (now_tick + 1).saturating_mul(self.tick_ns);
     }
 
-    fn fire_slot(&mut self, slot: usize, now_tick: u64, fired: &mut Vec<FlowKey>) {
+    fn fire_slot(&mut self, slot: usize, now_tick: u64, fired: &mut Vec<PackedKey>) {
         let Some(entries) = self.slots.get_mut(slot) else {
             return;
         };
@@ -125,10 +133,10 @@ impl ExpiryWheel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Variant;
+    use crate::flow::{FlowKey, Variant};
 
-    fn key(n: u16) -> FlowKey {
-        FlowKey {
+    fn key(n: u16) -> PackedKey {
+        PackedKey::from(&FlowKey {
             variant: Variant::Ip4,
             protocol: 6,
             src_port: n,
@@ -140,7 +148,7 @@ mod tests {
             dst_mac: [0; 6],
             src: [0; 16],
             dst: [0; 16],
-        }
+        })
     }
 
     const S: u64 = 1_000_000_000;

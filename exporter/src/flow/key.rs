@@ -182,3 +182,114 @@ impl FlowKey {
         Some(key)
     }
 }
+
+/// A [`FlowKey`] packed into one cache line of eight words: what the flow table stores, hashes
+/// and compares (eight word compares, one 64-octet hash input) instead of eleven fields.
+///
+/// Octets, little-endian: 0 variant, 1 protocol, 2-3 source port, 4-5 destination port, 6-7
+/// EtherType, 8-9 VLAN, 10-13 interface, 14-19 source MAC, 20-25 destination MAC, 26-31 zero,
+/// 32-47 source address, 48-63 destination address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PackedKey(pub [u64; 8]);
+
+impl PackedKey {
+    /// Equality without a branch per word (the derived `==` calls `memcmp`).
+    pub fn same(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .fold(0, |differ, (a, b)| differ | (a ^ b))
+            == 0
+    }
+}
+
+impl From<&FlowKey> for PackedKey {
+    /// Words built by shifts, not octet stores read back as words (which would stall on
+    /// store forwarding once per word).
+    fn from(key: &FlowKey) -> Self {
+        let variant: u64 = match key.variant {
+            Variant::Ip4 => 4,
+            Variant::Ip6 => 6,
+            Variant::L2 => 2,
+        };
+        let [s0, s1, s2, s3, s4, s5] = key.src_mac.map(u64::from);
+        let [d0, d1, d2, d3, d4, d5] = key.dst_mac.map(u64::from);
+        let half = |octets: &[u8; 16], i: usize| {
+            let mut word = [0; 8];
+            word.copy_from_slice(&octets[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(word)
+        };
+        Self([
+            variant
+                | u64::from(key.protocol) << 8
+                | u64::from(key.src_port) << 16
+                | u64::from(key.dst_port) << 32
+                | u64::from(key.ethertype) << 48,
+            u64::from(key.vlan) | u64::from(key.interface) << 16 | s0 << 48 | s1 << 56,
+            s2 | s3 << 8 | s4 << 16 | s5 << 24 | d0 << 32 | d1 << 40 | d2 << 48 | d3 << 56,
+            d4 | d5 << 8,
+            half(&key.src, 0),
+            half(&key.src, 1),
+            half(&key.dst, 0),
+            half(&key.dst, 1),
+        ])
+    }
+}
+
+impl From<&PackedKey> for FlowKey {
+    fn from(packed: &PackedKey) -> Self {
+        let mut octets = [0_u8; 64];
+        for (chunk, word) in octets.as_chunks_mut::<8>().0.iter_mut().zip(packed.0) {
+            *chunk = word.to_le_bytes();
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([octets[i], octets[i + 1]]);
+        let mut src_mac = [0; 6];
+        src_mac.copy_from_slice(&octets[14..20]);
+        let mut dst_mac = [0; 6];
+        dst_mac.copy_from_slice(&octets[20..26]);
+        let mut src = [0; 16];
+        src.copy_from_slice(&octets[32..48]);
+        let mut dst = [0; 16];
+        dst.copy_from_slice(&octets[48..64]);
+        Self {
+            variant: match octets[0] {
+                4 => Variant::Ip4,
+                6 => Variant::Ip6,
+                _ => Variant::L2,
+            },
+            protocol: octets[1],
+            src_port: u16_at(2),
+            dst_port: u16_at(4),
+            ethertype: u16_at(6),
+            vlan: u16_at(8),
+            interface: u32::from_le_bytes([octets[10], octets[11], octets[12], octets[13]]),
+            src_mac,
+            dst_mac,
+            src,
+            dst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Packing loses nothing: every key comes back field for field.
+        #[test]
+        fn packed_keys_unpack_to_the_same_key(
+            variant in prop::sample::select(Variant::ALL.to_vec()),
+            protocol: u8, src_port: u16, dst_port: u16, ethertype: u16, vlan: u16,
+            interface: u32, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 16], dst: [u8; 16],
+        ) {
+            let key = FlowKey {
+                variant, protocol, src_port, dst_port, ethertype, vlan, interface, src_mac,
+                dst_mac, src, dst,
+            };
+            prop_assert_eq!(FlowKey::from(&PackedKey::from(&key)), key);
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod end_reason;
 pub mod expiry;
 pub mod key;
+pub mod map;
 pub mod record;
 pub mod table;
 

@@ -20,10 +20,9 @@
 //! The table is bounded: when it holds `max_flows` flows, a packet of a new flow is exported on
 //! its own (flowEndReason 5) and counted, so nothing is lost and memory stays bounded.
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
-
 use crate::flow::expiry::ExpiryWheel;
+use crate::flow::key::PackedKey;
+use crate::flow::map::{FlowMap, HashedKey};
 use crate::flow::{FlowEndReason, FlowKey, FlowRecord};
 
 /// The meter's timers, in nanoseconds of capture time.
@@ -76,9 +75,9 @@ struct Flow {
 }
 
 impl Flow {
-    fn record(&mut self, key: FlowKey, end_reason: FlowEndReason) -> FlowRecord {
+    fn record(&mut self, key: &PackedKey, end_reason: FlowEndReason) -> FlowRecord {
         let record = FlowRecord {
-            key,
+            key: key.into(),
             start_ns: self.start_ns,
             end_ns: self.end_ns,
             packets: self.packets,
@@ -107,11 +106,11 @@ pub struct Observation {
 /// The flow table of one worker.
 #[derive(Debug)]
 pub struct FlowTable {
-    flows: HashMap<FlowKey, Flow>,
+    flows: FlowMap<Flow>,
     wheel: ExpiryWheel,
     timers: Timers,
     max_flows: usize,
-    fired: Vec<FlowKey>,
+    fired: Vec<PackedKey>,
     stats: TableStats,
 }
 
@@ -119,7 +118,7 @@ impl FlowTable {
     /// An empty table that holds at most `max_flows` flows.
     pub fn new(timers: Timers, max_flows: usize) -> Self {
         Self {
-            flows: HashMap::with_capacity(max_flows.min(1 << 16)),
+            flows: FlowMap::with_capacity(max_flows.min(1 << 16)),
             wheel: ExpiryWheel::new(timers.tick_ns),
             timers,
             max_flows,
@@ -143,6 +142,20 @@ impl FlowTable {
         self.stats
     }
 
+    /// `key` packed and hashed, once per packet, for [`Self::prefetch`] and
+    /// [`Self::observe_hashed`].
+    pub fn hash(&self, key: &FlowKey) -> HashedKey {
+        self.flows.hash(key.into())
+    }
+
+    /// Starts the memory loads that counting packets of `keys` will make, without waiting for
+    /// them: called for a batch before the batch is counted, it lets their cache misses
+    /// overlap (VPP's prefetch of a vector's buckets). Returns a word read, to be folded into
+    /// a [`std::hint::black_box`].
+    pub fn prefetch(&self, keys: &[HashedKey]) -> u64 {
+        self.flows.touch(keys)
+    }
+
     /// Counts one packet of flow `key` at clock `now_ns`, after firing the timers due by then;
     /// records go to `out`.
     pub fn observe(
@@ -152,10 +165,22 @@ impl FlowTable {
         now_ns: u64,
         out: &mut Vec<FlowRecord>,
     ) {
+        let key = self.hash(&key);
+        self.observe_hashed(key, packet, now_ns, out);
+    }
+
+    /// [`Self::observe`] with the key already hashed by [`Self::hash`].
+    pub fn observe_hashed(
+        &mut self,
+        key: HashedKey,
+        packet: Observation,
+        now_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
         self.expire(now_ns, out);
         self.stats.packets += 1;
         let lone = |end_reason| FlowRecord {
-            key,
+            key: (&key.key).into(),
             start_ns: packet.timestamp_ns,
             end_ns: packet.timestamp_ns,
             packets: 1,
@@ -168,68 +193,70 @@ impl FlowTable {
             out.push(lone(FlowEndReason::ActiveTimeout));
             return;
         }
-        let full = self.flows.len() >= self.max_flows;
-        match self.flows.entry(key) {
-            Entry::Occupied(mut e) => {
-                let flow = e.get_mut();
-                if flow.packets == 0 {
-                    flow.start_ns = packet.timestamp_ns;
-                    flow.end_ns = packet.timestamp_ns;
-                }
-                flow.start_ns = flow.start_ns.min(packet.timestamp_ns);
-                flow.end_ns = flow.end_ns.max(packet.timestamp_ns);
-                flow.packets += 1;
-                flow.octets += packet.octets;
-                flow.tcp_flags |= packet.tcp_flags;
-                flow.last_seen = now_ns;
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if flow.packets == 0 {
+                flow.start_ns = packet.timestamp_ns;
+                flow.end_ns = packet.timestamp_ns;
             }
-            Entry::Vacant(_) if full => {
-                self.stats.table_full += 1;
-                self.stats.records += 1;
-                out.push(lone(FlowEndReason::LackOfResources));
-            }
-            Entry::Vacant(e) => {
-                let next_active = now_ns + self.timers.active_ns;
-                e.insert(Flow {
-                    start_ns: packet.timestamp_ns,
-                    end_ns: packet.timestamp_ns,
-                    packets: 1,
-                    octets: packet.octets,
-                    tcp_flags: packet.tcp_flags,
-                    last_seen: now_ns,
-                    next_active,
-                });
-                self.stats.flows += 1;
-                let deadline = next_active.min(now_ns + self.timers.passive_ns);
-                self.wheel.schedule(deadline, key);
-            }
+            flow.start_ns = flow.start_ns.min(packet.timestamp_ns);
+            flow.end_ns = flow.end_ns.max(packet.timestamp_ns);
+            flow.packets += 1;
+            flow.octets += packet.octets;
+            flow.tcp_flags |= packet.tcp_flags;
+            flow.last_seen = now_ns;
+            return;
         }
+        if self.flows.len() >= self.max_flows {
+            self.stats.table_full += 1;
+            self.stats.records += 1;
+            out.push(lone(FlowEndReason::LackOfResources));
+            return;
+        }
+        let next_active = now_ns + self.timers.active_ns;
+        self.flows.insert_new(
+            key,
+            Flow {
+                start_ns: packet.timestamp_ns,
+                end_ns: packet.timestamp_ns,
+                packets: 1,
+                octets: packet.octets,
+                tcp_flags: packet.tcp_flags,
+                last_seen: now_ns,
+                next_active,
+            },
+        );
+        self.stats.flows += 1;
+        let deadline = next_active.min(now_ns + self.timers.passive_ns);
+        self.wheel.schedule(deadline, key.key);
     }
 
     /// Fires the timers due by `now_ns`: exports running flows whose active interval elapsed and
     /// removes idle ones. Calling it early or twice is harmless.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         self.wheel.advance(now_ns, &mut self.fired);
+        if self.fired.is_empty() {
+            return;
+        }
         let now_tick = self.wheel.tick_of(now_ns);
         let mut fired = std::mem::take(&mut self.fired);
-        for key in fired.drain(..) {
-            let Entry::Occupied(mut e) = self.flows.entry(key) else {
+        for packed in fired.drain(..) {
+            let key = self.flows.hash(packed);
+            let Some(flow) = self.flows.get_mut(&key) else {
                 continue;
             };
-            let flow = e.get_mut();
             let passive_deadline = flow.last_seen.saturating_add(self.timers.passive_ns);
             if self.wheel.due_tick(passive_deadline) <= now_tick {
                 if flow.packets > 0 {
                     self.stats.records += 1;
-                    out.push(flow.record(key, FlowEndReason::IdleTimeout));
+                    out.push(flow.record(&packed, FlowEndReason::IdleTimeout));
                 }
-                e.remove();
+                self.flows.remove(&key);
                 continue;
             }
             if self.wheel.due_tick(flow.next_active) <= now_tick {
                 if flow.packets > 0 {
                     self.stats.records += 1;
-                    out.push(flow.record(key, FlowEndReason::ActiveTimeout));
+                    out.push(flow.record(&packed, FlowEndReason::ActiveTimeout));
                 }
                 // The next interval boundary after now, keeping the flow's own phase.
                 while self.wheel.due_tick(flow.next_active) <= now_tick {
@@ -238,7 +265,7 @@ impl FlowTable {
                 }
             }
             let deadline = flow.next_active.min(passive_deadline);
-            self.wheel.schedule(deadline, key);
+            self.wheel.schedule(deadline, packed);
         }
         self.fired = fired;
     }
@@ -248,7 +275,7 @@ impl FlowTable {
         for (key, mut flow) in self.flows.drain() {
             if flow.packets > 0 {
                 self.stats.records += 1;
-                out.push(flow.record(key, FlowEndReason::ForcedEnd));
+                out.push(flow.record(&key, FlowEndReason::ForcedEnd));
             }
         }
         self.wheel.clear();
