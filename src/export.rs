@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flowvm_exporter::capture::file::MappedCapture;
 use flowvm_exporter::capture::live::LiveCapture;
 use flowvm_exporter::export::templates::Templates;
 use flowvm_exporter::export::transport::{
@@ -175,9 +176,18 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
     if let Some(path) = &args.pcap
         && let Some(meter) = meters.first_mut()
     {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        run::replay(std::io::BufReader::new(file), meter, args.speed, &stop)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let capture = MappedCapture::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(e) = run::replay(capture.bytes(), meter, args.speed, &stop) {
+            // What was read before the damage is still exported.
+            let summary = meter.finish();
+            return Err(format!(
+                "{}: {e} (the {} packets before it were metered and their {} records exported)",
+                path.display(),
+                summary.capture.packets,
+                summary.export.records
+            )
+            .into());
+        }
     } else if !captures.is_empty() {
         std::thread::scope(|scope| {
             let running: Vec<_> = captures

@@ -1,12 +1,15 @@
-//! Reading pcap and pcapng captures through `pcap-parser`, in file order, with each packet's
-//! own timestamp (the clock of an offline replay).
+//! Reading pcap and pcapng captures in file order, with each packet's own timestamp (the clock
+//! of an offline replay): from a file mapped into memory, packets read in place
+//! ([`MappedCapture`], [`for_each_packet_in`]), or from a stream through `pcap-parser`
+//! ([`for_each_packet`]).
 
 use std::io::Read;
+use std::path::Path;
 
 use pcap_parser::pcapng::Block;
-use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
+use pcap_parser::{PcapBlockOwned, PcapError, PcapNGSlice, create_reader};
 
-use crate::capture::{CapturedPacket, LinkType};
+use crate::capture::{CapturedPacket, LinkType, sys};
 
 /// Whether `head` starts like a pcap or pcapng file.
 pub fn is_capture(head: &[u8]) -> bool {
@@ -34,57 +37,75 @@ impl std::fmt::Display for CaptureError {
 
 impl std::error::Error for CaptureError {}
 
-/// Calls `packet` for every packet of a capture, in file order; stops early when it returns
-/// `false`.
-///
-/// # Errors
-/// Input that is not a capture, or a capture damaged part-way (packets before the damage have
-/// been delivered).
-pub fn for_each_packet(
-    input: impl Read + Send,
-    mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
-) -> Result<(), CaptureError> {
-    let mut reader = create_reader(1 << 20, input)
-        .map_err(|e| CaptureError(format!("not a pcap or pcapng capture: {e:?}")))?;
-    // Legacy pcap: link type and nanoseconds per timestamp unit.
-    let mut legacy = (LinkType::Ethernet, 1_000_u64);
-    // pcapng: per interface, link type, timestamp units per second, timestamp offset.
-    let mut interfaces: Vec<(LinkType, u64, u64)> = Vec::new();
-    loop {
-        let (offset, block) = match reader.next() {
-            Ok(next) => next,
-            Err(PcapError::Eof) => return Ok(()),
-            Err(PcapError::Incomplete(_)) => {
-                reader
-                    .refill()
-                    .map_err(|e| CaptureError(format!("capture: {e:?}")))?;
-                continue;
-            }
-            Err(e) => return Err(CaptureError(format!("capture damaged: {e:?}"))),
-        };
-        let go_on = match block {
+/// How far ahead of the record being read [`for_each_packet_in`] asks for a capture's lines.
+const READ_AHEAD: usize = 4096;
+
+/// A capture file mapped into memory: packets are read where they lie, with no copy.
+#[derive(Debug)]
+pub struct MappedCapture(sys::Mapping);
+
+impl MappedCapture {
+    /// Maps the capture at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be opened or mapped (a pipe or a device cannot be).
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        sys::Mapping::of_file(&std::fs::File::open(path)?).map(Self)
+    }
+
+    /// The file's octets.
+    pub fn bytes(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+/// What a capture's blocks say about the packets after them: the link type and timestamp
+/// units of a legacy pcap, and those of each pcapng interface.
+struct Interfaces {
+    /// Legacy pcap: link type and nanoseconds per timestamp unit.
+    legacy: (LinkType, u64),
+    /// pcapng: per interface, link type, timestamp units per second, timestamp offset.
+    ng: Vec<(LinkType, u64, u64)>,
+}
+
+impl Interfaces {
+    fn new() -> Self {
+        Self {
+            legacy: (LinkType::Ethernet, 1_000),
+            ng: Vec::new(),
+        }
+    }
+
+    /// Hands the packet of `block` to `packet`, or notes what the block says; `false` when
+    /// `packet` asked to stop.
+    fn block(
+        &mut self,
+        block: PcapBlockOwned<'_>,
+        packet: &mut impl FnMut(&CapturedPacket<'_>) -> bool,
+    ) -> bool {
+        match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 let unit = if h.is_nanosecond_precision() {
                     1
                 } else {
                     1_000
                 };
-                legacy = (LinkType::from_pcap(h.network.0), unit);
+                self.legacy = (LinkType::from_pcap(h.network.0), unit);
                 true
             }
             PcapBlockOwned::Legacy(b) => {
                 let len = usize::try_from(b.caplen).unwrap_or(0).min(b.data.len());
                 packet(&CapturedPacket {
                     timestamp_ns: u64::from(b.ts_sec) * 1_000_000_000
-                        + u64::from(b.ts_usec) * legacy.1,
-                    link: legacy.0,
+                        + u64::from(b.ts_usec) * self.legacy.1,
+                    link: self.legacy.0,
                     data: b.data.get(..len).unwrap_or_default(),
                     orig_len: b.origlen,
                     interface: 0,
                 })
             }
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                interfaces.push((
+                self.ng.push((
                     LinkType::from_pcap(idb.linktype.0),
                     idb.ts_resolution().unwrap_or(1_000_000),
                     u64::try_from(idb.if_tsoffset).unwrap_or(0),
@@ -92,7 +113,8 @@ pub fn for_each_packet(
                 true
             }
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                let (link, resolution, ts_offset) = interfaces
+                let (link, resolution, ts_offset) = self
+                    .ng
                     .get(usize::try_from(epb.if_id).unwrap_or(usize::MAX))
                     .copied()
                     .unwrap_or((LinkType::Ethernet, 1_000_000, 0));
@@ -108,7 +130,7 @@ pub fn for_each_packet(
                 })
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                let link = interfaces.first().map_or(LinkType::Ethernet, |i| i.0);
+                let link = self.ng.first().map_or(LinkType::Ethernet, |i| i.0);
                 packet(&CapturedPacket {
                     timestamp_ns: 0,
                     link,
@@ -118,10 +140,127 @@ pub fn for_each_packet(
                 })
             }
             PcapBlockOwned::NG(_) => true,
+        }
+    }
+}
+
+/// Calls `packet` for every packet of a capture read from a stream, in file order; stops
+/// early when it returns `false`.
+///
+/// # Errors
+/// Input that is not a capture, or a capture damaged part-way (packets before the damage have
+/// been delivered).
+pub fn for_each_packet(
+    input: impl Read + Send,
+    mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
+) -> Result<(), CaptureError> {
+    let mut reader = create_reader(1 << 20, input)
+        .map_err(|e| CaptureError(format!("not a pcap or pcapng capture: {e:?}")))?;
+    let mut interfaces = Interfaces::new();
+    loop {
+        let (offset, block) = match reader.next() {
+            Ok(next) => next,
+            Err(PcapError::Eof) => return Ok(()),
+            Err(PcapError::Incomplete(_)) => {
+                reader
+                    .refill()
+                    .map_err(|e| CaptureError(format!("capture: {e:?}")))?;
+                continue;
+            }
+            Err(e) => return Err(CaptureError(format!("capture damaged: {e:?}"))),
         };
+        let go_on = interfaces.block(block, &mut packet);
         reader.consume(offset);
         if !go_on {
             return Ok(());
         }
     }
+}
+
+/// Calls `packet` for every packet of a capture held in memory (a [`MappedCapture`]), in file
+/// order, each packet's octets where they lie; stops early when `packet` returns `false`.
+/// Legacy pcap records are read here (a 24-octet file header, then 16-octet record headers in
+/// the file's byte order); pcapng blocks through `pcap-parser`'s slice reader.
+///
+/// # Errors
+/// Input that is not a capture, or a capture damaged or cut part-way (packets before the damage
+/// have been delivered).
+pub fn for_each_packet_in(
+    capture: &[u8],
+    mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
+) -> Result<(), CaptureError> {
+    let Some((header, mut records)) = capture.split_first_chunk::<24>() else {
+        return Err(CaptureError(
+            "not a pcap or pcapng capture: shorter than a file header".to_owned(),
+        ));
+    };
+    let (swap, nanosecond) = match header[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+        _ => return for_each_block(capture, packet),
+    };
+    let word = |octets: &[u8; 4]| {
+        if swap {
+            u32::from_be_bytes(*octets)
+        } else {
+            u32::from_le_bytes(*octets)
+        }
+    };
+    let field = |chunk: &[u8; 16], i: usize| {
+        let mut octets = [0; 4];
+        octets.copy_from_slice(&chunk[i * 4..i * 4 + 4]);
+        word(&octets)
+    };
+    let mut network = [0; 4];
+    network.copy_from_slice(&header[20..24]);
+    let link = LinkType::from_pcap(i32::try_from(word(&network) & 0x0fff_ffff).unwrap_or(-1));
+    let unit = if nanosecond { 1 } else { 1_000 };
+    let mut prefetched = 24;
+    while !records.is_empty() {
+        let offset = capture.len() - records.len();
+        let cut = || CaptureError(format!("capture cut short at octet {offset}"));
+        let (record, rest) = records.split_first_chunk::<16>().ok_or_else(cut)?;
+        let caplen = usize::try_from(field(record, 2)).unwrap_or(usize::MAX);
+        let (data, rest) = rest.split_at_checked(caplen).ok_or_else(cut)?;
+        records = rest;
+        // Every line up to READ_AHEAD past this record is asked for before it is needed: the
+        // next record's place depends on this one's length, so the header reads would
+        // otherwise wait for memory one after the other.
+        let end = capture.len() - records.len() + READ_AHEAD;
+        while prefetched < end {
+            sys::prefetch(capture, prefetched);
+            prefetched += 64;
+        }
+        let go_on = packet(&CapturedPacket {
+            timestamp_ns: u64::from(field(record, 0)) * 1_000_000_000
+                + u64::from(field(record, 1)) * unit,
+            link,
+            data,
+            orig_len: field(record, 3),
+            interface: 0,
+        });
+        if !go_on {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// [`for_each_packet_in`] for a pcapng capture.
+fn for_each_block(
+    capture: &[u8],
+    mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
+) -> Result<(), CaptureError> {
+    let blocks = PcapNGSlice::from_slice(capture)
+        .map_err(|e| CaptureError(format!("not a pcap or pcapng capture: {e:?}")))?;
+    let mut interfaces = Interfaces::new();
+    for block in blocks {
+        let block = block.map_err(|e| CaptureError(format!("capture damaged: {e:?}")))?;
+        if !interfaces.block(block, &mut packet) {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,8 @@
-//! Raw socket FFI: the only module of the workspace with `unsafe` code. `live.rs` holds the
-//! logic and calls only the safe functions here.
+//! Raw socket and mmap FFI: the only module of the workspace with `unsafe` code. `live.rs` and
+//! `file.rs` hold the logic and call only the safe functions here.
 #![expect(
     unsafe_code,
-    reason = "raw socket FFI (AF_PACKET, SO_NO_CHECK) lives here and only here"
+    reason = "raw socket FFI (AF_PACKET, SO_NO_CHECK) and file mappings live here and only here"
 )]
 
 use std::ffi::CString;
@@ -450,6 +450,99 @@ impl Drop for Ring {
         // SAFETY: the mapping made in `new`, of that length; no slice of it outlives `self`.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Asks the processor to bring the cache line holding `bytes[at]` in, without waiting for it
+/// (a prefetch instruction: it never faults, and an address past the slice is not asked for).
+pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(byte) = bytes.get(at) {
+        // SAFETY: a prefetch reads nothing into the program and cannot fault; the address is
+        // of a live byte. SSE, which it needs, is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(byte).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
+}
+
+/// A file mapped read-only into memory, read in place: its pages come from the page cache
+/// with no copy. The kernel reads ahead of a sequential reader (`MADV_SEQUENTIAL`).
+///
+/// A file cut short by another process while it is mapped raises `SIGBUS` on the first read
+/// past its new end: a capture must not be truncated while it is replayed.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value; sharing or sending it shares
+// immutable bytes, as a `&[u8]` or `Box<[u8]>` would.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: nothing writes through the mapping.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the whole of `file`.
+    ///
+    /// # Errors
+    /// The file cannot be mapped (not a regular file, or the kernel refused).
+    pub(crate) fn of_file(file: &std::fs::File) -> io::Result<Self> {
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::other("file larger than the address space"))?;
+        if len == 0 {
+            return Ok(Self {
+                base: std::ptr::NonNull::dangling(),
+                len,
+            });
+        }
+        // SAFETY: a new private read-only mapping of an open file, of its length; the result
+        // is checked before use.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping just made, of that length. Advice only: a failure changes no
+        // meaning, so it is ignored.
+        unsafe {
+            libc::madvise(base, len, libc::MADV_SEQUENTIAL);
+        }
+        let base =
+            std::ptr::NonNull::new(base.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Self { base, len })
+    }
+
+    /// The file's octets.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `base` is a readable mapping of `len` octets (or dangling with `len` 0),
+        // alive as long as `self`, and never written.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `of_file`, of that length; no slice of it outlives
+            // `self` (`bytes` borrows it).
+            unsafe {
+                libc::munmap(self.base.as_ptr().cast(), self.len);
+            }
         }
     }
 }
