@@ -407,3 +407,40 @@ fn the_reference_parser_sees_what_the_generator_wrote() {
             .any(|k| k.0.parse::<IpAddr>().unwrap().is_ipv6())
     );
 }
+
+#[test]
+fn a_cut_capture_exports_what_came_before_the_cut_then_fails_saying_where() {
+    let whole = std::fs::read(pcap("many.pcap")).unwrap();
+    let dir = scratch("export-cut-capture");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() - 5]).unwrap();
+    let sink = common::loopback_udp_receiver();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args(["export", "--pcap", cut.to_str().unwrap(), "--src-port", "0"])
+        .args(["--collector", &sink.local_addr().unwrap().to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("capture cut short at octet "), "{stderr}");
+    let exported = stderr
+        .split("records exported")
+        .next()
+        .and_then(|s| s.rsplit(' ').nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no record count in {stderr}"));
+    assert!(exported > 0, "{stderr}");
+    // The records reached the wire: at least one data Message came.
+    let mut buf = vec![0; 65_535];
+    let mut data_sets = 0;
+    while let Ok(n) = sink.recv(&mut buf) {
+        data_sets += buf[16..n]
+            .chunks(4)
+            .next()
+            .filter(|set| u16::from_be_bytes([set[0], set[1]]) >= 256)
+            .map_or(0, |_| 1);
+    }
+    assert!(data_sets > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

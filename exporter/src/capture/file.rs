@@ -264,3 +264,154 @@ fn for_each_block(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Each packet as (timestamp, link, octets, wire length, interface).
+    type Seen = Vec<(u64, LinkType, Vec<u8>, u32, u32)>;
+
+    fn seen_in(capture: &[u8]) -> (Seen, Result<(), CaptureError>) {
+        let mut seen = Vec::new();
+        let done = for_each_packet_in(capture, |p| {
+            seen.push((
+                p.timestamp_ns,
+                p.link,
+                p.data.to_vec(),
+                p.orig_len,
+                p.interface,
+            ));
+            true
+        });
+        (seen, done)
+    }
+
+    fn seen_streamed(capture: &[u8]) -> Seen {
+        let mut seen = Vec::new();
+        for_each_packet(capture, |p| {
+            seen.push((
+                p.timestamp_ns,
+                p.link,
+                p.data.to_vec(),
+                p.orig_len,
+                p.interface,
+            ));
+            true
+        })
+        .unwrap_or_else(|e| unreachable!("a test capture reads: {e}"));
+        seen
+    }
+
+    fn test_captures() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut captures = Vec::new();
+        for dir in ["pcap", "captures"] {
+            let dir = format!("{}/../testdata/{dir}", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path
+                    .extension()
+                    .is_some_and(|e| e == "pcap" || e == "pcapng")
+                {
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    captures.push((path, bytes));
+                }
+            }
+        }
+        captures.sort();
+        captures
+    }
+
+    /// A legacy capture's file header turned to big-endian, and each record's header too.
+    fn big_endian(little: &[u8]) -> Vec<u8> {
+        let swap = |out: &mut Vec<u8>, words: &[u8]| {
+            for w in words.chunks(4) {
+                out.extend(w.iter().rev());
+            }
+        };
+        let mut out = Vec::new();
+        swap(&mut out, &little[..4]);
+        out.extend([little[5], little[4], little[7], little[6]]);
+        swap(&mut out, &little[8..24]);
+        let mut rest = &little[24..];
+        while let Some((record, after)) = rest.split_first_chunk::<16>() {
+            let caplen = u32::from_le_bytes([record[8], record[9], record[10], record[11]]);
+            swap(&mut out, record);
+            let (data, after) = after.split_at(caplen as usize);
+            out.extend_from_slice(data);
+            rest = after;
+        }
+        out
+    }
+
+    #[test]
+    fn read_in_place_equals_the_stream_reader_on_every_test_capture() {
+        let captures = test_captures();
+        assert!(captures.len() >= 10, "{} captures", captures.len());
+        for (path, bytes) in &captures {
+            let (seen, done) = seen_in(bytes);
+            assert_eq!(done, Ok(()), "{}", path.display());
+            assert!(!seen.is_empty(), "{}", path.display());
+            assert_eq!(seen, seen_streamed(bytes), "{}", path.display());
+            if bytes.starts_with(&[0xd4, 0xc3, 0xb2, 0xa1]) {
+                let swapped = big_endian(bytes);
+                assert_eq!(
+                    seen_in(&swapped),
+                    (seen, Ok(())),
+                    "{} as BE",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_its_bytes() {
+        let (path, bytes) = test_captures().swap_remove(0);
+        let mapped = MappedCapture::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(mapped.bytes(), bytes.as_slice());
+        let empty = std::env::temp_dir().join(format!("flowvm-empty-{}.pcap", std::process::id()));
+        std::fs::write(&empty, b"").unwrap_or_else(|e| unreachable!("{e}"));
+        let mapped = MappedCapture::open(&empty).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(mapped.bytes().is_empty());
+        assert!(seen_in(mapped.bytes()).1.is_err());
+        std::fs::remove_file(&empty).unwrap_or_else(|e| unreachable!("{e}"));
+    }
+
+    #[test]
+    fn a_cut_capture_delivers_what_comes_before_the_cut_then_says_where() {
+        let (_, bytes) = test_captures()
+            .into_iter()
+            .find(|(p, _)| p.ends_with("pcap/many.pcap"))
+            .unwrap_or_else(|| unreachable!("many.pcap"));
+        let (whole, _) = seen_in(&bytes);
+        let cut = &bytes[..bytes.len() - 5];
+        let (seen, done) = seen_in(cut);
+        assert_eq!(seen.as_slice(), &whole[..whole.len() - 1]);
+        let error = done.err().map(|e| e.0).unwrap_or_default();
+        assert!(error.starts_with("capture cut short at octet "), "{error}");
+    }
+
+    proptest! {
+        /// Any octets after a valid file header: packets or an error, never a panic or a read
+        /// past the input.
+        #[test]
+        fn damaged_records_are_errors_not_panics(
+            magic in prop::sample::select(vec![
+                [0xd4_u8, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4], [0x0a, 0x0d, 0x0d, 0x0a],
+            ]),
+            rest in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let mut capture = magic.to_vec();
+            capture.extend_from_slice(&rest);
+            let mut total = 0;
+            let _ = for_each_packet_in(&capture, |p| {
+                total += p.data.len();
+                true
+            });
+            prop_assert!(total <= capture.len());
+        }
+    }
+}
