@@ -125,6 +125,7 @@ fn stop_reason(packet: &LaxSlicedPacket<'_>) -> Skip {
 ///
 /// # Errors
 /// The [`Skip`] reason when a header the frame announces is cut or invalid.
+#[inline]
 pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected, Skip> {
     match fast(link, frame) {
         Some(d) => Ok(d),
@@ -140,6 +141,7 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
 /// other protocols, a length that disagrees, a header cut or invalid), which [`general`]
 /// reads; the two agree wherever this one answers (a differential test over every test
 /// capture and generated frames).
+#[inline]
 fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
     const VLAN: u16 = 0x8100;
     if link != LinkType::Ethernet {

@@ -41,7 +41,10 @@ pub struct OwnTraffic {
 
 impl OwnTraffic {
     fn matches(&self, d: &dissect::Dissected) -> bool {
-        if !matches!(d.protocol, protocol::UDP | protocol::TCP) {
+        let port = self.collector.port();
+        if !matches!(d.protocol, protocol::UDP | protocol::TCP)
+            || (d.dst_port != port && d.src_port != port)
+        {
             return false;
         }
         let (src, dst): (IpAddr, IpAddr) = match d.addresses {

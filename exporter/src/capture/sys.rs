@@ -456,6 +456,7 @@ impl Drop for Ring {
 
 /// Asks the processor to bring the cache line holding `bytes[at]` in, without waiting for it
 /// (a prefetch instruction: it never faults, and an address past the slice is not asked for).
+#[inline]
 pub(crate) fn prefetch(bytes: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(byte) = bytes.get(at) {

@@ -130,6 +130,7 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a dissected packet under `flags`, or `None` when the packet is not metered
     /// (a non-IP frame when `l2` is not recorded).
+    #[inline]
     pub fn new(packet: &Dissected, flags: RecordFlags, interface: u32) -> Option<Self> {
         let variant = match packet.addresses {
             Addresses::V4(..) => Variant::Ip4,
@@ -194,6 +195,7 @@ pub struct PackedKey(pub [u64; 8]);
 
 impl PackedKey {
     /// Equality without a branch per word (the derived `==` calls `memcmp`).
+    #[inline]
     pub fn same(&self, other: &Self) -> bool {
         self.0
             .iter()
@@ -206,6 +208,7 @@ impl PackedKey {
 impl From<&FlowKey> for PackedKey {
     /// Words built by shifts, not octet stores read back as words (which would stall on
     /// store forwarding once per word).
+    #[inline]
     fn from(key: &FlowKey) -> Self {
         let variant: u64 = match key.variant {
             Variant::Ip4 => 4,

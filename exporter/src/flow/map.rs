@@ -89,6 +89,7 @@ impl<V> FlowMap<V> {
     }
 
     /// `key` with its hash.
+    #[inline]
     pub fn hash(&self, key: PackedKey) -> HashedKey {
         let mut hasher = self.seed.build_hasher();
         for word in key.0 {

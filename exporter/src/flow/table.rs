@@ -144,6 +144,7 @@ impl FlowTable {
 
     /// `key` packed and hashed, once per packet, for [`Self::prefetch`] and
     /// [`Self::observe_hashed`].
+    #[inline]
     pub fn hash(&self, key: &FlowKey) -> HashedKey {
         self.flows.hash(key.into())
     }
