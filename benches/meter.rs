@@ -109,7 +109,7 @@ fn flow_table(c: &mut Criterion) {
                 for batch in visits.chunks(BATCH) {
                     let hashed: Vec<HashedKey> = batch.iter().map(|k| table.hash(k)).collect();
                     black_box(table.prefetch(&hashed));
-                    for key in hashed {
+                    for key in &hashed {
                         now += 100;
                         let packet = Observation {
                             timestamp_ns: now,

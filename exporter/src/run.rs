@@ -173,7 +173,7 @@ impl<T: Transport> Meter<T> {
     /// in turn with its records exported, as [`Self::packet`] promises.
     fn count_batch(&mut self) {
         std::hint::black_box(self.table.prefetch(&self.batch_keys));
-        for (key, (observation, now_ns)) in self.batch_keys.drain(..).zip(self.batch.drain(..)) {
+        for (key, &(observation, now_ns)) in self.batch_keys.iter().zip(&self.batch) {
             self.table
                 .observe_hashed(key, observation, now_ns, &mut self.records);
             for r in self.records.drain(..) {
@@ -181,6 +181,8 @@ impl<T: Transport> Meter<T> {
             }
             self.exporter.poll(now_ns);
         }
+        self.batch_keys.clear();
+        self.batch.clear();
     }
 
     /// Time passes without a packet (a live capture's idle poll): counts the waiting packets,

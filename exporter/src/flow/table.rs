@@ -167,13 +167,13 @@ impl FlowTable {
         out: &mut Vec<FlowRecord>,
     ) {
         let key = self.hash(&key);
-        self.observe_hashed(key, packet, now_ns, out);
+        self.observe_hashed(&key, packet, now_ns, out);
     }
 
     /// [`Self::observe`] with the key already hashed by [`Self::hash`].
     pub fn observe_hashed(
         &mut self,
-        key: HashedKey,
+        key: &HashedKey,
         packet: Observation,
         now_ns: u64,
         out: &mut Vec<FlowRecord>,
@@ -194,7 +194,7 @@ impl FlowTable {
             out.push(lone(FlowEndReason::ActiveTimeout));
             return;
         }
-        if let Some(flow) = self.flows.get_mut(&key) {
+        if let Some(flow) = self.flows.get_mut(key) {
             if flow.packets == 0 {
                 flow.start_ns = packet.timestamp_ns;
                 flow.end_ns = packet.timestamp_ns;
@@ -215,7 +215,7 @@ impl FlowTable {
         }
         let next_active = now_ns + self.timers.active_ns;
         self.flows.insert_new(
-            key,
+            *key,
             Flow {
                 start_ns: packet.timestamp_ns,
                 end_ns: packet.timestamp_ns,
