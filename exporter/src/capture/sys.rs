@@ -454,22 +454,23 @@ impl Drop for Ring {
     }
 }
 
-/// Asks the processor to bring the cache line holding `bytes[at]` in, without waiting for it
-/// (a prefetch instruction: it never faults, and an address past the slice is not asked for).
+/// Asks the processor to bring the cache line holding `items[at]` in, without waiting for it
+/// (a prefetch instruction: it never faults, retires at once, and an index past the slice is
+/// not asked for).
 #[inline]
-pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+pub(crate) fn prefetch<T>(items: &[T], at: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(byte) = bytes.get(at) {
+    if let Some(item) = items.get(at) {
         // SAFETY: a prefetch reads nothing into the program and cannot fault; the address is
-        // of a live byte. SSE, which it needs, is part of the x86_64 baseline.
+        // of a live item. SSE, which it needs, is part of the x86_64 baseline.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                std::ptr::from_ref(byte).cast(),
+                std::ptr::from_ref(item).cast(),
             );
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, at);
+    let _ = (items, at);
 }
 
 /// A file mapped read-only into memory, read in place: its pages come from the page cache

@@ -21,6 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::RandomState;
 
+use crate::capture::sys;
 use crate::flow::key::PackedKey;
 
 /// One flow: its key in the first cache line, its value in the second.
@@ -31,13 +32,6 @@ struct Entry<V> {
     value: V,
     /// The key's tag, for moving the entry without hashing its key again.
     tag: u32,
-}
-
-impl<V> Entry<V> {
-    /// A word of the entry's second cache line.
-    fn tag_word(&self) -> u64 {
-        u64::from(self.tag)
-    }
 }
 
 /// A key with its hash, computed once per packet.
@@ -111,16 +105,17 @@ impl<V> FlowMap<V> {
     /// loads that the processor overlaps. Returns a word read, for the caller to fold into a
     /// `black_box`, so the loads are not optimised away. Does nothing else.
     pub fn touch(&self, keys: &[HashedKey]) -> u64 {
-        let mut read = 0;
         for key in keys {
-            read ^= self.index.get(self.home(key.tag())).copied().unwrap_or(0);
+            sys::prefetch(&self.index, self.home(key.tag()));
         }
+        let mut read = 0;
         for key in keys {
             let tag = key.tag();
             let mut slot = self.home(tag);
             // A few slots at most: a longer probe is rare at half load, and this is a hint.
             for _ in 0..4 {
                 let word = self.index.get(slot).copied().unwrap_or(0);
+                read ^= word;
                 if word == 0 {
                     break;
                 }
@@ -129,7 +124,8 @@ impl<V> FlowMap<V> {
                     // is assumed).
                     let position = usize::try_from(word & 0xffff_ffff).unwrap_or(0);
                     if let Some(e) = self.entries.get(position.wrapping_sub(1)) {
-                        read ^= e.key.0[0] ^ e.tag_word();
+                        sys::prefetch(&e.key.0, 0);
+                        sys::prefetch(std::slice::from_ref(&e.tag), 0);
                     }
                     break;
                 }
