@@ -352,3 +352,106 @@ impl fmt::Display for Summary {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use flowvm_vm::Registry;
+    use flowvm_vm::wire::ids::ObservationDomainId;
+
+    use super::*;
+    use crate::export::ExportConfig;
+    use crate::export::templates::Templates;
+    use crate::flow::Timers;
+
+    /// The Messages sent, as a collector would receive them.
+    #[derive(Debug, Default)]
+    struct Messages {
+        sent: Vec<Vec<u8>>,
+        open: bool,
+    }
+
+    impl Transport for Messages {
+        fn open(&mut self) -> io::Result<bool> {
+            let new = !self.open;
+            self.open = true;
+            Ok(new)
+        }
+
+        fn send(&mut self, message: &[u8]) -> io::Result<()> {
+            self.sent.push(message.to_vec());
+            Ok(())
+        }
+
+        fn unreliable(&self) -> bool {
+            true
+        }
+    }
+
+    fn meter() -> Meter<Messages> {
+        const S: u64 = 1_000_000_000;
+        let templates = Templates::new(RecordFlags::L3_L4, &Registry::new())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let config = ExportConfig {
+            message_budget: 512 - 28,
+            template_interval_ns: 20 * S,
+            flush_interval_ns: 5 * S,
+            domain: ObservationDomainId(1),
+        };
+        let exporter = ExportingProcess::new(config, templates, Messages::default())
+            .with_export_time(|| 1_234);
+        let timers = Timers {
+            active_ns: 10 * S,
+            passive_ns: 30 * S,
+            tick_ns: S,
+        };
+        // A small table: some captures fill it, so the full-table path is counted too.
+        Meter::new(
+            RecordFlags::L3_L4,
+            FlowTable::new(timers, 64),
+            exporter,
+            None,
+        )
+    }
+
+    /// Counting frames in batches sends, octet for octet, the Messages that counting each
+    /// frame at once does (an idle poll after every frame counts it at once), on every test
+    /// capture.
+    #[test]
+    fn batches_export_exactly_what_one_frame_at_a_time_does() {
+        let mut frames = 0;
+        for dir in ["pcap", "captures"] {
+            let dir = format!("{}/../testdata/{dir}", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if !entry
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == "pcap" || e == "pcapng")
+                {
+                    continue;
+                }
+                let capture = std::fs::read(entry.path()).unwrap_or_default();
+                let (mut batched, mut alone) = (meter(), meter());
+                let read = file::for_each_packet_in(&capture, |p| {
+                    batched.packet(p);
+                    alone.packet(p);
+                    alone.tick(0);
+                    frames += 1;
+                    true
+                });
+                assert_eq!(read, Ok(()), "{}", entry.path().display());
+                let (b, a) = (batched.finish(), alone.finish());
+                assert_eq!(b, a, "{}", entry.path().display());
+                assert!(b.export.records > 0, "{}", entry.path().display());
+                assert_eq!(
+                    batched.exporter().transport().sent,
+                    alone.exporter().transport().sent,
+                    "{}",
+                    entry.path().display()
+                );
+            }
+        }
+        assert!(frames > 1_000, "{frames} frames");
+    }
+}
