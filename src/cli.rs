@@ -188,7 +188,8 @@ pub struct ExportArgs {
     /// Fields to record: any of l2, l3, l4, comma-separated.
     #[arg(long, default_value = "l3,l4")]
     pub record: flowvm_exporter::flow::RecordFlags,
-    /// Flows held at most; packets of new flows beyond are exported alone (flowEndReason 5).
+    /// Flows held at most (up to 4,294,967,294); packets of new flows beyond are exported
+    /// alone (flowEndReason 5).
     #[arg(long, default_value_t = 1 << 20)]
     pub max_flows: usize,
     /// Seconds a partly filled Message waits before it is sent (the flowprobe flush).

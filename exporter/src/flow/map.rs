@@ -61,6 +61,9 @@ pub struct FlowMap<V> {
 }
 
 impl<V> FlowMap<V> {
+    /// Keys held at most: an entry's position + 1 is 32 bits of its index word.
+    pub const MAX_LEN: usize = 0xffff_fffe;
+
     /// An empty map with room for `capacity` keys before it grows.
     pub fn with_capacity(capacity: usize) -> Self {
         let slots = (capacity.max(8) * 2).next_power_of_two();
@@ -171,7 +174,8 @@ impl<V> FlowMap<V> {
         self.entries.get_mut(position).map(|e| &mut e.value)
     }
 
-    /// Adds `key`, which must not be held, with `value`.
+    /// Adds `key`, which must not be held, with `value`; the caller keeps the map within
+    /// [`Self::MAX_LEN`] keys.
     pub fn insert_new(&mut self, key: HashedKey, value: V) {
         if (self.entries.len() + 1) * 2 > self.index.len() {
             self.grow();

@@ -115,13 +115,14 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    /// An empty table that holds at most `max_flows` flows.
+    /// An empty table that holds at most `max_flows` flows (and never more than
+    /// [`FlowMap::MAX_LEN`], about four thousand million).
     pub fn new(timers: Timers, max_flows: usize) -> Self {
         Self {
             flows: FlowMap::with_capacity(max_flows.min(1 << 16)),
             wheel: ExpiryWheel::new(timers.tick_ns),
             timers,
-            max_flows,
+            max_flows: max_flows.min(FlowMap::<Flow>::MAX_LEN),
             fired: Vec::new(),
             stats: TableStats::default(),
         }
