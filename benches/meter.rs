@@ -61,6 +61,15 @@ fn key(n: u32) -> FlowKey {
     }
 }
 
+/// A 64-octet packet at `now`.
+fn packet_at(now: u64) -> Observation {
+    Observation {
+        timestamp_ns: now,
+        octets: 64,
+        tcp_flags: 0,
+    }
+}
+
 /// A scrambled visiting order of `flows` flows: a multiplicative step coprime with `flows`.
 fn order(flows: u32, packets: usize) -> Vec<u32> {
     let step = (2_654_435_761_u64 % u64::from(flows)) | 1;
@@ -91,16 +100,7 @@ fn flow_table(c: &mut Criterion) {
         let mut out = Vec::new();
         let mut now = T0;
         for k in &keys {
-            table.observe(
-                *k,
-                Observation {
-                    timestamp_ns: now,
-                    octets: 64,
-                    tcp_flags: 0,
-                },
-                now,
-                &mut out,
-            );
+            table.observe(*k, packet_at(now), now, &mut out);
         }
         group.bench_function(format!("observe_{flows}_flows"), |b| {
             b.iter(|| {
@@ -111,12 +111,7 @@ fn flow_table(c: &mut Criterion) {
                     black_box(table.prefetch(&hashed));
                     for key in &hashed {
                         now += 100;
-                        let packet = Observation {
-                            timestamp_ns: now,
-                            octets: 64,
-                            tcp_flags: 0,
-                        };
-                        table.observe_hashed(key, packet, now, &mut out);
+                        table.observe_hashed(key, packet_at(now), now, &mut out);
                     }
                 }
                 out.clear();
@@ -127,12 +122,7 @@ fn flow_table(c: &mut Criterion) {
             b.iter(|| {
                 for key in &visits {
                     now += 100;
-                    let packet = Observation {
-                        timestamp_ns: now,
-                        octets: 64,
-                        tcp_flags: 0,
-                    };
-                    table.observe(*key, packet, now, &mut out);
+                    table.observe(*key, packet_at(now), now, &mut out);
                 }
                 out.clear();
                 black_box(table.len())

@@ -271,19 +271,24 @@ mod tests {
 
     use super::*;
 
-    /// Each packet as (timestamp, link, octets, wire length, interface).
-    type Seen = Vec<(u64, LinkType, Vec<u8>, u32, u32)>;
+    /// A packet as (timestamp, link, octets, wire length, interface).
+    type Packet = (u64, LinkType, Vec<u8>, u32, u32);
+    type Seen = Vec<Packet>;
+
+    fn owned(p: &CapturedPacket<'_>) -> Packet {
+        (
+            p.timestamp_ns,
+            p.link,
+            p.data.to_vec(),
+            p.orig_len,
+            p.interface,
+        )
+    }
 
     fn seen_in(capture: &[u8]) -> (Seen, Result<(), CaptureError>) {
         let mut seen = Vec::new();
         let done = for_each_packet_in(capture, |p| {
-            seen.push((
-                p.timestamp_ns,
-                p.link,
-                p.data.to_vec(),
-                p.orig_len,
-                p.interface,
-            ));
+            seen.push(owned(p));
             true
         });
         (seen, done)
@@ -292,13 +297,7 @@ mod tests {
     fn seen_streamed(capture: &[u8]) -> Seen {
         let mut seen = Vec::new();
         for_each_packet(capture, |p| {
-            seen.push((
-                p.timestamp_ns,
-                p.link,
-                p.data.to_vec(),
-                p.orig_len,
-                p.interface,
-            ));
+            seen.push(owned(p));
             true
         })
         .unwrap_or_else(|e| unreachable!("a test capture reads: {e}"));
