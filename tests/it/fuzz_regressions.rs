@@ -218,3 +218,36 @@ fn the_capture_packets_pass_the_collect_packet_oracle() {
         }
     }
 }
+
+/// Every test capture (`testdata/pcap/`, `testdata/captures/`), whole and cut at every length
+/// of its first 64 octets (file header, first record header) and every 331 octets to 4,000,
+/// through the `capture_file` oracle: the in-place reader agrees with the stream reader, cut
+/// records included.
+#[test]
+fn the_test_captures_and_their_cuts_pass_the_capture_file_oracle() {
+    let mut checked = 0;
+    for dir in ["testdata/pcap", "testdata/captures"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        for entry in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+        {
+            let path = entry.path();
+            if !path
+                .extension()
+                .is_some_and(|e| e == "pcap" || e == "pcapng")
+            {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            oracles::capture_file::check(&data);
+            // Each check costs the stream reader's 1 MiB buffer: cuts are chosen, not all.
+            let steps = (64..data.len().min(4_000)).step_by(331);
+            for cut in (0..data.len().min(64)).chain(steps) {
+                oracles::capture_file::check(&data[..cut]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 800, "{checked} inputs");
+}

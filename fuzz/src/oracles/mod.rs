@@ -9,6 +9,7 @@
 //! Structured inputs are read with `arbitrary` as `libfuzzer-sys` reads a typed
 //! `fuzz_target!`: `Arbitrary::arbitrary_take_rest` over the whole input.
 
+pub mod capture_file;
 pub mod collect_message;
 pub mod collect_packet;
 pub mod compile_template;
@@ -25,7 +26,7 @@ mod reference;
 pub type Oracle = fn(&[u8]);
 
 /// Every target, by the name of its fuzz target and of its `testdata/regressions/` directory.
-pub const TARGETS: [(&str, Oracle); 7] = [
+pub const TARGETS: [(&str, Oracle); 8] = [
     ("collect_message", collect_message::check),
     ("collect_packet", collect_packet::check),
     ("compile_template", compile_template::check),
@@ -33,6 +34,7 @@ pub const TARGETS: [(&str, Oracle); 7] = [
     ("roundtrip", roundtrip::check),
     ("dissect_packet", dissect_packet::check),
     ("flow_table_model", flow_table_model::check),
+    ("capture_file", capture_file::check),
 ];
 
 /// Reads a structured input the way `libfuzzer-sys` does for a typed target; `None` when the
