@@ -251,3 +251,11 @@ fn the_test_captures_and_their_cuts_pass_the_capture_file_oracle() {
     }
     assert!(checked > 800, "{checked} inputs");
 }
+
+/// `capture_file` found the in-place reader masking the top bits of a legacy pcap's link type
+/// where the stream reader takes the whole field: the two then disagreed on the link of every
+/// packet of a file whose link type field was 0xffffffff.
+#[test]
+fn a_link_type_with_its_high_bits_set_is_read_whole() {
+    replay("capture_file", "link-type-with-high-bits");
+}

@@ -215,7 +215,8 @@ pub fn for_each_packet_in(
     };
     let mut network = [0; 4];
     network.copy_from_slice(&header[20..24]);
-    let link = LinkType::from_pcap(i32::try_from(word(&network) & 0x0fff_ffff).unwrap_or(-1));
+    // The whole field, as pcap-parser reads it (FCS bits set make it a link type not read).
+    let link = LinkType::from_pcap(word(&network).cast_signed());
     let unit = if nanosecond { 1 } else { 1_000 };
     let mut prefetched = 24;
     while !records.is_empty() {
