@@ -259,3 +259,12 @@ fn the_test_captures_and_their_cuts_pass_the_capture_file_oracle() {
 fn a_link_type_with_its_high_bits_set_is_read_whole() {
     replay("capture_file", "link-type-with-high-bits");
 }
+
+/// `capture_file` found pcap-parser subtracting 12 from a pcapng block's length unchecked (a
+/// Process Information Block of 4 to 11 octets): an overflow panic in a debug build, a wrapped
+/// length in a release one. Both readers now refuse such a block as damage, before pcap-parser
+/// sees it.
+#[test]
+fn a_pcapng_block_shorter_than_its_header_is_damage_not_a_panic() {
+    replay("capture_file", "pcapng-block-shorter-than-its-header");
+}

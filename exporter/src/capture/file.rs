@@ -7,7 +7,8 @@ use std::io::Read;
 use std::path::Path;
 
 use pcap_parser::pcapng::Block;
-use pcap_parser::{PcapBlockOwned, PcapError, PcapNGSlice, create_reader};
+use pcap_parser::pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock};
+use pcap_parser::{PcapBlockOwned, PcapError, create_reader};
 
 use crate::capture::{CapturedPacket, LinkType, sys};
 
@@ -66,6 +67,8 @@ struct Interfaces {
     legacy: (LinkType, u64),
     /// pcapng: per interface, link type, timestamp units per second, timestamp offset.
     ng: Vec<(LinkType, u64, u64)>,
+    /// pcapng: the current section's byte order.
+    big_endian: bool,
 }
 
 impl Interfaces {
@@ -73,6 +76,7 @@ impl Interfaces {
         Self {
             legacy: (LinkType::Ethernet, 1_000),
             ng: Vec::new(),
+            big_endian: false,
         }
     }
 
@@ -139,10 +143,43 @@ impl Interfaces {
                     interface: 0,
                 })
             }
+            PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                self.big_endian = shb.big_endian();
+                self.ng.clear();
+                true
+            }
             PcapBlockOwned::NG(_) => true,
         }
     }
+
+    /// `Err` when the pcapng block at the start of `rest` announces a length below the 12
+    /// octets every block has (pcap-parser subtracts 12 from it unchecked).
+    fn check_block(&self, rest: &[u8], at: usize) -> Result<(), CaptureError> {
+        let Some(head) = rest.first_chunk::<12>() else {
+            return Ok(());
+        };
+        let big_endian = if head[..4] == SECTION_HEADER {
+            head[8..12] == [0x1a, 0x2b, 0x3c, 0x4d]
+        } else {
+            self.big_endian
+        };
+        let len = [head[4], head[5], head[6], head[7]];
+        let len = if big_endian {
+            u32::from_be_bytes(len)
+        } else {
+            u32::from_le_bytes(len)
+        };
+        if len < 12 {
+            return Err(CaptureError(format!(
+                "capture damaged at octet {at}: a block of {len} octets, shorter than its own header"
+            )));
+        }
+        Ok(())
+    }
 }
+
+/// A pcapng Section Header Block's type, the same in either byte order.
+const SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 /// Calls `packet` for every packet of a capture read from a stream, in file order; stops
 /// early when it returns `false`.
@@ -157,7 +194,11 @@ pub fn for_each_packet(
     let mut reader = create_reader(1 << 20, input)
         .map_err(|e| CaptureError(format!("not a pcap or pcapng capture: {e:?}")))?;
     let mut interfaces = Interfaces::new();
+    let pcapng = reader.data().starts_with(&SECTION_HEADER);
     loop {
+        if pcapng {
+            interfaces.check_block(reader.data(), reader.consumed())?;
+        }
         let (offset, block) = match reader.next() {
             Ok(next) => next,
             Err(PcapError::Eof) => return Ok(()),
@@ -249,17 +290,42 @@ pub fn for_each_packet_in(
     Ok(())
 }
 
-/// [`for_each_packet_in`] for a pcapng capture.
+/// [`for_each_packet_in`] for a pcapng capture: blocks walked by their lengths, each parsed
+/// by pcap-parser once its length is checked.
 fn for_each_block(
     capture: &[u8],
     mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
 ) -> Result<(), CaptureError> {
-    let blocks = PcapNGSlice::from_slice(capture)
-        .map_err(|e| CaptureError(format!("not a pcap or pcapng capture: {e:?}")))?;
+    if !capture.starts_with(&SECTION_HEADER) {
+        return Err(CaptureError(
+            "not a pcap or pcapng capture: no file or section header".to_owned(),
+        ));
+    }
     let mut interfaces = Interfaces::new();
-    for block in blocks {
-        let block = block.map_err(|e| CaptureError(format!("capture damaged: {e:?}")))?;
-        if !interfaces.block(block, &mut packet) {
+    let mut rest = capture;
+    while !rest.is_empty() {
+        let at = capture.len() - rest.len();
+        interfaces.check_block(rest, at)?;
+        let parsed = if interfaces.big_endian && !rest.starts_with(&SECTION_HEADER) {
+            parse_block_be(rest)
+        } else if rest.starts_with(&SECTION_HEADER) {
+            parse_sectionheaderblock(rest).map(|(r, shb)| (r, Block::SectionHeader(shb)))
+        } else {
+            parse_block_le(rest)
+        };
+        let (after, block) = match parsed {
+            Ok(parsed) => parsed,
+            Err(pcap_parser::nom::Err::Incomplete(_)) => {
+                return Err(CaptureError(format!("capture cut short at octet {at}")));
+            }
+            Err(e) => {
+                return Err(CaptureError(format!(
+                    "capture damaged at octet {at}: {e:?}"
+                )));
+            }
+        };
+        rest = after;
+        if !interfaces.block(PcapBlockOwned::from(block), &mut packet) {
             break;
         }
     }
