@@ -268,3 +268,10 @@ fn a_link_type_with_its_high_bits_set_is_read_whole() {
 fn a_pcapng_block_shorter_than_its_header_is_damage_not_a_panic() {
     replay("capture_file", "pcapng-block-shorter-than-its-header");
 }
+
+/// `capture_file` found a "modified" pcap (Kuznetzov's, magic 0xa1b2cd34, 24-octet record
+/// headers), which the stream reader reads, refused by the in-place reader as no capture.
+#[test]
+fn a_modified_pcap_is_read_in_place_as_the_stream_reader_reads_it() {
+    replay("capture_file", "modified-pcap");
+}

@@ -19,6 +19,7 @@ pub fn is_capture(head: &[u8]) -> bool {
         Some(
             [0xa1, 0xb2, 0xc3, 0xd4]
                 | [0xd4, 0xc3, 0xb2, 0xa1]
+                | [0x34, 0xcd, 0xb2, 0xa1]
                 | [0xa1, 0xb2, 0x3c, 0x4d]
                 | [0x4d, 0x3c, 0xb2, 0xa1]
                 | [0x0a, 0x0d, 0x0d, 0x0a]
@@ -235,11 +236,15 @@ pub fn for_each_packet_in(
             "not a pcap or pcapng capture: shorter than a file header".to_owned(),
         ));
     };
-    let (swap, nanosecond) = match header[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+    // Byte order, nanosecond stamps, and the octets after the 16 of a record header (8 in
+    // Kuznetzov's "modified" pcap: ifindex, protocol, packet type; little-endian only, as
+    // pcap-parser reads it).
+    let (swap, nanosecond, extra) = match header[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (false, false, 0),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (false, true, 0),
+        [0x34, 0xcd, 0xb2, 0xa1] => (false, false, 8),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (true, false, 0),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (true, true, 0),
         _ => return for_each_block(capture, packet),
     };
     let word = |octets: &[u8; 4]| {
@@ -264,6 +269,7 @@ pub fn for_each_packet_in(
         let offset = capture.len() - records.len();
         let cut = || CaptureError(format!("capture cut short at octet {offset}"));
         let (record, rest) = records.split_first_chunk::<16>().ok_or_else(cut)?;
+        let rest = rest.get(extra..).ok_or_else(cut)?;
         let caplen = usize::try_from(field(record, 2)).unwrap_or(usize::MAX);
         let (data, rest) = rest.split_at_checked(caplen).ok_or_else(cut)?;
         records = rest;
