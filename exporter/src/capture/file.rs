@@ -156,11 +156,12 @@ impl Interfaces {
     /// `Err` when the pcapng block at the start of `rest` announces a length below the 12
     /// octets every block has (pcap-parser subtracts 12 from it unchecked).
     fn check_block(&self, rest: &[u8], at: usize) -> Result<(), CaptureError> {
-        let Some(head) = rest.first_chunk::<12>() else {
+        let Some(head) = rest.first_chunk::<8>() else {
             return Ok(());
         };
         let big_endian = if head[..4] == SECTION_HEADER {
-            head[8..12] == [0x1a, 0x2b, 0x3c, 0x4d]
+            // A section header's own byte order, from its magic (when it is there).
+            rest.get(8..12) == Some(&[0x1a, 0x2b, 0x3c, 0x4d])
         } else {
             self.big_endian
         };
