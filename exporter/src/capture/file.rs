@@ -223,7 +223,8 @@ pub fn for_each_packet(
 /// Calls `packet` for every packet of a capture held in memory (a [`MappedCapture`]), in file
 /// order, each packet's octets where they lie; stops early when `packet` returns `false`.
 /// Legacy pcap records are read here (a 24-octet file header, then 16-octet record headers in
-/// the file's byte order); pcapng blocks through `pcap-parser`'s slice reader.
+/// the file's byte order; 24-octet ones in a modified pcap); pcapng blocks are walked by their
+/// lengths and each parsed by `pcap-parser`.
 ///
 /// # Errors
 /// Input that is not a capture, or a capture damaged or cut part-way (packets before the damage
