@@ -97,7 +97,7 @@ pub struct Meter<T> {
     exporter: ExportingProcess<T>,
     own: Option<OwnTraffic>,
     records: Vec<FlowRecord>,
-    /// Keys of the packets read and not yet counted (at most [`BATCH`]) ...
+    /// Keys of the packets read and not yet counted (at most `BATCH`) ...
     batch_keys: Vec<HashedKey>,
     /// ... and each one's observation and clock.
     batch: Vec<(Observation, u64)>,
@@ -128,7 +128,7 @@ impl<T: Transport> Meter<T> {
         }
     }
 
-    /// Meters one captured frame. Its flow is counted when [`BATCH`] frames are waiting, or
+    /// Meters one captured frame. Its flow is counted when a batch of 32 frames is waiting, or
     /// at the next [`Self::tick`] or [`Self::finish`], in the order the frames came: the
     /// records, and when they are exported, are the same as if each were counted at once.
     pub fn packet(&mut self, p: &CapturedPacket<'_>) {
