@@ -173,16 +173,19 @@ impl<T: Transport> Meter<T> {
     /// in turn with its records exported, as [`Self::packet`] promises.
     fn count_batch(&mut self) {
         std::hint::black_box(self.table.prefetch(&self.batch_keys));
-        for (key, &(observation, now_ns)) in self.batch_keys.iter().zip(&self.batch) {
+        let (mut keys, mut batch) = (
+            std::mem::take(&mut self.batch_keys),
+            std::mem::take(&mut self.batch),
+        );
+        for (key, &(observation, now_ns)) in keys.iter().zip(&batch) {
             self.table
                 .observe_hashed(key, observation, now_ns, &mut self.records);
-            for r in self.records.drain(..) {
-                self.exporter.export(&r, now_ns);
-            }
+            self.drain(now_ns);
             self.exporter.poll(now_ns);
         }
-        self.batch_keys.clear();
-        self.batch.clear();
+        keys.clear();
+        batch.clear();
+        (self.batch_keys, self.batch) = (keys, batch);
     }
 
     /// Time passes without a packet (a live capture's idle poll): counts the waiting packets,
@@ -191,13 +194,14 @@ impl<T: Transport> Meter<T> {
         self.count_batch();
         self.now_ns = self.now_ns.max(now_ns);
         self.table.expire(self.now_ns, &mut self.records);
-        self.drain();
+        self.drain(self.now_ns);
         self.exporter.poll(self.now_ns);
     }
 
-    fn drain(&mut self) {
+    /// Hands the table's records to the Exporting Process at clock `now_ns`.
+    fn drain(&mut self, now_ns: u64) {
         for r in self.records.drain(..) {
-            self.exporter.export(&r, self.now_ns);
+            self.exporter.export(&r, now_ns);
         }
     }
 
@@ -205,7 +209,7 @@ impl<T: Transport> Meter<T> {
     pub fn finish(&mut self) -> Summary {
         self.count_batch();
         self.table.flush(&mut self.records);
-        self.drain();
+        self.drain(self.now_ns);
         self.exporter.flush(self.now_ns);
         self.summary()
     }

@@ -14,17 +14,21 @@ use crate::capture::{CapturedPacket, LinkType, sys};
 
 /// Whether `head` starts like a pcap or pcapng file.
 pub fn is_capture(head: &[u8]) -> bool {
-    matches!(
-        head.get(..4),
-        Some(
-            [0xa1, 0xb2, 0xc3, 0xd4]
-                | [0xd4, 0xc3, 0xb2, 0xa1]
-                | [0x34, 0xcd, 0xb2, 0xa1]
-                | [0xa1, 0xb2, 0x3c, 0x4d]
-                | [0x4d, 0x3c, 0xb2, 0xa1]
-                | [0x0a, 0x0d, 0x0d, 0x0a]
-        )
-    )
+    head.starts_with(&SECTION_HEADER) || head.first_chunk::<4>().and_then(legacy_format).is_some()
+}
+
+/// A legacy pcap's format by its magic: byte order swapped (big-endian), nanosecond stamps,
+/// and the octets after the 16 of a record header (8 in Kuznetzov's "modified" pcap: ifindex,
+/// protocol, packet type; little-endian only, as pcap-parser reads it).
+fn legacy_format(magic: &[u8; 4]) -> Option<(bool, bool, usize)> {
+    match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => Some((false, false, 0)),
+        [0x4d, 0x3c, 0xb2, 0xa1] => Some((false, true, 0)),
+        [0x34, 0xcd, 0xb2, 0xa1] => Some((false, false, 8)),
+        [0xa1, 0xb2, 0xc3, 0xd4] => Some((true, false, 0)),
+        [0xa1, 0xb2, 0x3c, 0x4d] => Some((true, true, 0)),
+        _ => None,
+    }
 }
 
 /// A capture that could not be read to its end.
@@ -238,16 +242,9 @@ pub fn for_each_packet_in(
             "not a pcap or pcapng capture: shorter than a file header".to_owned(),
         ));
     };
-    // Byte order, nanosecond stamps, and the octets after the 16 of a record header (8 in
-    // Kuznetzov's "modified" pcap: ifindex, protocol, packet type; little-endian only, as
-    // pcap-parser reads it).
-    let (swap, nanosecond, extra) = match header[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (false, false, 0),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (false, true, 0),
-        [0x34, 0xcd, 0xb2, 0xa1] => (false, false, 8),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (true, false, 0),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (true, true, 0),
-        _ => return for_each_block(capture, packet),
+    let magic = header.first_chunk::<4>().and_then(legacy_format);
+    let Some((swap, nanosecond, extra)) = magic else {
+        return for_each_block(capture, packet);
     };
     let word = |octets: &[u8; 4]| {
         if swap {
@@ -314,10 +311,10 @@ fn for_each_block(
     while !rest.is_empty() {
         let at = capture.len() - rest.len();
         interfaces.check_block(rest, at)?;
-        let parsed = if interfaces.big_endian && !rest.starts_with(&SECTION_HEADER) {
-            parse_block_be(rest)
-        } else if rest.starts_with(&SECTION_HEADER) {
+        let parsed = if rest.starts_with(&SECTION_HEADER) {
             parse_sectionheaderblock(rest).map(|(r, shb)| (r, Block::SectionHeader(shb)))
+        } else if interfaces.big_endian {
+            parse_block_be(rest)
         } else {
             parse_block_le(rest)
         };

@@ -6,9 +6,9 @@
 //! loads of a whole vector of packets before it counts the first one, so that their cache
 //! misses overlap instead of queueing (at 100 k flows a flow's entry is a miss to memory on
 //! nearly every packet). That needs the address of a key's entry from its hash alone, which
-//! `hashbrown` keeps to itself. Here [`FlowMap::touch`] reads, for a whole batch, the index
-//! words and then a word of each cache line of the entries they point at: plain loads with
-//! nothing depending on them, which the processor issues together.
+//! `hashbrown` keeps to itself. Here [`FlowMap::touch`] prefetches, for a whole batch, the
+//! index lines and then both cache lines of the entries they point at: prefetch instructions
+//! retire at once, so the misses of the whole batch are in flight together.
 //!
 //! The index: slot `i` is 0 when empty, otherwise the top 32 bits of the key's hash (its
 //! "tag") above the entry's position + 1. A key's home slot is `tag & mask`; collisions probe
@@ -58,6 +58,18 @@ pub struct FlowMap<V> {
     mask: usize,
     entries: Vec<Entry<V>>,
     seed: RandomState,
+}
+
+/// The index word of an entry at `position` whose key has `tag`.
+fn index_word(tag: u64, position: usize) -> u64 {
+    tag << 32 | (position as u64 + 1)
+}
+
+/// The position of the entry an index word points at (`usize::MAX` for an empty slot).
+fn position_of(word: u64) -> usize {
+    usize::try_from(word & 0xffff_ffff)
+        .unwrap_or(0)
+        .wrapping_sub(1)
 }
 
 impl<V> FlowMap<V> {
@@ -125,8 +137,7 @@ impl<V> FlowMap<V> {
                 if word >> 32 == tag {
                     // Both cache lines: the key's and the value's (no adjacent-line prefetch
                     // is assumed).
-                    let position = usize::try_from(word & 0xffff_ffff).unwrap_or(0);
-                    if let Some(e) = self.entries.get(position.wrapping_sub(1)) {
+                    if let Some(e) = self.entries.get(position_of(word)) {
                         sys::prefetch(&e.key.0, 0);
                         sys::prefetch(std::slice::from_ref(&e.tag), 0);
                     }
@@ -147,25 +158,20 @@ impl<V> FlowMap<V> {
             if word == 0 {
                 return None;
             }
-            if word >> 32 == tag {
-                let position = usize::try_from(word & 0xffff_ffff).ok()? - 1;
-                if self
+            if word >> 32 == tag
+                && self
                     .entries
-                    .get(position)
+                    .get(position_of(word))
                     .is_some_and(|e| e.key.same(&key.key))
-                {
-                    return Some(slot);
-                }
+            {
+                return Some(slot);
             }
             slot = (slot + 1) & self.mask;
         }
     }
 
     fn position(&self, slot: usize) -> usize {
-        let word = self.index.get(slot).copied().unwrap_or(0);
-        usize::try_from(word & 0xffff_ffff)
-            .unwrap_or(0)
-            .wrapping_sub(1)
+        position_of(self.index.get(slot).copied().unwrap_or(0))
     }
 
     /// The value of `key`, if held.
@@ -185,15 +191,15 @@ impl<V> FlowMap<V> {
             value,
             tag: u32::try_from(key.tag()).unwrap_or(0),
         });
-        self.place(key.tag(), self.entries.len());
+        self.place(key.tag(), self.entries.len() - 1);
     }
 
-    /// Writes `tag << 32 | position_plus_1` in the first empty slot from the tag's home.
-    fn place(&mut self, tag: u64, position_plus_1: usize) {
+    /// Points the first empty slot from the tag's home at the entry at `position`.
+    fn place(&mut self, tag: u64, position: usize) {
         let mut slot = self.home(tag);
         while let Some(word) = self.index.get_mut(slot) {
             if *word == 0 {
-                *word = tag << 32 | position_plus_1 as u64;
+                *word = index_word(tag, position);
                 return;
             }
             slot = (slot + 1) & self.mask;
@@ -208,7 +214,7 @@ impl<V> FlowMap<V> {
             let Some(tag) = self.entries.get(position).map(|e| u64::from(e.tag)) else {
                 break;
             };
-            self.place(tag, position + 1);
+            self.place(tag, position);
         }
     }
 
@@ -223,8 +229,8 @@ impl<V> FlowMap<V> {
             let moved_tag = u64::from(self.entries.get(last)?.tag);
             let mut s = self.home(moved_tag);
             while let Some(word) = self.index.get_mut(s) {
-                if *word == (moved_tag << 32 | (last + 1) as u64) {
-                    *word = moved_tag << 32 | (position + 1) as u64;
+                if *word == index_word(moved_tag, last) {
+                    *word = index_word(moved_tag, position);
                     break;
                 }
                 s = (s + 1) & self.mask;
