@@ -13,6 +13,7 @@ pub mod parquet;
 pub mod recovery;
 pub mod spool;
 pub mod store;
+pub mod text;
 
 use ::parquet::errors::ParquetError;
 use arrow_array::RecordBatch;

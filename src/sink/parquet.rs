@@ -9,21 +9,17 @@
 //!
 //! Addresses are written as text (`192.0.2.1`, `2001:db8::1`, `00:11:22:33:44:55`) so a user
 //! can filter on an address as written; the decoder keeps them binary for speed, and the
-//! conversion runs here, on the archive thread, beside the Parquet encoding that dominates it.
+//! conversion ([`text`](crate::sink::text)) runs here, on the archive thread, beside the
+//! Parquet encoding that dominates it.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -32,6 +28,7 @@ use tracing::{error, info};
 
 use crate::sink::journal::{Journal, Replayed, replay};
 use crate::sink::spool::Spool;
+use crate::sink::text::addresses_as_text;
 use crate::sink::{ArchiveError, Sink};
 use crate::telemetry::Counters;
 
@@ -412,133 +409,6 @@ fn fingerprint(schema: &SchemaRef) -> u64 {
     h.finish()
 }
 
-/// Rewrites ipv4Address, ipv6Address and macAddress columns as text; columns already text (a
-/// journal written before journals kept addresses typed) stay as they are.
-fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let schema = batch.schema();
-    let kinds: Vec<Option<&str>> = schema
-        .fields()
-        .iter()
-        .map(|f| f.metadata().get("ipfix.data_type").map(String::as_str))
-        .map(|t| t.filter(|t| matches!(*t, "ipv4Address" | "ipv6Address" | "macAddress")))
-        .zip(schema.fields())
-        .map(|(kind, field)| kind.filter(|_| field.data_type() != &DataType::Utf8))
-        .collect();
-    if kinds.iter().all(Option::is_none) {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::with_capacity(kinds.len());
-    let mut columns = Vec::with_capacity(kinds.len());
-    for ((field, column), kind) in schema.fields().iter().zip(batch.columns()).zip(&kinds) {
-        match kind {
-            Some(kind) => {
-                columns.push(text(column, kind)?);
-                fields.push(
-                    Field::new(field.name(), DataType::Utf8, field.is_nullable())
-                        .with_metadata(field.metadata().clone()),
-                );
-            }
-            None => {
-                columns.push(Arc::clone(column));
-                fields.push(field.as_ref().clone());
-            }
-        }
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-}
-
-/// Writes `address` in dotted decimal into `buf`, as `Ipv4Addr`'s `Display` does but without
-/// `fmt`'s machinery (a tenth of the archive thread's time went there); the text's length.
-fn ipv4_text(address: u32, buf: &mut [u8; 15]) -> usize {
-    let mut at = 0;
-    let mut put = |b: u8| {
-        if let Some(slot) = buf.get_mut(at) {
-            *slot = b;
-        }
-        at += 1;
-    };
-    for (i, octet) in address.to_be_bytes().into_iter().enumerate() {
-        if i > 0 {
-            put(b'.');
-        }
-        if octet >= 100 {
-            put(b'0' + octet / 100);
-        }
-        if octet >= 10 {
-            put(b'0' + (octet / 10) % 10);
-        }
-        put(b'0' + octet % 10);
-    }
-    at
-}
-
-fn text(column: &ArrayRef, kind: &str) -> Result<ArrayRef, ArrowError> {
-    let invalid = || {
-        ArrowError::InvalidArgumentError(format!("{kind} column of type {}", column.data_type()))
-    };
-    match kind {
-        "ipv4Address" => {
-            let values = column
-                .as_primitive_opt::<UInt32Type>()
-                .ok_or_else(invalid)?;
-            let mut buf = [0_u8; 15];
-            text_column(column, 15, |i, out| {
-                let len = ipv4_text(values.value(i), &mut buf);
-                out.extend_from_slice(buf.get(..len).unwrap_or_default());
-            })
-        }
-        "ipv6Address" => {
-            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
-            let mut buf = String::with_capacity(39);
-            text_column(column, 39, |i, out| {
-                if let Ok(octets) = <[u8; 16]>::try_from(values.value(i)) {
-                    buf.clear();
-                    let _ = write!(buf, "{}", Ipv6Addr::from(octets));
-                    out.extend_from_slice(buf.as_bytes());
-                }
-            })
-        }
-        _ => {
-            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            text_column(column, 17, |i, out| {
-                for (j, b) in values.value(i).iter().enumerate() {
-                    if j > 0 {
-                        out.push(b':');
-                    }
-                    out.extend([HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
-                }
-            })
-        }
-    }
-}
-
-/// A text column as long as `column`, with its nulls, each other value written by `put(row,
-/// out)` (ASCII, at most `width` octets): offsets and octets built directly, checked as UTF-8
-/// once for the whole column rather than value by value.
-fn text_column(
-    column: &ArrayRef,
-    width: usize,
-    mut put: impl FnMut(usize, &mut Vec<u8>),
-) -> Result<ArrayRef, ArrowError> {
-    let mut octets = Vec::with_capacity(column.len() * width);
-    let mut offsets = Vec::with_capacity(column.len() + 1);
-    offsets.push(0_i32);
-    for i in 0..column.len() {
-        if column.is_valid(i) {
-            put(i, &mut octets);
-        }
-        let end = i32::try_from(octets.len())
-            .map_err(|_| ArrowError::InvalidArgumentError("text column too long".to_owned()))?;
-        offsets.push(end);
-    }
-    Ok(Arc::new(StringArray::try_new(
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Buffer::from_vec(octets),
-        column.logical_nulls(),
-    )?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,67 +421,5 @@ mod tests {
             ("2000-02-29".to_owned(), 13)
         );
         assert_eq!(civil(1_795_305_600), ("2026-11-22".to_owned(), 0));
-    }
-
-    #[test]
-    fn ipv4_text_is_std_dotted_decimal_for_every_octet_and_width() {
-        let mut buf = [0_u8; 15];
-        for address in [
-            0,
-            u32::MAX,
-            0x0a01_0103,
-            0x6400_09ff,
-            0x0102_0304,
-            0xc0a8_0001,
-        ]
-        .into_iter()
-        .chain((0..=255).map(|o| o * 0x0101_0101))
-        {
-            let len = ipv4_text(address, &mut buf);
-            assert_eq!(
-                std::str::from_utf8(&buf[..len]).unwrap(),
-                std::net::Ipv4Addr::from(address).to_string()
-            );
-        }
-    }
-
-    #[test]
-    fn null_addresses_stay_null_as_text() {
-        let column: ArrayRef = Arc::new(arrow_array::UInt32Array::from(vec![
-            Some(0x0a01_0103),
-            None,
-        ]));
-        let ipv4 = text(&column, "ipv4Address").unwrap();
-        assert_eq!(ipv4.as_string::<i32>().value(0), "10.1.1.3");
-        assert!(ipv4.is_null(1));
-        let mac: ArrayRef = Arc::new(
-            arrow_array::FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                [Some([0_u8, 0x1b, 0x2c, 0x3d, 0x4e, 0xff]), None].into_iter(),
-                6,
-            )
-            .unwrap(),
-        );
-        let mac = text(&mac, "macAddress").unwrap();
-        assert_eq!(mac.as_string::<i32>().value(0), "00:1b:2c:3d:4e:ff");
-        assert!(mac.is_null(1));
-    }
-
-    #[test]
-    fn addresses_become_text_once_so_journals_of_either_kind_complete() {
-        let field = |data_type| {
-            Field::new("sourceIPv4Address", data_type, true).with_metadata(HashMap::from([(
-                "ipfix.data_type".to_owned(),
-                "ipv4Address".to_owned(),
-            )]))
-        };
-        let typed = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![field(DataType::UInt32)])),
-            vec![Arc::new(arrow_array::UInt32Array::from(vec![0xc000_0201]))],
-        )
-        .unwrap();
-        let once = addresses_as_text(&typed).unwrap();
-        assert_eq!(once.column(0).as_string::<i32>().value(0), "192.0.2.1");
-        // A journal written when journals held text: left as it is.
-        assert_eq!(addresses_as_text(&once).unwrap(), once);
     }
 }

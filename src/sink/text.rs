@@ -1,0 +1,411 @@
+//! Addresses as text for the archive: `192.0.2.1`, `2001:db8::1` (RFC 5952),
+//! `00:11:22:33:44:55`, so that a user filters on an address as written
+//! (`WHERE sourceIPv4Address = '10.1.1.3'`).
+//!
+//! The decoder keeps addresses binary; they become text here, on the archive thread, once per
+//! batch. This is on the hot path of every record (two addresses in most), so nothing goes
+//! through `fmt`: each address is written into a 40-octet slot from tables and stores of fixed
+//! width, and the slot's text is kept by moving the column's end, not by copying a slice of run
+//! -time length. The outputs are held to std's `Display` by tests (every IPv4 octet, IPv6
+//! addresses of every zero-run shape).
+
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+
+/// Rewrites ipv4Address, ipv6Address and macAddress columns as text; columns already text (a
+/// journal written before journals kept addresses typed) stay as they are.
+///
+/// # Errors
+/// A column of one of those types that is neither text nor the decoder's binary type.
+pub fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = batch.schema();
+    let kinds: Vec<Option<Kind>> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let kind = match field.metadata().get("ipfix.data_type").map(String::as_str) {
+                Some("ipv4Address") => Some(Kind::Ipv4),
+                Some("ipv6Address") => Some(Kind::Ipv6),
+                Some("macAddress") => Some(Kind::Mac),
+                _ => None,
+            };
+            kind.filter(|_| field.data_type() != &DataType::Utf8)
+        })
+        .collect();
+    if kinds.iter().all(Option::is_none) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(kinds.len());
+    let mut columns = Vec::with_capacity(kinds.len());
+    for ((field, column), kind) in schema.fields().iter().zip(batch.columns()).zip(&kinds) {
+        match kind {
+            Some(kind) => {
+                columns.push(text(column, *kind)?);
+                fields.push(
+                    Field::new(field.name(), DataType::Utf8, field.is_nullable())
+                        .with_metadata(field.metadata().clone()),
+                );
+            }
+            None => {
+                columns.push(Arc::clone(column));
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// The address types written as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ipv4,
+    Ipv6,
+    Mac,
+}
+
+/// The room one address's text is written into: the longest text (an IPv6 address of eight
+/// four-digit groups, 39 octets) and then some, so every store is of a fixed width.
+const SLOT: usize = 40;
+
+/// `text(column, kind)`: the column's addresses as a text column with its nulls.
+fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
+    let invalid = || {
+        ArrowError::InvalidArgumentError(format!("{kind:?} column of type {}", column.data_type()))
+    };
+    match kind {
+        Kind::Ipv4 => {
+            let values = column
+                .as_primitive_opt::<UInt32Type>()
+                .ok_or_else(invalid)?;
+            text_column(column, 15, |i, slot| {
+                ipv4_text(values.values().get(i).copied().unwrap_or(0), slot)
+            })
+        }
+        Kind::Ipv6 => {
+            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
+            if values.value_length() != 16 {
+                return Err(invalid());
+            }
+            text_column(column, 39, |i, slot| {
+                let octets = values.value(i).first_chunk::<16>().copied();
+                ipv6_text(octets.unwrap_or_default(), slot)
+            })
+        }
+        Kind::Mac => {
+            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
+            if values.value_length() != 6 {
+                return Err(invalid());
+            }
+            text_column(column, 17, |i, slot| {
+                let octets = values.value(i).first_chunk::<6>().copied();
+                mac_text(octets.unwrap_or_default(), slot)
+            })
+        }
+    }
+}
+
+/// A text column as long as `column`, with its nulls; `put(row, slot)` writes each other row's
+/// text (ASCII, at most `width` octets) at the start of a slot and returns its length. Offsets
+/// and octets are built directly, and the text is checked as UTF-8 once for the whole column.
+fn text_column(
+    column: &ArrayRef,
+    width: usize,
+    mut put: impl FnMut(usize, &mut [u8; SLOT]) -> usize,
+) -> Result<ArrayRef, ArrowError> {
+    let rows = column.len();
+    let too_long = || ArrowError::InvalidArgumentError("text column too long".to_owned());
+    // Every row's slot is written whole; the column's end moves only by the text's length, so
+    // the octets past it are overwritten by the next row. `SLOT` more than the texts can take
+    // keeps the last slot inside.
+    let mut octets = vec![0_u8; rows * width + SLOT];
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0_i32);
+    let nulls = column.logical_nulls();
+    let mut end = 0;
+    let mut slot = [0_u8; SLOT];
+    for i in 0..rows {
+        if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+            let len = put(i, &mut slot).min(width);
+            if let Some(out) = octets.get_mut(end..end + SLOT) {
+                out.copy_from_slice(&slot);
+                end += len;
+            }
+        }
+        offsets.push(i32::try_from(end).map_err(|_| too_long())?);
+    }
+    octets.truncate(end);
+    Ok(Arc::new(StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(octets),
+        nulls,
+    )?))
+}
+
+/// The decimal text of every octet value followed by a dot, and its length without the dot:
+/// `[b'1', b'9', b'2', b'.', 3]`, `[b'7', b'.', 0, 0, 1]`.
+const DECIMAL: [[u8; 5]; 256] = {
+    let mut table = [[0_u8; 5]; 256];
+    let mut n = 0;
+    while n < 256 {
+        // `n < 256`: the casts keep every digit.
+        #[expect(clippy::cast_possible_truncation, reason = "n < 256")]
+        let v = n as u8;
+        let entry = &mut table[n];
+        if v >= 100 {
+            *entry = [b'0' + v / 100, b'0' + v / 10 % 10, b'0' + v % 10, b'.', 3];
+        } else if v >= 10 {
+            *entry = [b'0' + v / 10, b'0' + v % 10, b'.', 0, 2];
+        } else {
+            *entry = [b'0' + v, b'.', 0, 0, 1];
+        }
+        n += 1;
+    }
+    table
+};
+
+/// Writes `address` in dotted decimal at the start of `slot`, as `Ipv4Addr`'s `Display`
+/// does; returns the text's length.
+fn ipv4_text(address: u32, slot: &mut [u8; SLOT]) -> usize {
+    let mut at = 0;
+    for octet in address.to_be_bytes() {
+        let [a, b, c, d, len] = DECIMAL[usize::from(octet)];
+        // Four octets at `at <= 12`: inside the slot. The dot lands after the digits; the
+        // last one is past the text's end.
+        if let Some(out) = slot.get_mut(at..at + 4) {
+            out.copy_from_slice(&[a, b, c, d]);
+        }
+        at += usize::from(len) + 1;
+    }
+    at - 1
+}
+
+/// Lower-case hexadecimal digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `octets` as six pairs of lower-case hex digits joined by colons; returns 17.
+fn mac_text(octets: [u8; 6], slot: &mut [u8; SLOT]) -> usize {
+    for (i, octet) in octets.into_iter().enumerate() {
+        if let Some(out) = slot.get_mut(i * 3..i * 3 + 3) {
+            out.copy_from_slice(&[
+                HEX[usize::from(octet >> 4)],
+                HEX[usize::from(octet & 0x0f)],
+                b':',
+            ]);
+        }
+    }
+    17
+}
+
+/// Writes `octets` as `Ipv6Addr`'s `Display` does (RFC 5952: lower case, no leading zeros,
+/// the longest run of two or more zero groups, the first of equals, as `::`; an IPv4-mapped
+/// address as `::ffff:a.b.c.d`); returns the text's length.
+fn ipv6_text(octets: [u8; 16], slot: &mut [u8; SLOT]) -> usize {
+    let groups: [u16; 8] = std::array::from_fn(|i| {
+        u16::from_be_bytes([
+            octets.get(2 * i).copied().unwrap_or(0),
+            octets.get(2 * i + 1).copied().unwrap_or(0),
+        ])
+    });
+    if let Some(ipv4) = Ipv6Addr::from(octets).to_ipv4_mapped() {
+        const PREFIX: &[u8; 7] = b"::ffff:";
+        if let Some(out) = slot.get_mut(..PREFIX.len()) {
+            out.copy_from_slice(PREFIX);
+        }
+        let mut rest = [0_u8; SLOT];
+        let len = ipv4_text(u32::from(ipv4), &mut rest);
+        if let (Some(out), Some(text)) = (slot.get_mut(7..7 + len), rest.get(..len)) {
+            out.copy_from_slice(text);
+        }
+        return 7 + len;
+    }
+    // The longest run of zero groups (the first of equals), if at least two long.
+    let (mut best_at, mut best_len, mut run_at, mut run_len) = (0, 0, 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        if g == 0 {
+            if run_len == 0 {
+                run_at = i;
+            }
+            run_len += 1;
+            if run_len > best_len {
+                (best_at, best_len) = (run_at, run_len);
+            }
+        } else {
+            run_len = 0;
+        }
+    }
+    let elided = if best_len >= 2 {
+        best_at..best_at + best_len
+    } else {
+        0..0
+    };
+    let mut at = 0;
+    let mut put = |b: u8, at: &mut usize| {
+        if let Some(out) = slot.get_mut(*at) {
+            *out = b;
+        }
+        *at += 1;
+    };
+    let mut i = 0;
+    while i < 8 {
+        if i == elided.start && !elided.is_empty() {
+            put(b':', &mut at);
+            put(b':', &mut at);
+            i = elided.end;
+            continue;
+        }
+        if i > 0 && i != elided.end {
+            put(b':', &mut at);
+        }
+        let g = groups.get(i).copied().unwrap_or(0);
+        let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+        for d in (0..digits).rev() {
+            put(HEX[usize::from((g >> (4 * d)) & 0xf)], &mut at);
+        }
+        i += 1;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_array::FixedSizeBinaryArray;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ipv4(address: u32) -> String {
+        let mut slot = [0; SLOT];
+        let len = ipv4_text(address, &mut slot);
+        String::from_utf8(slot[..len].to_vec()).unwrap()
+    }
+
+    fn ipv6(octets: [u8; 16]) -> String {
+        let mut slot = [0; SLOT];
+        let len = ipv6_text(octets, &mut slot);
+        String::from_utf8(slot[..len].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn ipv4_text_is_std_dotted_decimal_for_every_octet_and_width() {
+        for address in [0, u32::MAX, 0x0a01_0103, 0x6400_09ff, 0xc0a8_0001]
+            .into_iter()
+            .chain((0..=255).map(|o| o * 0x0101_0101))
+            .chain((0..=255).map(|o| o << 24 | 0x0001_0a64))
+        {
+            assert_eq!(ipv4(address), std::net::Ipv4Addr::from(address).to_string());
+        }
+    }
+
+    #[test]
+    fn ipv6_text_is_rfc_5952_as_std_writes_it() {
+        for text in [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:db8:0:1:1:1:1:1",
+            "2001:0:0:1::1",
+            "2001:db8::1:0:0:1",
+            "fe80::1:2:3:4",
+            "1:2:3:4:5:6:7:8",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.1",
+            "::ffff:0.0.0.0",
+            "::192.0.2.1",
+            "64:ff9b::c000:201",
+            "0:1:0:1:0:1:0:1",
+            "1:0:0:2:0:0:0:3",
+        ] {
+            let address: Ipv6Addr = text.parse().unwrap();
+            assert_eq!(ipv6(address.octets()), address.to_string(), "{text}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Every shape of zero groups, written as std writes it.
+        #[test]
+        fn ipv6_text_agrees_with_std_display(
+            groups in proptest::array::uniform8(prop_oneof![Just(0_u16), Just(1), Just(0xffff), any::<u16>()]),
+        ) {
+            let address = Ipv6Addr::from(groups);
+            prop_assert_eq!(ipv6(address.octets()), address.to_string());
+        }
+
+        #[test]
+        fn ipv4_text_agrees_with_std_display(address in any::<u32>()) {
+            prop_assert_eq!(ipv4(address), std::net::Ipv4Addr::from(address).to_string());
+        }
+    }
+
+    #[test]
+    fn null_addresses_stay_null_as_text() {
+        let column: ArrayRef = Arc::new(arrow_array::UInt32Array::from(vec![
+            Some(0x0a01_0103),
+            None,
+            Some(0xffff_ffff),
+        ]));
+        let ipv4 = text(&column, Kind::Ipv4).unwrap();
+        let ipv4 = ipv4.as_string::<i32>();
+        assert_eq!(ipv4.value(0), "10.1.1.3");
+        assert!(ipv4.is_null(1));
+        assert_eq!(ipv4.value(2), "255.255.255.255");
+        let mac: ArrayRef = Arc::new(
+            FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                [Some([0_u8, 0x1b, 0x2c, 0x3d, 0x4e, 0xff]), None].into_iter(),
+                6,
+            )
+            .unwrap(),
+        );
+        let mac = text(&mac, Kind::Mac).unwrap();
+        assert_eq!(mac.as_string::<i32>().value(0), "00:1b:2c:3d:4e:ff");
+        assert!(mac.is_null(1));
+        let v6: ArrayRef = Arc::new(
+            FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                [None, Some(Ipv6Addr::LOCALHOST.octets())].into_iter(),
+                16,
+            )
+            .unwrap(),
+        );
+        let v6 = text(&v6, Kind::Ipv6).unwrap();
+        assert!(v6.is_null(0));
+        assert_eq!(v6.as_string::<i32>().value(1), "::1");
+    }
+
+    #[test]
+    fn a_column_of_the_wrong_width_is_an_error_not_a_panic() {
+        let column: ArrayRef =
+            Arc::new(FixedSizeBinaryArray::try_from_iter([[1_u8, 2, 3, 4]].into_iter()).unwrap());
+        assert!(text(&column, Kind::Ipv6).is_err());
+        assert!(text(&column, Kind::Mac).is_err());
+        assert!(text(&column, Kind::Ipv4).is_err());
+    }
+
+    #[test]
+    fn addresses_become_text_once_so_journals_of_either_kind_complete() {
+        let field = |data_type| {
+            Field::new("sourceIPv4Address", data_type, true).with_metadata(HashMap::from([(
+                "ipfix.data_type".to_owned(),
+                "ipv4Address".to_owned(),
+            )]))
+        };
+        let typed = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field(DataType::UInt32)])),
+            vec![Arc::new(arrow_array::UInt32Array::from(vec![0xc000_0201]))],
+        )
+        .unwrap();
+        let once = addresses_as_text(&typed).unwrap();
+        assert_eq!(once.column(0).as_string::<i32>().value(0), "192.0.2.1");
+        // A journal written when journals held text: left as it is.
+        assert_eq!(addresses_as_text(&once).unwrap(), once);
+    }
+}
