@@ -2,7 +2,7 @@
 """CPU per archived record of `flowvm collect` and nfcapd (nfdump 1.7.x), side by side in one run.
 
 Usage: python3 benches/vs_nfcapd.py [--loops N] [--datagram-rate D] [--rounds K] [--flows F]
-                                   [--baseline BIN]
+                                   [--baseline BIN] [--compression CODEC ...]
 
 The load is real exporter output: softflowd's IPFIX for about 280,000 distinct IPv4 TCP/UDP
 flows, built once and cached under target/bench-data/ (a generated pcap of 2 packets a flow is
@@ -10,8 +10,9 @@ fed to `softflowd -r ... -v 10`, and its export datagrams are captured as a pcap
 
 For each round and each collector in turn (so the machine's mood is shared): start it on a free
 loopback UDP port with its output in a fresh directory (nfcapd: LZ4 files, rotated every 60 s
-like flowvm's archive; flowvm: zstd Parquet), replay the capture N times at D datagrams/s with
-`target/release/flowvm bench-replay --pcap` (the same bytes to both, unchanged), wait until the
+like flowvm's archive; flowvm: Parquet pages compressed by each codec --compression names, one
+collector each, zstd alone by default), replay the capture N times at D datagrams/s with
+`target/release/flowvm bench-replay --pcap` (the same bytes to all, unchanged), wait until the
 collector is idle (its CPU time and output stop growing), stop it with SIGTERM (every file
 completed), and read its own user + system CPU time from the kernel (os.wait4), start to exit.
 Records archived are counted from the files: nfdump's summary of nfcapd's files, the Parquet
@@ -321,12 +322,12 @@ def parquet_files(out):
 
 
 class Flowvm:
-    def __init__(self, binary=FLOWVM, name="flowvm"):
-        self.binary, self.name = binary, name
+    def __init__(self, binary=FLOWVM, name="flowvm", extra=()):
+        self.binary, self.name, self.extra = binary, name, tuple(extra)
 
     def start(self, out):
         proc, udp_addr, self.metrics = start_collect(
-            self.binary, out, listen="127.0.0.1:%d" % free_udp_port())
+            self.binary, out, listen="127.0.0.1:%d" % free_udp_port(), extra=self.extra)
         # Nothing more is read from stdout; it says nothing more at --log-level error.
         return proc, udp_addr
 
@@ -458,6 +459,9 @@ def main():
                    help="flows softflowd exports in one pass (the capture is cached per count)")
     p.add_argument("--baseline", metavar="BIN",
                    help="another flowvm build to measure beside (e.g. the previous commit's)")
+    p.add_argument("--compression", nargs="+", default=["zstd"], metavar="CODEC",
+                   help="flowvm's archive codecs to measure, each as a collector of its own "
+                        "(zstd, lz4)")
     a = p.parse_args()
     if not os.access(FLOWVM, os.X_OK):
         sys.exit("%s missing: cargo build --release --bin flowvm" % FLOWVM)
@@ -475,7 +479,9 @@ def main():
     print("load a round: %d passes at %d datagrams/s: %d datagrams, %d Data Records"
           % (a.loops, a.datagram_rate, messages * a.loops, rows * a.loops), flush=True)
 
-    collectors = [Flowvm(), Nfcapd()]
+    collectors = [Flowvm(name="flowvm" if codec == "zstd" else "flowvm (%s)" % codec,
+                         extra=("--compression", codec))
+                  for codec in a.compression] + [Nfcapd()]
     if a.baseline:
         collectors.insert(0, Flowvm(a.baseline, "flowvm baseline"))
     results = {c.name: [] for c in collectors}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
+use crate::sink::parquet::Codec;
 
 /// IPFIX collector and exporter: templates compiled to bytecode, flows archived as Parquet.
 #[derive(Debug, Parser)]
@@ -41,6 +42,9 @@ pub enum Command {
         /// This run's name in file and object names [default: the host name].
         #[arg(long, value_name = "ID")]
         collector_id: Option<String>,
+        /// How the archive's Parquet pages are compressed.
+        #[arg(long, value_enum, default_value_t = Codec::Zstd)]
+        compression: Codec,
         /// Extra Information Elements (CSV: pen,id,name,data_type,data_semantics,units,status).
         #[arg(long, value_name = "CSV")]
         elements: Option<PathBuf>,
@@ -105,6 +109,9 @@ pub enum Command {
     Recover {
         /// The archive directory.
         dir: PathBuf,
+        /// How the files made from journals are compressed.
+        #[arg(long, value_enum, default_value_t = Codec::Zstd)]
+        compression: Codec,
         /// Log level when RUST_LOG is not set.
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -280,6 +287,9 @@ pub struct CollectArgs {
     /// Complete an archive file early past this size, in octets [default: 268435456].
     #[arg(long, value_name = "OCTETS")]
     pub max_file_bytes: Option<u64>,
+    /// How the archive's Parquet pages are compressed [default: zstd].
+    #[arg(long, value_enum)]
+    pub compression: Option<Codec>,
     /// Pipelines (receive, decode, archive), each with its own UDP socket on every port
     /// [default: one per core, at most 8].
     #[arg(long, value_name = "N")]
@@ -384,6 +394,7 @@ impl CollectArgs {
             spool_max_bytes,
             rotate,
             max_file_bytes,
+            compression,
             rcvbuf,
             workers,
             template_lifetime,

@@ -14,7 +14,7 @@ use crate::collector::sequence::SequenceLimits;
 use crate::collector::tcp::TcpLimits;
 use crate::collector::templates::TemplateLimits;
 use crate::collector::tls::TlsFiles;
-use crate::sink::parquet::ArchiveConfig;
+use crate::sink::parquet::{ArchiveConfig, Codec};
 use crate::sink::store::Destination;
 
 /// Workers started by default at most, whatever the cores: past this the disk, the NIC and
@@ -69,6 +69,9 @@ pub struct Config {
     pub sync_interval_ms: u64,
     /// A file is completed early past this many octets.
     pub max_file_bytes: u64,
+    /// How the archive's Parquet pages are compressed: `zstd` (smaller files) or `lz4` (less
+    /// CPU a record).
+    pub compression: Codec,
     /// UDP socket receive buffer, in octets (SO_RCVBUF).
     pub rcvbuf: usize,
     /// UDP template lifetime in seconds (RFC 7011 §8.4).
@@ -148,6 +151,7 @@ impl Default for Config {
             rotate: 60,
             sync_interval_ms: 500,
             max_file_bytes: 256 << 20,
+            compression: Codec::Zstd,
             rcvbuf: 32 << 20,
             template_lifetime: 1800,
             max_templates: 65_536,
@@ -341,6 +345,7 @@ impl Config {
             rotate_seconds: i64::try_from(self.rotate).unwrap_or(i64::MAX),
             max_file_bytes: self.max_file_bytes,
             max_open_files: self.max_open_files,
+            codec: self.compression,
         }
     }
 }

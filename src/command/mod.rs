@@ -33,6 +33,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             out,
             spool,
             collector_id,
+            compression,
             elements,
             log_level,
         } => {
@@ -41,6 +42,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 out,
                 spool,
                 collector_id,
+                compression,
                 ..Config::default()
             };
             config.validate()?;
@@ -82,10 +84,14 @@ pub fn run(command: Command) -> Result<(), Failure> {
             println!("{summary}");
             Ok(())
         }
-        Command::Recover { dir, log_level } => {
+        Command::Recover {
+            dir,
+            compression,
+            log_level,
+        } => {
             telemetry::init(&log_level);
             let held = recovery::lock(&dir)?;
-            let r = recovery::recover(&dir, &held)?;
+            let r = recovery::recover(&dir, &held, compression)?;
             println!(
                 "flowvm recover: {} files made from journals ({} rows, {} torn tails cut), {} stale journals and {} unfinished files without a journal removed in {}",
                 r.files,
@@ -178,7 +184,7 @@ fn ready(
 ) -> Result<Ready, Failure> {
     let dir = config.local_dir();
     let held = recovery::lock(&dir)?;
-    let recovered = recovery::recover(&dir, &held)?;
+    let recovered = recovery::recover(&dir, &held, config.compression)?;
     counters.recovered_files.add(recovered.files);
     counters.recovered_rows.add(recovered.rows);
     counters.journal_torn_tails.add(recovered.torn);

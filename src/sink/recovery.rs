@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::sink::ArchiveError;
-use crate::sink::parquet::{parquet_from_journal, sync_directory};
+use crate::sink::parquet::{Codec, parquet_from_journal, sync_directory};
 
 /// What one recovery did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,12 +69,13 @@ pub fn lock(out: &Path) -> Result<DirectoryLock, ArchiveError> {
     }
 }
 
-/// Recovers every journal under `out` (see the module docs). The caller holds the directory.
+/// Recovers every journal under `out` (see the module docs) into files compressed by `codec`.
+/// The caller holds the directory.
 ///
 /// # Errors
 /// A journal or file that cannot be read or written: recovery stops there, and what it did
 /// before stands (running it again carries on).
-pub fn recover(out: &Path, _held: &DirectoryLock) -> Result<Recovered, ArchiveError> {
+pub fn recover(out: &Path, _held: &DirectoryLock, codec: Codec) -> Result<Recovered, ArchiveError> {
     let mut done = Recovered::default();
     for dir in partitions(out)? {
         let mut names: Vec<String> = std::fs::read_dir(&dir)?
@@ -86,7 +87,7 @@ pub fn recover(out: &Path, _held: &DirectoryLock) -> Result<Recovered, ArchiveEr
                 .strip_prefix('.')
                 .and_then(|n| n.strip_suffix(".journal"))
             {
-                recover_journal(&dir, target, &mut done)?;
+                recover_journal(&dir, target, codec, &mut done)?;
             }
         }
         for name in &names {
@@ -113,12 +114,17 @@ pub fn recover(out: &Path, _held: &DirectoryLock) -> Result<Recovered, ArchiveEr
     Ok(done)
 }
 
-fn recover_journal(dir: &Path, target: &str, done: &mut Recovered) -> Result<(), ArchiveError> {
+fn recover_journal(
+    dir: &Path,
+    target: &str,
+    codec: Codec,
+    done: &mut Recovered,
+) -> Result<(), ArchiveError> {
     let journal = dir.join(format!(".{target}.journal"));
     let path = dir.join(target);
     if !path.exists() {
         let temporary = dir.join(format!(".{target}.tmp"));
-        if let Some((file, replayed)) = parquet_from_journal(&journal, &temporary)? {
+        if let Some((file, replayed)) = parquet_from_journal(&journal, &temporary, codec)? {
             file.sync_all()?;
             std::fs::rename(&temporary, &path)?;
             sync_directory(&path)?;
@@ -219,7 +225,7 @@ mod tests {
             // A crash's unfinished file beside it holds nothing a reader can use.
             std::fs::write(dir.join(".flows-1.parquet.tmp"), b"PAR1 and no footer").unwrap();
             let held = lock(&out).unwrap();
-            let done = recover(&out, &held).unwrap();
+            let done = recover(&out, &held, Codec::Zstd).unwrap();
             let expected: Vec<u64> = if cut == whole.len() {
                 (0..123).collect()
             } else {
@@ -234,7 +240,10 @@ mod tests {
             assert_eq!(ids, expected, "cut at {cut}");
             assert!(other.is_empty(), "left behind at cut {cut}: {other:?}");
             // Recovering again neither loses nor duplicates a row.
-            assert_eq!(recover(&out, &held).unwrap(), Recovered::default());
+            assert_eq!(
+                recover(&out, &held, Codec::Zstd).unwrap(),
+                Recovered::default()
+            );
             assert_eq!(archived(&out).0, expected);
             drop(held);
             let _ = std::fs::remove_dir_all(&out);

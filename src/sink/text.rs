@@ -28,15 +28,7 @@ pub fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError>
     let kinds: Vec<Option<Kind>> = schema
         .fields()
         .iter()
-        .map(|field| {
-            let kind = match field.metadata().get("ipfix.data_type").map(String::as_str) {
-                Some("ipv4Address") => Some(Kind::Ipv4),
-                Some("ipv6Address") => Some(Kind::Ipv6),
-                Some("macAddress") => Some(Kind::Mac),
-                _ => None,
-            };
-            kind.filter(|_| field.data_type() != &DataType::Utf8)
-        })
+        .map(|field| kind(field).filter(|_| field.data_type() != &DataType::Utf8))
         .collect();
     if kinds.iter().all(Option::is_none) {
         return Ok(batch.clone());
@@ -67,6 +59,21 @@ enum Kind {
     Ipv4,
     Ipv6,
     Mac,
+}
+
+/// The address type of the column `field`, from the IPFIX data type the decoder noted.
+fn kind(field: &Field) -> Option<Kind> {
+    match field.metadata().get("ipfix.data_type").map(String::as_str) {
+        Some("ipv4Address") => Some(Kind::Ipv4),
+        Some("ipv6Address") => Some(Kind::Ipv6),
+        Some("macAddress") => Some(Kind::Mac),
+        _ => None,
+    }
+}
+
+/// Whether `field` holds addresses (binary as decoded, or text as archived).
+pub fn is_address(field: &Field) -> bool {
+    kind(field).is_some()
 }
 
 /// The room one address's text is written into: the longest text (an IPv6 address of eight
