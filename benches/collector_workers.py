@@ -2,15 +2,16 @@
 """Records lost by `flowvm collect` with 1 and with 2 workers, side by side in one run.
 
 Usage: python3 benches/collector_workers.py [--records N] [--exporters K] [--workers W ...]
-                                            [--rates R ...] [BIN]
+                                            [--rates R ...] [--compression CODEC ...] [BIN]
 
-For each offered rate and each worker count in turn: start `BIN collect --workers W` (default
-target/release/flowvm) on loopback ports the OS picks, with its archive in a fresh directory;
-replay N records of bench-replay's 7-field template at that rate from K exporter sockets (so
-the kernel's SO_REUSEPORT hash spreads them over the workers); wait until every decoded record
-is written; read from the collector's metrics what it decoded and wrote and what it counted
-dropped (by reason, and the kernel's socket drops); stop it with SIGTERM. Prints a table of
-records lost (sent - decoded) per rate and worker count, with the counted drops beside.
+For each offered rate, archive codec and worker count in turn: start `BIN collect --workers W
+--compression CODEC` (default target/release/flowvm, zstd) on loopback ports the OS picks,
+with its archive in a fresh directory; replay N records of bench-replay's 7-field template at
+that rate from K exporter sockets (so the kernel's SO_REUSEPORT hash spreads them over the
+workers); wait until every decoded record is written; read from the collector's metrics what
+it decoded and wrote and what it counted dropped (by reason, and the kernel's socket drops);
+stop it with SIGTERM. Prints a table of records lost (sent - decoded) per rate, codec and
+worker count, with the counted drops beside.
 
 Example (the README's table):
 
@@ -37,9 +38,10 @@ def scrape(metrics):
         return r.read().decode()
 
 
-def one(binary, workers, rate, records, exporters):
+def one(binary, workers, rate, records, exporters, codec):
     out = tempfile.mkdtemp(prefix="flowvm-workers-")
-    proc, udp, metrics = start_collect(binary, out, extra=["--workers", str(workers)])
+    proc, udp, metrics = start_collect(
+        binary, out, extra=["--workers", str(workers), "--compression", codec])
     try:
         subprocess.run(
             [binary, "bench-replay", "--collector", udp, "--metrics", metrics, "--records",
@@ -69,19 +71,22 @@ def main():
     p.add_argument("--exporters", type=int, default=8)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--rates", type=int, nargs="+", default=[4_000_000, 5_000_000, 6_000_000])
+    p.add_argument("--compression", nargs="+", default=["zstd"], metavar="CODEC",
+                   help="archive codecs, each measured in turn (zstd, lz4)")
     p.add_argument("binary", nargs="?", default=os.path.join(ROOT, "target", "release", "flowvm"))
     a = p.parse_args()
-    print("| offered rate | workers | decoded | written | lost | counted: dropped datagrams, "
-          "kernel drops |")
-    print("|---|---|---|---|---|---|")
+    print("| offered rate | compression | workers | decoded | written | lost | counted: dropped "
+          "datagrams, kernel drops |")
+    print("|---|---|---|---|---|---|---|")
     for rate in a.rates:
-        for workers in a.workers:
-            r = one(a.binary, workers, rate, a.records, a.exporters)
-            print("| %s | %d | %d | %d | %d (%.2f %%) | %d, %d |"
-                  % ("%.1f M/s" % (rate / 1e6) if rate else "as fast as possible", workers,
-                     r["decoded"], r["written"], r["lost"], 100.0 * r["lost"] / a.records,
-                     r["dropped"], r["kernel"]), flush=True)
-            time.sleep(1)
+        for codec in a.compression:
+            for workers in a.workers:
+                r = one(a.binary, workers, rate, a.records, a.exporters, codec)
+                print("| %s | %s | %d | %d | %d | %d (%.2f %%) | %d, %d |"
+                      % ("%.1f M/s" % (rate / 1e6) if rate else "as fast as possible", codec,
+                         workers, r["decoded"], r["written"], r["lost"],
+                         100.0 * r["lost"] / a.records, r["dropped"], r["kernel"]), flush=True)
+                time.sleep(1)
 
 
 if __name__ == "__main__":
