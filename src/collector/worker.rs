@@ -3,7 +3,8 @@
 //! on one worker), takes the Messages of the TCP connections given to it, and decodes both
 //! inline with its own [`Decoder`]: templates, held data and sequence state are the worker's
 //! alone, with no lock on the hot path. A datagram costs one wake-up at most and no copy or
-//! hand-over before it is decoded. Decoded batches go to the worker's archive thread.
+//! hand-over before it is decoded; the datagrams waiting at a wake-up are taken up to
+//! [`BATCH`] to a system call (`recvmmsg`). Decoded batches go to the worker's archive thread.
 //!
 //! When the archive's queue is full, decoded rows wait in the worker and nothing more is
 //! decoded until they are handed over: datagrams received meanwhile are dropped and counted
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use flowvm_vm::wire::packet::SequenceUnit;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::LocalSet;
@@ -29,6 +31,7 @@ use crate::clock;
 use crate::collector::allow::{AllowList, Refusals};
 use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
+use crate::collector::udp::{BATCH, Batch};
 use crate::collector::{Inbound, Outbound, TICK};
 use crate::telemetry::{Counters, DropReason};
 
@@ -236,7 +239,7 @@ async fn receive(
         //# A Collecting Process MUST be able to handle IPFIX Message lengths of
         //# up to 65535 octets.
         // One octet more than the largest Message, so a longer datagram shows as a mismatch.
-        buf: vec![0_u8; 65_536],
+        batch: Batch::default(),
         refusals: Refusals::default(),
         allow,
         counters,
@@ -245,7 +248,9 @@ async fn receive(
         tokio::select! {
             ready = socket.readable() => match ready {
                 Ok(()) => {
-                    let recv = |buf: &mut [u8]| socket.try_recv_from(buf);
+                    let recv = |batch: &mut Batch| {
+                        socket.try_io(Interest::READABLE, || batch.receive(&socket))
+                    };
                     if !receiver.drain(recv, &mut pipeline.borrow_mut()) {
                         tokio::task::yield_now().await;
                     }
@@ -259,7 +264,7 @@ async fn receive(
     // ask the kernel itself until it has none.
     match socket.into_std() {
         Ok(socket) => {
-            let recv = |buf: &mut [u8]| socket.recv_from(buf);
+            let recv = |batch: &mut Batch| batch.receive(&socket);
             while !receiver.drain(recv, &mut pipeline.borrow_mut()) {}
         }
         Err(e) => error!(error = %e, "Cannot drain a UDP socket at shutdown."),
@@ -269,32 +274,40 @@ async fn receive(
 /// One socket's receive state.
 struct Receiver {
     collector: SocketAddr,
-    buf: Vec<u8>,
+    batch: Batch,
     refusals: Refusals,
     allow: Arc<AllowList>,
     counters: Arc<Counters>,
 }
 
 impl Receiver {
-    /// Decodes the datagrams waiting, at most [`DRAIN_MAX`]; whether the socket is empty.
+    /// Decodes the datagrams waiting, at most [`DRAIN_MAX`], taken [`BATCH`] to a receive
+    /// call; whether the socket is empty.
     fn drain(
         &mut self,
-        mut recv: impl FnMut(&mut [u8]) -> std::io::Result<(usize, SocketAddr)>,
+        mut recv: impl FnMut(&mut Batch) -> std::io::Result<usize>,
         pipeline: &mut Pipeline,
     ) -> bool {
         let now = clock::now();
-        for _ in 0..DRAIN_MAX {
-            match recv(&mut self.buf) {
-                Ok((_, exporter)) if !self.allow.permits(exporter.ip()) => {
-                    self.refusals
-                        .refuse(exporter.ip(), "datagram", &self.counters);
-                }
-                Ok((len, exporter)) => {
-                    let session = TransportSession::Udp {
-                        exporter,
-                        collector: self.collector,
-                    };
-                    pipeline.datagram(session, self.buf.get(..len).unwrap_or_default(), now);
+        for _ in 0..DRAIN_MAX / BATCH {
+            match recv(&mut self.batch) {
+                Ok(_) => {
+                    for (datagram, exporter) in self.batch.datagrams() {
+                        let Some(exporter) = exporter else {
+                            debug!("A datagram without a sender address (not UDP over IP).");
+                            continue;
+                        };
+                        if !self.allow.permits(exporter.ip()) {
+                            self.refusals
+                                .refuse(exporter.ip(), "datagram", &self.counters);
+                            continue;
+                        }
+                        let session = TransportSession::Udp {
+                            exporter,
+                            collector: self.collector,
+                        };
+                        pipeline.datagram(session, datagram, now);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => {
