@@ -94,27 +94,31 @@ fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
                 ipv4_text(values.values().get(i).copied().unwrap_or(0), slot)
             })
         }
-        Kind::Ipv6 => {
-            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
-            if values.value_length() != 16 {
-                return Err(invalid());
-            }
-            text_column(column, 39, |i, slot| {
-                let octets = values.value(i).first_chunk::<16>().copied();
-                ipv6_text(octets.unwrap_or_default(), slot)
-            })
-        }
-        Kind::Mac => {
-            let values = column.as_fixed_size_binary_opt().ok_or_else(invalid)?;
-            if values.value_length() != 6 {
-                return Err(invalid());
-            }
-            text_column(column, 17, |i, slot| {
-                let octets = values.value(i).first_chunk::<6>().copied();
-                mac_text(octets.unwrap_or_default(), slot)
-            })
-        }
+        Kind::Ipv6 => octets_text::<16>(column, 39, ipv6_text).ok_or_else(invalid)?,
+        Kind::Mac => octets_text::<6>(column, 17, mac_text).ok_or_else(invalid)?,
     }
+}
+
+/// The text column of a column of `N`-octet addresses, each written by `write` (at most
+/// `width` octets); `None` when `column` holds no such addresses.
+fn octets_text<const N: usize>(
+    column: &ArrayRef,
+    width: usize,
+    write: fn([u8; N], &mut [u8; SLOT]) -> usize,
+) -> Option<Result<ArrayRef, ArrowError>> {
+    let values = column
+        .as_fixed_size_binary_opt()
+        .filter(|v| usize::try_from(v.value_length()) == Ok(N))?;
+    Some(text_column(column, width, |i, slot| {
+        write(
+            values
+                .value(i)
+                .first_chunk::<N>()
+                .copied()
+                .unwrap_or([0; N]),
+            slot,
+        )
+    }))
 }
 
 /// A text column as long as `column`, with its nulls; `put(row, slot)` writes each other row's

@@ -1,17 +1,31 @@
 //! The archive opens as it is in DuckDB and pyarrow (installed by the README's test command),
 //! with the README's queries, a filter on an address written as text, and IPFIX and NetFlow
-//! files read together.
+//! files read together, with either `--compression`.
+#![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use crate::common;
 
 use common::{Running, data_message, scratch, template, template_message};
 use flowvm::config::Config;
+use flowvm::sink::parquet::Codec;
 use tokio::net::UdpSocket;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
-    let out = scratch("readers");
-    let c = Running::start(&out, Config::default()).await;
+    for (codec, name) in [(Codec::Zstd, "ZSTD"), (Codec::Lz4, "LZ4")] {
+        readers_read(codec, name).await;
+    }
+}
+
+/// The archive written with `codec` (pyarrow's `name` for it: `LZ4` is Parquet's `LZ4_RAW`) read
+/// by both readers.
+async fn readers_read(codec: Codec, name: &str) {
+    let out = scratch(&format!("readers-{name}"));
+    let config = Config {
+        compression: codec,
+        ..Config::default()
+    };
+    let c = Running::start(&out, config).await;
     let exporter = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // Two templates with different columns: DuckDB's union_by_name merges them.
     exporter
@@ -81,4 +95,8 @@ async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
     assert!(stdout.contains("\"pyarrow_matching\": 10"), "{stdout}");
     assert!(stdout.contains("\"sourceIPv6Address\""), "{stdout}");
     assert!(stdout.contains("\"exporter\""), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\"codecs\": [\"{name}\"]")),
+        "{stdout}"
+    );
 }

@@ -21,7 +21,7 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use common::flows::{Key, L2, Packet, Record, S, pcap, read_pcap, reference};
 use common::scratch;
-use common::wire_capture::{Received, write_pcap};
+use common::wire_capture::{CAPTURE_COLLECTOR_PORT, Received, write_pcap};
 
 /// Debian's Python, the one python3-ipfix is installed for (not pyenv's `python3`).
 const PYTHON: &str = "/usr/bin/python3";
@@ -53,16 +53,16 @@ fn require_peers() {
     );
 }
 
-/// Runs the real binary on `pcap_name` towards a socket of ours; returns what arrived, the
-/// collector port and the exporter's summary.
-fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16, String) {
+/// Runs the real binary on `pcap_name` towards a socket of ours; returns what arrived and the
+/// exporter's summary.
+fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, String) {
     let stop = Arc::new(AtomicBool::new(false));
     let (port, receiver) = if tcp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let receiver = std::thread::spawn(move || {
             // The exporter connects at start-up and closes at the end of the capture.
-            let (mut stream, exporter) = listener.accept().unwrap();
+            let (mut stream, _) = listener.accept().unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(30)))
                 .unwrap();
@@ -71,7 +71,7 @@ fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16,
             loop {
                 let n = stream.read(&mut buf).unwrap();
                 if n == 0 {
-                    return Received { exporter, chunks };
+                    return Received { chunks };
                 }
                 chunks.push(buf[..n].to_vec());
             }
@@ -83,17 +83,15 @@ fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16,
         let flag = Arc::clone(&stop);
         let receiver = std::thread::spawn(move || {
             let mut chunks = Vec::new();
-            let mut exporter = SocketAddr::from(([127, 0, 0, 1], 0));
             let mut buf = vec![0; 65_535];
             // Until told to stop and then quiet for one timeout: bounded by the exporter's run.
             loop {
                 match socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        exporter = from;
+                    Ok((n, _)) => {
                         chunks.push(buf[..n].to_vec());
                     }
                     Err(_) if flag.load(Ordering::Relaxed) => {
-                        return Received { exporter, chunks };
+                        return Received { chunks };
                     }
                     Err(_) => {}
                 }
@@ -131,7 +129,7 @@ fn capture_export(pcap_name: &str, tcp: bool, extra: &[&str]) -> (Received, u16,
         String::from_utf8_lossy(&out.stderr)
     );
     stop.store(true, Ordering::Relaxed);
-    (receiver.join().unwrap(), port, summary)
+    (receiver.join().unwrap(), summary)
 }
 
 /// The script's lines for one decoder.
@@ -309,7 +307,7 @@ fn check_decoder(
 /// Exports `pcap_name` with `record` and `mtu`, captures it and checks both decoders.
 fn decoders_read_what_flowvm_meant(pcap_name: &str, record: &str, mtu: &str, tcp: bool) {
     require_peers();
-    let (received, port, summary) =
+    let (received, summary) =
         capture_export(pcap_name, tcp, &["--record", record, "--path-mtu", mtu]);
     let name = format!(
         "tshark-{}-{record}-{mtu}-{}",
@@ -318,6 +316,8 @@ fn decoders_read_what_flowvm_meant(pcap_name: &str, record: &str, mtu: &str, tcp
     );
     let dir = scratch(&name);
     let capture: PathBuf = dir.join("export.pcap");
+    // The capture shows the collector on a port of its own, not the one the OS picked.
+    let port = CAPTURE_COLLECTOR_PORT;
     write_pcap(&capture, &received, port, tcp);
     let l2 = record.contains("l2");
     let want = expected(pcap_name, l2);

@@ -1,8 +1,9 @@
 """Opens a flowvm archive as users do, with DuckDB and pyarrow, and prints what it found.
 
 Usage: check_archive.py ARCHIVE_DIR ADDRESS
-Prints one JSON object: rows seen by DuckDB and pyarrow, and DuckDB's count of rows whose
-sourceIPv4Address equals ADDRESS (filtering on the address written as text).
+Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's count of rows whose
+sourceIPv4Address equals ADDRESS (filtering on the address written as text), and the codecs
+the files' pages are compressed with.
 """
 import json
 import sys
@@ -10,6 +11,7 @@ import sys
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 archive, address = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
@@ -39,6 +41,9 @@ table = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema
     filter=ds.field("sourceIPv4Address") == address
 )
 every = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table()
+# How the files' pages are compressed (--compression), as the readers see it.
+codecs = sorted({pq.ParquetFile(f).metadata.row_group(0).column(0).compression
+                 for f in files.files})
 print(json.dumps({
     "duckdb_rows": rows,
     "duckdb_matching": matching[0],
@@ -48,4 +53,5 @@ print(json.dumps({
     "per_exporter": [list(row) for row in per_exporter],
     "pyarrow_matching": table.num_rows,
     "pyarrow_columns": sorted(every.column_names),
+    "codecs": codecs,
 }))

@@ -10,12 +10,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::flows::Key;
 
-/// What `flowvm export` sent: (exporter address, payload) in arrival order; over TCP the
-/// stream in the chunks the socket gave.
+/// What `flowvm export` sent, in arrival order; over TCP the stream in the chunks the socket
+/// gave.
 pub(crate) struct Received {
-    pub(crate) exporter: SocketAddr,
     pub(crate) chunks: Vec<Vec<u8>>,
 }
+
+/// The exporter's port in a written capture. Not the port the OS picked for it: tshark reads
+/// UDP to or from 33434-33534 as a traceroute and adds an expert item, which the checks refuse.
+const CAPTURE_EXPORTER_PORT: u16 = 50_000;
+
+/// The collector's port in a written capture, for the same reason; tshark is told to decode
+/// it as IPFIX.
+pub(crate) const CAPTURE_COLLECTOR_PORT: u16 = 4739;
 
 /// The IPv4 header checksum (RFC 791), so the capture is as a real one would be.
 fn ipv4_checksum(header: &[u8]) -> u16 {
@@ -32,7 +39,7 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
 /// Writes `received` as a classic pcap of raw IPv4 packets (linktype 101), one UDP datagram
 /// per packet, or a TCP handshake then the stream's chunks as segments.
 pub(crate) fn write_pcap(path: &Path, received: &Received, port: u16, tcp: bool) {
-    let exporter_port = received.exporter.port();
+    let exporter_port = CAPTURE_EXPORTER_PORT;
     let mut file = Vec::new();
     for word in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65_535, 101] {
         file.extend(word.to_le_bytes());
@@ -109,16 +116,12 @@ impl Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            let mut received = Received {
-                exporter: SocketAddr::from(([127, 0, 0, 1], 0)),
-                chunks: Vec::new(),
-            };
+            let mut received = Received { chunks: Vec::new() };
             let mut buf = vec![0; 65_535];
             // Until told to stop and then quiet for one read timeout: bounded by the run.
             loop {
                 match socket.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        received.exporter = from;
+                    Ok((n, _)) => {
                         received.chunks.push(buf[..n].to_vec());
                         socket.send_to(&buf[..n], target).unwrap();
                     }
