@@ -218,6 +218,12 @@ impl Batcher {
         Ok(stats)
     }
 
+    /// Invalid values met when the last flush read staged records, not yet reported (see
+    /// [`Columns::take_invalid_values`]).
+    pub fn take_invalid_values(&mut self) -> u64 {
+        self.columns.take_invalid_values()
+    }
+
     /// Hands the buffered rows over; `None` when there are none.
     ///
     /// # Errors

@@ -536,6 +536,7 @@ impl Decoder {
                 counters.archive_errors.add(1);
             }
         }
+        counters.record_drop(DropReason::InvalidValue, batcher.take_invalid_values());
     }
 
     fn resolve_pending(&mut self, key: TemplateKey, now: Instant, out: &mut Vec<RecordBatch>) {

@@ -379,13 +379,6 @@ pub(crate) fn append_natural(op: Op, col: &mut Column, fields: impl Fields) -> b
     true
 }
 
-/// Whether `op` can meet a value it stores repaired and counts invalid (see [`append`]): a
-/// boolean other than 1 or 2, a string that is not UTF-8. Every other read stores whatever
-/// octets it is given.
-pub(crate) fn may_be_invalid(op: Op) -> bool {
-    matches!(op, Op::Rbool { .. } | Op::Rstr { .. } | Op::Rvstr { .. })
-}
-
 /// Decodes one field per item of `fields` with `op` and appends the values to its column.
 /// Returns how many values were invalid and stored repaired (see [`RunStats`](super::RunStats)).
 ///

@@ -22,9 +22,7 @@ use arrow_schema::ArrowError;
 pub use stats::RunStats;
 
 use crate::error::{DecodeError, DecodeErrorKind};
-use crate::exec::columns::{
-    Based, Column, One, Strided, append, append_natural, append_var, may_be_invalid,
-};
+use crate::exec::columns::{Based, Column, One, Strided, append, append_natural, append_var};
 use crate::op::Op;
 use crate::program::{ColumnKind, Place, Program};
 use crate::wire::set::Set;
@@ -160,11 +158,6 @@ impl Program {
     }
 }
 
-/// Whether no read of `program` can meet an invalid value.
-fn always_valid(program: &Program) -> bool {
-    program.ops.iter().all(|&op| !may_be_invalid(op))
-}
-
 /// Octets a row takes in a fixed-width binary column (6 for MAC addresses, 16 for IPv6);
 /// unused by other kinds.
 fn fixed_width(kind: ColumnKind) -> usize {
@@ -179,11 +172,12 @@ fn fixed_width(kind: ColumnKind) -> usize {
 /// The mutable cache to the program's immutable plan: each worker owns one per live template.
 ///
 /// Op at a time pays for each read once per run, whatever the records: over the small Sets of
-/// routers that interleave templates (a few records each) that cost dominates. So the records
-/// of a fixed-length template none of whose reads can meet an invalid value (no boolean, no
-/// string: the common case of integers, addresses and times) are staged instead: a Set's
-/// records are copied whole into a buffer, and the reads run over the staged records once
-/// [`STAGE_OCTETS`] have gathered, or at the flush. Nothing a run reports is deferred.
+/// routers that interleave templates (a few records each) that cost dominates. So op at a
+/// time stages records instead: a Set is checked (and a variable-length one's record bounds
+/// noted), its records copied whole into a buffer, and the reads run over the staged records
+/// once [`STAGE_OCTETS`] have gathered, or at the flush. Rows and their order are the same;
+/// invalid values are counted when their records are read: by a later run, or at the flush
+/// ([`Columns::take_invalid_values`]).
 #[derive(Debug)]
 pub struct Columns {
     program: Arc<Program>,
@@ -192,8 +186,6 @@ pub struct Columns {
     buf: Buffers,
     /// Rows the next batch is expected to hold; the capacity buffers are re-created with.
     capacity: usize,
-    /// The record length, when the program's records are staged (see above).
-    staged_len: Option<usize>,
 }
 
 /// The buffers [`Columns`] fills.
@@ -202,12 +194,16 @@ struct Buffers {
     cols: Vec<Column>,
     /// Rows held, staged ones included.
     rows: usize,
-    /// Scratch for op at a time over variable-length templates: the bounds of every record of
-    /// the Set being run, [`Program::bounds_per_record`] per record. Cleared, not freed, per
-    /// Set, so a steady stream of Sets does not allocate.
+    /// Op at a time over variable-length templates: the bounds of every staged record,
+    /// [`Program::bounds_per_record`] per record, as offsets into `staged`. Cleared, not
+    /// freed, when the records are read, so a steady stream of Sets does not allocate.
     bounds: Vec<usize>,
-    /// Whole records of a staged template not yet read into the columns.
+    /// Whole records staged by op at a time and not yet read into the columns.
     staged: Vec<u8>,
+    /// Records in `staged`.
+    staged_records: usize,
+    /// Invalid values met reading staged records, not yet reported.
+    invalid: u64,
 }
 
 /// Octets of staged records that are read into the columns at once: enough records to pay
@@ -224,9 +220,6 @@ impl Columns {
     /// Empty buffers for `program`.
     pub fn new(program: Arc<Program>) -> Self {
         let cols = program.kinds.iter().map(|&k| Column::new(k, 0)).collect();
-        let staged_len = program
-            .record_len
-            .filter(|&len| len > 0 && always_valid(&program));
         Self {
             program,
             buf: Buffers {
@@ -234,9 +227,10 @@ impl Columns {
                 rows: 0,
                 bounds: Vec::new(),
                 staged: Vec::new(),
+                staged_records: 0,
+                invalid: 0,
             },
             capacity: 0,
-            staged_len,
         }
     }
 
@@ -264,52 +258,23 @@ impl Columns {
         self.run_with(set, Mode::Auto)
     }
 
-    /// Checks `set`, then decodes every record in it the way `mode` says.
+    /// Checks `set`, then decodes every record in it the way `mode` says (op at a time stages
+    /// them: see [`Columns`]).
     ///
     /// # Errors
     /// Those of [`Program::check`]; nothing is appended then.
     pub fn run_with(&mut self, set: &Set<'_>, mode: Mode) -> Result<RunStats, DecodeError> {
         let program = &*self.program;
         let buf = &mut self.buf;
-        let by_op = matches!(mode, Mode::Auto | Mode::OpAtATime);
-        if let (true, Some(record_len)) = (by_op, self.staged_len) {
-            let shape = program.check(set)?;
-            buf.staged.extend_from_slice(
-                set.body
-                    .get(..shape.records * record_len)
-                    .unwrap_or_default(),
-            );
-            buf.rows += shape.records;
-            if buf.staged.len() >= STAGE_OCTETS {
-                buf.read_staged(program, record_len);
-            }
-            return Ok(RunStats {
-                records: u64::try_from(shape.records).unwrap_or(u64::MAX),
-                padding_octets: u64::try_from(shape.padding).unwrap_or(u64::MAX),
-                invalid_values: 0,
-            });
+        if matches!(mode, Mode::Auto | Mode::OpAtATime) {
+            return buf.stage(program, set);
         }
-        let shape = if by_op && program.record_len.is_none() {
-            buf.bounds.clear();
-            let bounds = &mut buf.bounds;
-            program.check_marking(set, |b| bounds.push(b))?
-        } else {
-            program.check(set)?
-        };
+        let shape = program.check(set)?;
         let before = buf.rows;
         for (col, kind) in buf.cols.iter_mut().zip(&program.kinds) {
             col.reserve(shape.records, fixed_width(*kind));
         }
-        let result = match (by_op, program.record_len) {
-            (true, Some(record_len)) => {
-                let data = set.body.get(..shape.records * record_len);
-                let invalid = buf.run_ops(program, data.unwrap_or_default(), record_len);
-                buf.rows += shape.records;
-                Ok(invalid)
-            }
-            (true, None) => Ok(buf.run_var_ops(program, set, shape.records)),
-            (false, _) => buf.run_records(program, set, shape.records),
-        };
+        let result = buf.run_records(program, set, shape.records);
         match result {
             Ok(invalid_values) => Ok(RunStats {
                 records: u64::try_from(shape.records).unwrap_or(u64::MAX),
@@ -324,6 +289,12 @@ impl Columns {
         }
     }
 
+    /// Invalid values met when the last [`flush`](Self::flush) read the staged records: values
+    /// no run has reported, to be added to the runs' counts.
+    pub fn take_invalid_values(&mut self) -> u64 {
+        std::mem::take(&mut self.buf.invalid)
+    }
+
     /// Hands the buffered rows over as a `RecordBatch`; `None` when no row is buffered.
     ///
     /// # Errors
@@ -333,10 +304,8 @@ impl Columns {
         if self.buf.rows == 0 {
             return Ok(None);
         }
-        if let Some(record_len) = self.staged_len {
-            self.buf.read_staged(&self.program, record_len);
-            self.buf.staged.shrink_to(STAGE_OCTETS * 2);
-        }
+        self.buf.read_staged(&self.program);
+        self.buf.staged.shrink_to(STAGE_OCTETS * 2);
         let rows = std::mem::take(&mut self.buf.rows);
         self.capacity = rows;
         self.buf.bounds.clear();
@@ -353,17 +322,52 @@ impl Columns {
 }
 
 impl Buffers {
-    /// Reads the staged records into the columns (their rows are already counted).
-    fn read_staged(&mut self, program: &Program, record_len: usize) {
+    /// Op at a time: checks `set` (noting a variable-length template's record bounds), stages
+    /// its records, and reads the staged records once [`STAGE_OCTETS`] have gathered.
+    fn stage(&mut self, program: &Program, set: &Set<'_>) -> Result<RunStats, DecodeError> {
+        let start = self.staged.len();
+        let marked = self.bounds.len();
+        let bounds = &mut self.bounds;
+        let shape = match program.check_marking(set, |b| bounds.push(start + b)) {
+            Ok(shape) => shape,
+            Err(e) => {
+                self.bounds.truncate(marked);
+                return Err(e);
+            }
+        };
+        let end = set.body.len() - shape.padding;
+        self.staged
+            .extend_from_slice(set.body.get(..end).unwrap_or_default());
+        self.staged_records += shape.records;
+        self.rows += shape.records;
+        if self.staged.len() >= STAGE_OCTETS {
+            self.read_staged(program);
+        }
+        Ok(RunStats {
+            records: u64::try_from(shape.records).unwrap_or(u64::MAX),
+            padding_octets: u64::try_from(shape.padding).unwrap_or(u64::MAX),
+            invalid_values: std::mem::take(&mut self.invalid),
+        })
+    }
+
+    /// Reads the staged records into the columns (their rows are already counted), adding the
+    /// invalid values met to those not yet reported.
+    fn read_staged(&mut self, program: &Program) {
+        let records = std::mem::take(&mut self.staged_records);
+        if records == 0 {
+            return;
+        }
         let staged = std::mem::take(&mut self.staged);
-        let records = staged.len() / record_len;
         for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
             col.reserve(records, fixed_width(*kind));
         }
-        // Staged programs meet no invalid value (see `always_valid`).
-        self.run_ops(program, &staged, record_len);
+        self.invalid += match program.record_len {
+            Some(record_len) => self.run_ops(program, &staged, record_len),
+            None => self.run_var_ops(program, &staged, records),
+        };
         self.staged = staged;
         self.staged.clear();
+        self.bounds.clear();
     }
 
     /// Op at a time over `data`, whole records of `record_len` octets: each read runs once
@@ -394,10 +398,10 @@ impl Buffers {
         invalid
     }
 
-    /// Op at a time over a variable-length template: each read runs once over the whole Set,
-    /// finding its field in every record from the bounds the check noted.
-    fn run_var_ops(&mut self, program: &Program, set: &Set<'_>, records: usize) -> u64 {
-        let data = set.body;
+    /// Op at a time over `data`, the staged records of a variable-length template: each read
+    /// runs once over all of them, finding its field in every record from the bounds the
+    /// checks noted. Returns the invalid values met.
+    fn run_var_ops(&mut self, program: &Program, data: &[u8], records: usize) -> u64 {
         let stride = program.bounds_per_record();
         // The check noted exactly `records` rows of bounds, each within `data`, and the
         // compiler placed every fixed field inside its record: the fallbacks are never used.
@@ -435,7 +439,6 @@ impl Buffers {
                 }
             }
         }
-        self.rows += records;
         invalid
     }
 
@@ -600,40 +603,58 @@ mod tests {
         }
     }
 
-    /// A fixed-length program's records staged over many Sets, read at the stage's bound
-    /// and at the flush, give the rows record-at-a-time gives, in order; a boolean keeps a
-    /// program from being staged, so its invalid values are counted by the run that met them.
+    /// Records staged over many Sets, read at the stage's bound and at the flush, give the
+    /// rows record at a time gives, in order, for fixed- and variable-length templates; every
+    /// invalid value is counted once, by a later run or at the flush.
     #[test]
     fn staged_records_read_at_the_bound_and_the_flush_equal_record_at_a_time() {
-        let fields = |extra: &[(u16, u16)]| TemplateDef {
+        let template = |fields: &[(u16, u16)]| TemplateDef {
             template_id: TemplateId(256),
             scope_field_count: 0,
-            fields: [(8, 4), (1, 4), (27, 16), (56, 6), (152, 8)]
+            fields: fields
                 .iter()
-                .chain(extra)
                 .map(|&(id, len)| FieldSpecifier::iana(id, len))
                 .collect(),
         };
-        for (def, staged) in [(fields(&[]), true), (fields(&[(276, 1)]), false)] {
+        // Fixed: addresses, a reduced counter, MAC, time and a boolean (invalid unless 1 or
+        // 2). Variable: a string (invalid where 0xff lands in it) between fixed fields.
+        let fixed = template(&[(8, 4), (1, 4), (27, 16), (56, 6), (152, 8), (276, 1)]);
+        let var = template(&[(8, 4), (82, VARIABLE_LENGTH), (1, 8)]);
+        for def in [fixed, var] {
             let program = Arc::new(
                 Compiler::default()
                     .compile(&def)
                     .unwrap_or_else(|e| panic!("{e}")),
             );
-            let record_len = program.record_len().unwrap_or(0);
-            // Sets of 7 records plus 3 octets of padding: 16 KiB is no whole number of them.
-            let sets: Vec<Vec<u8>> = (0..200_u32)
+            let octet = |s: usize, i: usize| u8::try_from((s * 31 + i * 7) % 256).unwrap_or(0);
+            // Sets of 7 records, then padding shorter than a record: the stage's 16 KiB is no
+            // whole number of Sets.
+            let sets: Vec<Vec<u8>> = (0..300)
                 .map(|s| {
-                    let mut body: Vec<u8> = (0..7 * record_len)
-                        .map(|i| u8::try_from((s as usize * 31 + i * 7) % 251).unwrap_or(0))
-                        .collect();
+                    let mut body = Vec::new();
+                    for r in 0..7 {
+                        match program.record_len() {
+                            Some(len) => body.extend((0..len).map(|i| octet(s, r * len + i))),
+                            None => {
+                                let text = (s + r) % 23;
+                                body.extend([10, 0, 0, octet(s, r)]);
+                                body.push(u8::try_from(text).unwrap_or(0));
+                                body.extend((0..text).map(|i| b'a' + octet(s, i) % 26));
+                                if s % 5 == 0 && text > 0 {
+                                    let last = body.len() - 1;
+                                    body[last] = 0xff;
+                                }
+                                body.extend(u64::try_from(s).unwrap_or(0).to_be_bytes());
+                            }
+                        }
+                    }
                     body.extend([0; 3]);
                     body
                 })
                 .collect();
             let run = |mode| {
                 let mut cols = Columns::new(Arc::clone(&program));
-                let mut invalid = Vec::new();
+                let mut invalid = 0;
                 for body in &sets {
                     let set = Set {
                         id: SetId(256),
@@ -642,21 +663,18 @@ mod tests {
                     };
                     let stats = cols.run_with(&set, mode).unwrap_or_else(|e| panic!("{e}"));
                     assert_eq!((stats.records, stats.padding_octets), (7, 3));
-                    invalid.push(stats.invalid_values);
+                    invalid += stats.invalid_values;
                 }
-                assert_eq!(cols.rows(), 1400);
-                (
-                    cols.flush().unwrap_or_else(|e| panic!("{e}")),
-                    invalid,
-                    cols.staged_len,
-                )
+                assert_eq!(cols.rows(), 2100);
+                let batch = cols.flush().unwrap_or_else(|e| panic!("{e}"));
+                (batch, invalid + cols.take_invalid_values())
             };
-            let (by_op, op_invalid, staged_len) = run(Mode::OpAtATime);
-            let (by_record, record_invalid, _) = run(Mode::RecordAtATime);
-            assert_eq!(staged_len.is_some(), staged);
+            let (by_op, op_invalid) = run(Mode::OpAtATime);
+            let (by_record, record_invalid) = run(Mode::RecordAtATime);
             assert_eq!(by_op, by_record);
             assert_eq!(op_invalid, record_invalid);
-            assert_eq!(by_op.map(|b| b.num_rows()), Some(1400));
+            assert!(op_invalid > 0);
+            assert_eq!(by_op.map(|b| b.num_rows()), Some(2100));
         }
     }
 

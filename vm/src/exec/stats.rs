@@ -10,7 +10,9 @@ pub struct RunStats {
     /// Octets after the last record, shorter than any record: padding (RFC 7011 §3.3.1).
     pub padding_octets: u64,
     /// Values kept in a repaired form: strings that were not UTF-8 (§6.1.6, replaced
-    /// lossily), booleans other than 1 or 2 (§6.1.5, null).
+    /// lossily), booleans other than 1 or 2 (§6.1.5, null). Counted when their records are
+    /// read into the columns: op at a time stages records, so a run may count those of earlier
+    /// runs, and a flush's are taken with `Columns::take_invalid_values`.
     pub invalid_values: u64,
 }
 
