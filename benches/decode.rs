@@ -27,7 +27,7 @@ use flowvm_vm::wire::VARIABLE_LENGTH;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 use flowvm_vm::wire::netflow9;
 use flowvm_vm::wire::packet::{ExportPacket, Item};
-use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef, TemplateRecord};
+use flowvm_vm::wire::template::{TemplateDef, TemplateRecord};
 use flowvm_vm::wire::writer::MessageWriter;
 use flowvm_vm::{Columns, Compiler, Mode};
 use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
@@ -51,14 +51,7 @@ const SYS_UPTIME_MS: u32 = 3 * 86_400 * 1000;
 
 /// Builds a plain (non-options) template of IANA fields `(element id, field length)`.
 fn template(id: u16, fields: &[(u16, u16)]) -> TemplateDef {
-    TemplateDef {
-        template_id: TemplateId(id),
-        scope_field_count: 0,
-        fields: fields
-            .iter()
-            .map(|&(element, len)| FieldSpecifier::iana(element, len))
-            .collect(),
-    }
+    TemplateDef::of_iana(TemplateId(id), fields)
 }
 
 /// (a) The simple 7-field report of VPP's `ipfix_doc` (`foreach_simple_report_ipfix_element`,

@@ -21,7 +21,7 @@ use flowvm_exporter::export::transport::{
 };
 
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
-use flowvm_vm::wire::template::{FieldSpecifier, TemplateDef};
+use flowvm_vm::wire::template::TemplateDef;
 use flowvm_vm::wire::writer::MessageWriter;
 
 /// What a replay did and saw.
@@ -43,14 +43,7 @@ pub struct ReplayReport {
 /// end in microseconds: 29 octets a record.
 pub fn replay_template() -> TemplateDef {
     let fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (154, 8), (155, 8)];
-    TemplateDef {
-        template_id: TemplateId(256),
-        scope_field_count: 0,
-        fields: fields
-            .iter()
-            .map(|&(id, len)| FieldSpecifier::iana(id, len))
-            .collect(),
-    }
+    TemplateDef::of_iana(TemplateId(256), &fields)
 }
 
 /// Messages of up to `mtu` octets: one template Message, then data Messages whose records

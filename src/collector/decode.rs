@@ -657,7 +657,6 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
     use flowvm_vm::wire::ids::TemplateId;
-    use flowvm_vm::wire::template::FieldSpecifier;
     use flowvm_vm::wire::writer::MessageWriter;
 
     use super::*;
@@ -703,15 +702,7 @@ mod tests {
 
     /// Template 256 as (element, length) pairs.
     fn template(fields: &[(u16, u16)]) -> TemplateDef {
-        let fields = fields
-            .iter()
-            .map(|&(id, len)| FieldSpecifier::iana(id, len))
-            .collect();
-        TemplateDef {
-            template_id: TemplateId(256),
-            scope_field_count: 0,
-            fields,
-        }
+        TemplateDef::of_iana(TemplateId(256), fields)
     }
 
     fn template_message(def: &TemplateDef, domain: u32) -> Vec<u8> {

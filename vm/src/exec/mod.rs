@@ -608,14 +608,7 @@ mod tests {
     /// invalid value is counted once, by a later run or at the flush.
     #[test]
     fn staged_records_read_at_the_bound_and_the_flush_equal_record_at_a_time() {
-        let template = |fields: &[(u16, u16)]| TemplateDef {
-            template_id: TemplateId(256),
-            scope_field_count: 0,
-            fields: fields
-                .iter()
-                .map(|&(id, len)| FieldSpecifier::iana(id, len))
-                .collect(),
-        };
+        let template = |fields: &[(u16, u16)]| TemplateDef::of_iana(TemplateId(256), fields);
         // Fixed: addresses, a reduced counter, MAC, time and a boolean (invalid unless 1 or
         // 2). Variable: a string (invalid where 0xff lands in it) between fixed fields.
         let fixed = template(&[(8, 4), (1, 4), (27, 16), (56, 6), (152, 8), (276, 1)]);

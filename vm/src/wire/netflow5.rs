@@ -7,7 +7,7 @@ use crate::error::{DecodeError, DecodeErrorKind};
 use crate::wire::ids::{ObservationDomainId, SetId, TemplateId};
 use crate::wire::reader::Reader;
 use crate::wire::set::Set;
-use crate::wire::template::{FieldSpecifier, TemplateDef};
+use crate::wire::template::TemplateDef;
 
 /// Version of NetFlow v5 export packets.
 pub const VERSION: u16 = 5;
@@ -46,14 +46,7 @@ const LAYOUT: [(u16, u16); 20] = [
 /// The flow record layout as a template of IANA elements (reduced sizes where v5 is narrower
 /// than the element's type).
 pub fn template() -> TemplateDef {
-    TemplateDef {
-        template_id: TEMPLATE_ID,
-        scope_field_count: 0,
-        fields: LAYOUT
-            .iter()
-            .map(|&(id, len)| FieldSpecifier::iana(id, len))
-            .collect(),
-    }
+    TemplateDef::of_iana(TEMPLATE_ID, &LAYOUT)
 }
 
 /// The 24-octet header.

@@ -52,6 +52,18 @@ pub struct TemplateDef {
 }
 
 impl TemplateDef {
+    /// A plain Template Record of IANA elements, `(element id, field length)` in order.
+    pub fn of_iana(template_id: TemplateId, fields: &[(u16, u16)]) -> Self {
+        Self {
+            template_id,
+            scope_field_count: 0,
+            fields: fields
+                .iter()
+                .map(|&(id, len)| FieldSpecifier::iana(id, len))
+                .collect(),
+        }
+    }
+
     /// Whether this came from an Options Template Set.
     pub fn is_options(&self) -> bool {
         self.scope_field_count > 0
