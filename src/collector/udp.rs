@@ -98,7 +98,11 @@ pub fn kernel_drops(ports: &[u16]) -> u64 {
 /// waiting datagrams, and takes them 16 to a system call rather than one.
 pub const BATCH: usize = 16;
 
-/// Room for a datagram: the largest UDP payload fits.
+//= https://www.rfc-editor.org/rfc/rfc7011#section-10
+//# A Collecting Process MUST be able to handle IPFIX Message lengths of
+//# up to 65535 octets.
+/// Room for a datagram: one octet more than the largest Message, so a longer datagram shows
+/// as a length mismatch rather than as a Message cut to fit.
 const DATAGRAM: usize = 65_536;
 
 /// Buffers for a batch of datagrams, and what the last receive put in them. Made once per

@@ -235,10 +235,6 @@ async fn receive(
         collector: socket
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
-        //= https://www.rfc-editor.org/rfc/rfc7011#section-10
-        //# A Collecting Process MUST be able to handle IPFIX Message lengths of
-        //# up to 65535 octets.
-        // One octet more than the largest Message, so a longer datagram shows as a mismatch.
         batch: Batch::default(),
         refusals: Refusals::default(),
         allow,

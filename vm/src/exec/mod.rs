@@ -200,8 +200,6 @@ struct Buffers {
     bounds: Vec<usize>,
     /// Whole records staged by op at a time and not yet read into the columns.
     staged: Vec<u8>,
-    /// Records in `staged`.
-    staged_records: usize,
     /// Invalid values met reading staged records, not yet reported.
     invalid: u64,
 }
@@ -227,7 +225,6 @@ impl Columns {
                 rows: 0,
                 bounds: Vec::new(),
                 staged: Vec::new(),
-                staged_records: 0,
                 invalid: 0,
             },
             capacity: 0,
@@ -308,7 +305,6 @@ impl Columns {
         self.buf.staged.shrink_to(STAGE_OCTETS * 2);
         let rows = std::mem::take(&mut self.buf.rows);
         self.capacity = rows;
-        self.buf.bounds.clear();
         self.buf.bounds.shrink_to(KEEP_BOUNDS);
         let mut arrays = Vec::with_capacity(self.buf.cols.len());
         for (col, &kind) in self.buf.cols.iter_mut().zip(&self.program.kinds) {
@@ -338,7 +334,6 @@ impl Buffers {
         let end = set.body.len() - shape.padding;
         self.staged
             .extend_from_slice(set.body.get(..end).unwrap_or_default());
-        self.staged_records += shape.records;
         self.rows += shape.records;
         if self.staged.len() >= STAGE_OCTETS {
             self.read_staged(program);
@@ -353,10 +348,15 @@ impl Buffers {
     /// Reads the staged records into the columns (their rows are already counted), adding the
     /// invalid values met to those not yet reported.
     fn read_staged(&mut self, program: &Program) {
-        let records = std::mem::take(&mut self.staged_records);
-        if records == 0 {
+        // Records are at least one octet long (a compile-time invariant): none staged, no
+        // octets staged.
+        if self.staged.is_empty() {
             return;
         }
+        let records = match program.record_len {
+            Some(record_len) => self.staged.len() / record_len.max(1),
+            None => self.bounds.len() / program.bounds_per_record(),
+        };
         let staged = std::mem::take(&mut self.staged);
         for (col, kind) in self.cols.iter_mut().zip(&program.kinds) {
             col.reserve(records, fixed_width(*kind));
