@@ -12,7 +12,12 @@
 //! template's columns, so the Arrow hand-over is measured too. `netflow_parser` gets every
 //! decoded field value folded into a checksum so that no decoding can be skipped.
 //!
-//! Setup asserts that both decoders produce exactly the number of records written.
+//! `collector` runs the same stream through the collector's whole decode core
+//! ([`Decoder::handle`]: both passes, the template table of one UDP Transport Session, the
+//! batch builders with their provenance columns, counters, sequence numbers), then
+//! [`Decoder::flush`]: the per-Set and per-Message overhead a collector pays on top of the VM.
+//!
+//! Setup asserts that every decoder produces exactly the number of records written.
 //!
 //! Run with `cargo bench --bench decode`.
 
@@ -23,6 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flowvm::clock;
+use flowvm::collector::decode::Decoder;
+use flowvm::collector::session::TransportSession;
+use flowvm::config::Config;
+use flowvm::telemetry::Counters;
 use flowvm_vm::wire::VARIABLE_LENGTH;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId, TemplateId};
 use flowvm_vm::wire::netflow9;
@@ -810,6 +820,53 @@ impl VmDecoder {
     }
 }
 
+/// The collector's decode core on one UDP Transport Session.
+struct CollectorDecoder {
+    decoder: Decoder,
+    session: TransportSession,
+    out: Vec<arrow_array::RecordBatch>,
+}
+
+impl CollectorDecoder {
+    /// A decoder on the collector's default settings (batches of up to a million rows, so that
+    /// a pass ends in one flush, as `VmDecoder`'s does).
+    fn new() -> Self {
+        let config = Config {
+            batch_rows: 1 << 20,
+            ..Config::default()
+        };
+        Self {
+            decoder: Decoder::new(
+                Compiler::default(),
+                config.decoder(),
+                Arc::new(Counters::default()),
+            ),
+            session: TransportSession::Udp {
+                exporter: ([192, 0, 2, 1], 40_000).into(),
+                collector: ([127, 0, 0, 1], 4739).into(),
+            },
+            out: Vec::new(),
+        }
+    }
+
+    /// One iteration: the whole stream, then a flush; returns the rows handed over.
+    fn pass(&mut self, stream: &[Vec<u8>]) -> u64 {
+        let now = clock::now();
+        for message in stream {
+            self.decoder
+                .handle(self.session, black_box(message), now, &mut self.out);
+        }
+        self.decoder.flush(&mut self.out);
+        let rows = self
+            .out
+            .iter()
+            .map(|b| u64::try_from(b.num_rows()).unwrap_or(0))
+            .sum();
+        self.out.clear();
+        rows
+    }
+}
+
 /// Folds one decoded value into a number, reading the value itself.
 fn touch(value: &FieldValue) -> u64 {
     match value {
@@ -961,6 +1018,11 @@ fn bench_shape(c: &mut Criterion, shape: &Shape) {
             assert_eq!(rows, stream.records, "{}: VM {mode:?} rows", shape.name);
         }
     }
+    let mut collector = CollectorDecoder::new();
+    for _ in 0..2 {
+        let rows = collector.pass(messages);
+        assert_eq!(rows, stream.records, "{}: collector rows", shape.name);
+    }
     let mut parser = NetflowParser::default();
     for _ in 0..2 {
         let outcome = netflow_parser_pass(&mut parser, messages);
@@ -996,6 +1058,10 @@ fn bench_shape(c: &mut Criterion, shape: &Shape) {
         let mut vm = VmDecoder::new(mode);
         group.bench_function(id, |b| b.iter(|| black_box(vm.pass(messages).is_ok())));
     }
+    let mut collector = CollectorDecoder::new();
+    group.bench_function("collector", |b| {
+        b.iter(|| black_box(collector.pass(messages)));
+    });
     let mut parser = NetflowParser::default();
     group.bench_function("netflow_parser", |b| {
         b.iter(|| black_box(netflow_parser_pass(&mut parser, messages)));

@@ -17,7 +17,7 @@ use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
 use flowvm_vm::wire::packet::{ExportHeader, ExportPacket, SequenceUnit};
 use flowvm_vm::wire::set::Set;
 use flowvm_vm::wire::template::TemplateDef;
-use flowvm_vm::{CompileError, Compiler, DecodeError, Program};
+use flowvm_vm::{CompileError, Compiler, DecodeError, Program, RunStats};
 use tracing::{debug, error, info, warn};
 
 use crate::collector::FastMap;
@@ -29,7 +29,9 @@ use crate::collector::sequence::{
     MessageRecords, SequenceEvent, SequenceLimits, SequenceNumber, SequenceTracker,
 };
 use crate::collector::session::TransportSession;
-use crate::collector::templates::{TemplateKey, TemplateLimits, TemplateState, TemplateStore};
+use crate::collector::templates::{
+    SessionSlot, TemplateKey, TemplateLimits, TemplateState, TemplateStore,
+};
 use crate::telemetry::{Counters, DropReason, LogLimiter};
 
 /// Settings of the decoder core.
@@ -53,6 +55,18 @@ struct Applied {
     /// Data Records; `None` when some could not be counted (held for their template, or of a
     /// rejected one).
     records: Option<MessageRecords>,
+    /// What decoding the packet's Data Sets counted, added to the shared counters once per
+    /// packet.
+    decoded: RunStats,
+}
+
+/// The columns every row of a Transport Session's Message shares: found once per Message.
+#[derive(Clone, Debug)]
+struct Origin {
+    /// The exporter's address as text.
+    exporter: Arc<str>,
+    /// Its authenticated identity (TLS with a client certificate).
+    identity: Option<Arc<str>>,
 }
 
 /// Decodes the export packets of every Transport Session into batches.
@@ -74,6 +88,17 @@ pub struct Decoder {
     published: Gauges,
     limiter: LogLimiter,
     batch_rows: usize,
+}
+
+/// A Data Set to decode, with where it is from.
+#[derive(Clone, Copy, Debug)]
+struct Data<'s, 'a> {
+    /// Its template's place.
+    key: TemplateKey,
+    /// Where its session's templates are (`None`: nowhere yet).
+    slot: Option<SessionSlot>,
+    set: &'s Set<'a>,
+    provenance: Provenance,
 }
 
 /// A decoder's share of the gauges every worker adds to.
@@ -149,8 +174,10 @@ impl Decoder {
         //= https://www.rfc-editor.org/rfc/rfc7011#section-9.1
         //# If the Collecting Process receives a malformed IPFIX Message, it
         //# MUST discard the IPFIX Message and SHOULD log the error.
+        // The session's templates are found once here, not once per Set.
+        let slot = self.templates.slot(session);
         let checked = ExportPacket::decode(bytes).and_then(|packet| {
-            plan::plan(&packet, session, &self.templates, &mut self.programs)
+            plan::plan(&packet, slot, &self.templates, &mut self.programs)
                 .map(|steps| (packet, steps))
         });
         let (packet, steps) = match checked {
@@ -163,7 +190,7 @@ impl Decoder {
             }
         };
         let header = packet.header();
-        let applied = self.apply(session, &header, steps, now, out);
+        let applied = self.apply(session, slot, &header, steps, now, out);
         self.check_count(session, &header, applied);
         let sequence = SequenceNumber {
             value: header.sequence_number,
@@ -196,10 +223,12 @@ impl Decoder {
         self.publish_gauges();
     }
 
-    /// Pass two: applies a checked packet's steps in order.
+    /// Pass two: applies a checked packet's steps in order; `slot` is where `session`'s
+    /// templates were before it.
     fn apply(
         &mut self,
         session: TransportSession,
+        mut slot: Option<SessionSlot>,
         header: &ExportHeader,
         steps: Steps<'_>,
         now: Instant,
@@ -210,7 +239,9 @@ impl Decoder {
         let mut applied = Applied {
             templates: 0,
             records: Some(MessageRecords::plain(0)),
+            decoded: RunStats::default(),
         };
+        let mut origin = None;
         for step in steps {
             match step {
                 Step::Define {
@@ -220,6 +251,8 @@ impl Decoder {
                 } => {
                     applied.templates += 1;
                     self.define(session, domain, def, compiled, options, now, out);
+                    // A session's first template gives it a slot; slots stay put otherwise.
+                    slot = slot.or_else(|| self.templates.slot(session));
                 }
                 Step::Withdraw(template_id) => {
                     applied.templates += 1;
@@ -254,12 +287,30 @@ impl Decoder {
                         domain,
                         template_id,
                     };
-                    let decoded = self.data(key, &set, provenance, now, out);
+                    let data = Data {
+                        key,
+                        slot,
+                        set: &set,
+                        provenance,
+                    };
+                    let decoded = self.data(&data, &mut origin, &mut applied.decoded, now, out);
                     applied.records = applied.records.zip(decoded).map(|(r, d)| r.plus(d));
                 }
             }
         }
+        self.count_decoded(applied.decoded);
         applied
+    }
+
+    /// Adds what runs decoded to the shared counters.
+    fn count_decoded(&self, decoded: RunStats) {
+        if decoded.records > 0 {
+            self.counters.records_decoded.add(decoded.records);
+        }
+        if decoded.invalid_values > 0 {
+            self.counters
+                .record_drop(DropReason::InvalidValue, decoded.invalid_values);
+        }
     }
 
     //= https://www.rfc-editor.org/rfc/rfc3954#section-5.1
@@ -425,35 +476,35 @@ impl Decoder {
         }
     }
 
-    fn exporter(&mut self, session: TransportSession) -> Arc<str> {
-        Arc::clone(
-            self.exporters
-                .entry(session)
-                .or_insert_with(|| Arc::from(session.exporter_text())),
-        )
-    }
-
-    /// Decodes a Data Set; returns its records, `None` when they could not be counted.
+    /// Decodes a Data Set, adding to `decoded`; returns its records, `None` when they could
+    /// not be counted. `origin` is found on the first Set decoded and kept for the others.
     fn data(
         &mut self,
-        key: TemplateKey,
-        set: &Set<'_>,
-        provenance: Provenance,
+        data: &Data<'_, '_>,
+        origin: &mut Option<Origin>,
+        decoded: &mut RunStats,
         now: Instant,
         out: &mut Vec<RecordBatch>,
     ) -> Option<MessageRecords> {
-        match self.templates.get(&key) {
+        let key = data.key;
+        let state = data
+            .slot
+            .and_then(|slot| self.templates.get_in(slot, key.domain, key.template_id));
+        match state {
             Some(TemplateState::Ready(program)) => {
                 let program = Arc::clone(program);
+                let origin = origin.get_or_insert_with(|| self.origin(key.session));
                 // Pass one checked the Set; a failure here is still counted, never silent.
-                let all = match self.run(&program, key, set, provenance, out) {
-                    Ok(all) => all,
+                let stats = match self.run(&program, origin, key.domain, data, out) {
+                    Ok(stats) => stats,
                     Err(e) => {
                         self.counters.record_drop(DropReason::from(e.kind), 1);
                         self.warn_dropped(key.session, e, now);
                         return None;
                     }
                 };
+                *decoded += stats;
+                let all = u32::try_from(stats.records).unwrap_or(u32::MAX);
                 let options = if program.scope_field_count() > 0 {
                     all
                 } else {
@@ -471,9 +522,9 @@ impl Decoder {
                 //# for later processing.
                 debug!(session = %key.session, template_id = key.template_id.0, "Holding data for a template not yet received.");
                 let held = PendingSet {
-                    body: set.body.to_vec(),
-                    offset: set.offset,
-                    provenance,
+                    body: data.set.body.to_vec(),
+                    offset: data.set.offset,
+                    provenance: data.provenance,
                     arrived: now,
                 };
                 if !self.pending.push(key, held) {
@@ -489,42 +540,46 @@ impl Decoder {
         }
     }
 
+    /// The columns `session`'s rows share.
+    fn origin(&mut self, session: TransportSession) -> Origin {
+        let exporter = Arc::clone(
+            self.exporters
+                .entry(session)
+                .or_insert_with(|| Arc::from(session.exporter_text())),
+        );
+        Origin {
+            exporter,
+            identity: self.identities.get(&session).map(Arc::clone),
+        }
+    }
+
+    /// Runs `program` over a Data Set into its batch builder, handing the batch over when full.
     fn run(
         &mut self,
         program: &Arc<Program>,
-        key: TemplateKey,
-        set: &Set<'_>,
-        provenance: Provenance,
+        origin: &Origin,
+        domain: ObservationDomainId,
+        data: &Data<'_, '_>,
         out: &mut Vec<RecordBatch>,
-    ) -> Result<u32, DecodeError> {
-        let exporter = self.exporter(key.session);
-        let identity = self.identities.get(&key.session).map(Arc::clone);
+    ) -> Result<RunStats, DecodeError> {
         let context = RowContext {
-            exporter: &exporter,
-            identity: identity.as_ref(),
-            domain: key.domain,
-            provenance,
+            exporter: &origin.exporter,
+            identity: origin.identity.as_ref(),
+            domain,
+            provenance: data.provenance,
         };
-        let authenticated = identity.is_some();
+        let version = data.provenance.version;
+        let authenticated = origin.identity.is_some();
         let batcher = self
             .batchers
-            .entry((
-                Arc::as_ptr(program) as usize,
-                provenance.version,
-                authenticated,
-            ))
-            .or_insert_with(|| {
-                Batcher::new(Arc::clone(program), provenance.version, authenticated)
-            });
-        let stats = batcher.run(set, &context)?;
-        self.counters.records_decoded.add(stats.records);
-        self.counters
-            .record_drop(DropReason::InvalidValue, stats.invalid_values);
+            .entry((Arc::as_ptr(program) as usize, version, authenticated))
+            .or_insert_with(|| Batcher::new(Arc::clone(program), version, authenticated));
+        let stats = batcher.run(data.set, &context)?;
         // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
         if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
             Self::emit(batcher, &self.counters, out);
         }
-        Ok(u32::try_from(stats.records).unwrap_or(u32::MAX))
+        Ok(stats)
     }
 
     fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
@@ -547,14 +602,24 @@ impl Decoder {
         let Some(TemplateState::Ready(program)) = self.templates.get(&key).cloned() else {
             return;
         };
+        let origin = self.origin(key.session);
         for p in held {
             let set = Set {
                 id: SetId(key.template_id.0),
                 body: &p.body,
                 offset: p.offset,
             };
-            match self.run(&program, key, &set, p.provenance, out) {
-                Ok(records) => self.counters.records_decoded_late.add(u64::from(records)),
+            let data = Data {
+                key,
+                slot: None,
+                set: &set,
+                provenance: p.provenance,
+            };
+            match self.run(&program, &origin, key.domain, &data, out) {
+                Ok(stats) => {
+                    self.count_decoded(stats);
+                    self.counters.records_decoded_late.add(stats.records);
+                }
                 Err(e) => {
                     self.counters.record_drop(DropReason::from(e.kind), 1);
                     self.warn_dropped(key.session, e, now);

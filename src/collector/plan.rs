@@ -14,9 +14,9 @@ use flowvm_vm::wire::set::Set;
 use flowvm_vm::wire::template::{TemplateDef, TemplateRecord};
 use flowvm_vm::{CompileError, DecodeError, Program};
 
+use crate::collector::FastMap;
 use crate::collector::programs::ProgramCache;
-use crate::collector::session::TransportSession;
-use crate::collector::templates::{TemplateKey, TemplateState, TemplateStore};
+use crate::collector::templates::{SessionSlot, TemplateState, TemplateStore};
 use crate::telemetry::DropReason;
 
 /// One step of a checked packet, applied in pass two.
@@ -46,36 +46,41 @@ pub enum Step<'a> {
 /// allocates nothing.
 pub type Steps<'a> = SmallVec<[Step<'a>; 8]>;
 
-/// Plans `packet` from `session`: every step it asks for, each Data Set checked against the
-/// template it will meet (defined earlier in the packet, or held).
+/// Plans `packet` from the session whose templates are at `slot` (`None`: it has none yet):
+/// every step it asks for, each Data Set checked against the template it will meet (defined
+/// earlier in the packet, or held).
 ///
 /// # Errors
 /// The first framing or length error: the packet is then dropped whole.
 pub fn plan<'a>(
     packet: &ExportPacket<'a>,
-    session: TransportSession,
+    slot: Option<SessionSlot>,
     templates: &TemplateStore,
     programs: &mut ProgramCache,
 ) -> Result<Steps<'a>, DecodeError> {
     let domain = packet.header().observation_domain_id;
+    let held = |template_id| match slot.and_then(|s| templates.get_in(s, domain, template_id)) {
+        Some(TemplateState::Ready(p)) => Some(&**p),
+        _ => None,
+    };
     let mut steps = Steps::new();
+    // The programs of the templates this packet defines, by ID, the latest definition winning:
+    // each Data Set finds its program in one lookup, however many Sets came before it. Empty
+    // (and unallocated) for packets of data alone.
+    let mut defined: FastMap<TemplateId, Option<Arc<Program>>> = FastMap::default();
     // NetFlow v5's layout is a built-in template, installed for the exporter on its first
     // packet like any template, so its rows share everything after this point.
-    if let ExportPacket::Netflow5(_) = packet {
-        let key = TemplateKey {
-            session,
-            domain,
-            template_id: netflow5::TEMPLATE_ID,
-        };
-        if !matches!(templates.get(&key), Some(TemplateState::Ready(_))) {
-            let def = netflow5::template();
-            let compiled = programs.compile(&def);
-            steps.push(Step::Define {
-                def,
-                compiled,
-                options: false,
-            });
-        }
+    if let ExportPacket::Netflow5(_) = packet
+        && held(netflow5::TEMPLATE_ID).is_none()
+    {
+        let def = netflow5::template();
+        let compiled = programs.compile(&def);
+        defined.insert(def.template_id, compiled.as_ref().ok().cloned());
+        steps.push(Step::Define {
+            def,
+            compiled,
+            options: false,
+        });
     }
     packet.for_each_item(|item| {
         steps.push(match item {
@@ -85,6 +90,7 @@ pub fn plan<'a>(
             Item::Reserved(e) => Step::Skip(DropReason::from(e.kind)),
             Item::Template(TemplateRecord::Definition(def)) => {
                 let compiled = programs.compile(&def);
+                defined.insert(def.template_id, compiled.as_ref().ok().cloned());
                 Step::Define {
                     options: def.is_options(),
                     def,
@@ -94,12 +100,11 @@ pub fn plan<'a>(
             Item::Template(TemplateRecord::Withdrawal(id)) => Step::Withdraw(id),
             Item::Template(TemplateRecord::WithdrawAll(set_id)) => Step::WithdrawAll(set_id),
             Item::Data(template_id, set) => {
-                let key = TemplateKey {
-                    session,
-                    domain,
-                    template_id,
+                let program = match defined.get(&template_id) {
+                    Some(program) => program.as_deref(),
+                    None => held(template_id),
                 };
-                if let Some(program) = program_for(&key, &steps, templates) {
+                if let Some(program) = program {
                     program.check(&set)?;
                 }
                 Step::Data(set, template_id)
@@ -108,24 +113,4 @@ pub fn plan<'a>(
         Ok(())
     })?;
     Ok(steps)
-}
-
-/// The program a Data Set will meet in pass two: defined earlier in this packet, or held.
-fn program_for(
-    key: &TemplateKey,
-    steps: &[Step<'_>],
-    templates: &TemplateStore,
-) -> Option<Arc<Program>> {
-    for step in steps.iter().rev() {
-        match step {
-            Step::Define { def, compiled, .. } if def.template_id == key.template_id => {
-                return compiled.as_ref().ok().cloned();
-            }
-            _ => {}
-        }
-    }
-    match templates.get(key) {
-        Some(TemplateState::Ready(p)) => Some(Arc::clone(p)),
-        _ => None,
-    }
 }

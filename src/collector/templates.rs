@@ -64,6 +64,26 @@ struct Entry {
     refreshed: Instant,
 }
 
+/// The templates of one Transport Session, by Observation Domain and Template ID.
+#[derive(Debug)]
+struct SessionTemplates {
+    session: TransportSession,
+    map: FastMap<(ObservationDomainId, TemplateId), Entry>,
+}
+
+/// Where a Transport Session's templates are in the table: found by hashing the session once
+/// per Message, so that each of its Sets finds its template by domain and ID alone.
+///
+/// A slot stays valid until the table next forgets a session ([`TemplateStore::expire`],
+/// [`TemplateStore::remove_session`]); a stale one finds nothing, never another session's
+/// templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionSlot {
+    index: usize,
+    /// The table's [`TemplateStore::generation`] when the slot was found.
+    generation: u64,
+}
+
 /// What one exporter address holds.
 #[derive(Clone, Copy, Debug, Default)]
 struct Usage {
@@ -93,12 +113,20 @@ pub struct TemplateLimits {
     pub lifetime: Duration,
 }
 
-/// All templates the collector knows.
+/// All templates the collector knows: a table per Transport Session, the sessions found by
+/// [`slot`](Self::slot).
 #[derive(Debug)]
 pub struct TemplateStore {
-    map: FastMap<TemplateKey, Entry>,
-    per_session: FastMap<TransportSession, usize>,
+    /// Each session's place in `sessions`.
+    index: FastMap<TransportSession, usize>,
+    /// Sessions that installed a template. One left empty by withdrawals stays until the next
+    /// `expire` (or its `remove_session`), so slots found for a Message stay valid through it.
+    sessions: Vec<SessionTemplates>,
+    /// Bumped whenever a session leaves `sessions`, which moves another into its place.
+    generation: u64,
     per_exporter: FastMap<Option<IpAddr>, Usage>,
+    /// Templates held, over all sessions.
+    len: usize,
     weight: usize,
     limits: TemplateLimits,
 }
@@ -107,9 +135,11 @@ impl TemplateStore {
     /// An empty table.
     pub fn new(limits: TemplateLimits) -> Self {
         Self {
-            map: FastMap::default(),
-            per_session: FastMap::default(),
+            index: FastMap::default(),
+            sessions: Vec::new(),
+            generation: 0,
             per_exporter: FastMap::default(),
+            len: 0,
             weight: 0,
             limits,
         }
@@ -117,22 +147,60 @@ impl TemplateStore {
 
     /// Templates held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether no template is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Whether `session` holds any template.
     pub fn has_session(&self, session: TransportSession) -> bool {
-        self.per_session.contains_key(&session)
+        self.slot(session)
+            .and_then(|slot| self.templates_of(slot))
+            .is_some_and(|t| !t.map.is_empty())
+    }
+
+    /// Where `session`'s templates are; `None` before it installs one.
+    pub fn slot(&self, session: TransportSession) -> Option<SessionSlot> {
+        self.index.get(&session).map(|&index| SessionSlot {
+            index,
+            generation: self.generation,
+        })
+    }
+
+    fn templates_of(&self, slot: SessionSlot) -> Option<&SessionTemplates> {
+        if slot.generation != self.generation {
+            return None;
+        }
+        self.sessions.get(slot.index)
+    }
+
+    /// The template `template_id` of `domain` in the session at `slot`.
+    pub fn get_in(
+        &self,
+        slot: SessionSlot,
+        domain: ObservationDomainId,
+        template_id: TemplateId,
+    ) -> Option<&TemplateState> {
+        self.templates_of(slot)?
+            .map
+            .get(&(domain, template_id))
+            .map(|e| &e.state)
     }
 
     /// The template at `key`.
     pub fn get(&self, key: &TemplateKey) -> Option<&TemplateState> {
-        self.map.get(key).map(|e| &e.state)
+        self.get_in(self.slot(key.session)?, key.domain, key.template_id)
+    }
+
+    fn entry_mut(&mut self, key: &TemplateKey) -> Option<&mut Entry> {
+        let &index = self.index.get(&key.session)?;
+        self.sessions
+            .get_mut(index)?
+            .map
+            .get_mut(&(key.domain, key.template_id))
     }
 
     //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
@@ -154,7 +222,7 @@ impl TemplateStore {
         now: Instant,
     ) -> Result<(), TableFull> {
         let exporter = key.session.exporter_ip();
-        let old_weight = self.map.get(&key).map(|e| e.state.weight());
+        let old_weight = self.get(&key).map(TemplateState::weight);
         let usage = self
             .per_exporter
             .get(&exporter)
@@ -171,37 +239,49 @@ impl TemplateStore {
                     .limits
                     .max_weight_per_exporter
                     .saturating_sub(of_exporter);
-        if old_weight.is_some() {
+        if let Some(old) = old_weight {
             if heavy {
                 self.withdraw(&key);
                 return Err(TableFull);
             }
-            if let Some(entry) = self.map.get_mut(&key) {
+            if let Some(entry) = self.entry_mut(&key) {
                 *entry = Entry {
                     state,
                     refreshed: now,
                 };
             }
-            self.account(exporter, 0, weight, old_weight.unwrap_or(0));
+            self.account(exporter, 0, weight, old);
             return Ok(());
         }
-        let in_session = self.per_session.get(&key.session).copied().unwrap_or(0);
+        let in_session = self
+            .slot(key.session)
+            .and_then(|slot| self.templates_of(slot))
+            .map_or(0, |t| t.map.len());
         if heavy
-            || self.map.len() >= self.limits.max_templates
+            || self.len >= self.limits.max_templates
             || in_session >= self.limits.max_per_session
             || usage.templates >= self.limits.max_per_exporter
         {
             return Err(TableFull);
         }
-        self.map.insert(
-            key,
-            Entry {
-                state,
-                refreshed: now,
-            },
-        );
-        *self.per_session.entry(key.session).or_insert(0) += 1;
-        self.account(exporter, 1, weight, 0);
+        let index = *self.index.entry(key.session).or_insert_with(|| {
+            self.sessions.push(SessionTemplates {
+                session: key.session,
+                map: FastMap::default(),
+            });
+            self.sessions.len() - 1
+        });
+        if let Some(templates) = self.sessions.get_mut(index) {
+            templates.map.insert(
+                (key.domain, key.template_id),
+                Entry {
+                    state,
+                    refreshed: now,
+                },
+            );
+            self.len += 1;
+            self.account(exporter, 1, weight, 0);
+        }
         Ok(())
     }
 
@@ -215,12 +295,7 @@ impl TemplateStore {
 
     /// Accounts `n` templates of `session` weighing `weight` as gone.
     fn removed(&mut self, session: TransportSession, n: usize, weight: usize) {
-        if let Some(count) = self.per_session.get_mut(&session) {
-            *count = count.saturating_sub(n);
-            if *count == 0 {
-                self.per_session.remove(&session);
-            }
-        }
+        self.len = self.len.saturating_sub(n);
         self.weight = self.weight.saturating_sub(weight);
         let exporter = session.exporter_ip();
         if let Some(usage) = self.per_exporter.get_mut(&exporter) {
@@ -232,30 +307,63 @@ impl TemplateStore {
         }
     }
 
-    /// Removes the templates for which `gone` holds; returns how many.
-    fn remove_where(&mut self, gone: impl Fn(&TemplateKey, &Entry) -> bool) -> usize {
-        let mut freed: FastMap<TransportSession, (usize, usize)> = FastMap::default();
-        self.map.retain(|k, e| {
-            if !gone(k, e) {
-                return true;
+    /// Removes the templates of the sessions `sessions` picks for which `gone` holds; returns
+    /// how many. Sessions left empty stay (their slots valid) unless `forget_empty`.
+    fn remove_where(
+        &mut self,
+        sessions: impl Fn(&TransportSession) -> bool,
+        gone: impl Fn(ObservationDomainId, &Entry) -> bool,
+        forget_empty: bool,
+    ) -> usize {
+        let mut total = 0;
+        let mut index = 0;
+        while let Some(templates) = self.sessions.get_mut(index) {
+            let session = templates.session;
+            let (mut n, mut weight) = (0, 0);
+            if sessions(&session) {
+                templates.map.retain(|&(domain, _), e| {
+                    if !gone(domain, e) {
+                        return true;
+                    }
+                    n += 1;
+                    weight += e.state.weight();
+                    false
+                });
             }
-            let f = freed.entry(k.session).or_insert((0, 0));
-            f.0 += 1;
-            f.1 += e.state.weight();
-            false
-        });
-        freed
-            .into_iter()
-            .map(|(session, (n, weight))| {
+            let empty = templates.map.is_empty();
+            if n > 0 {
                 self.removed(session, n, weight);
-                n
-            })
-            .sum()
+                total += n;
+            }
+            if forget_empty && empty {
+                self.forget(index);
+            } else {
+                index += 1;
+            }
+        }
+        total
+    }
+
+    /// Forgets the (empty) session at `index`; the last session takes its place.
+    fn forget(&mut self, index: usize) {
+        let gone = self.sessions.swap_remove(index);
+        self.index.remove(&gone.session);
+        if let Some(moved) = self.sessions.get(index) {
+            self.index.insert(moved.session, index);
+        }
+        self.generation += 1;
     }
 
     /// Withdraws one template (§8.1); `false` if it was unknown.
     pub fn withdraw(&mut self, key: &TemplateKey) -> bool {
-        let Some(entry) = self.map.remove(key) else {
+        let Some(&index) = self.index.get(&key.session) else {
+            return false;
+        };
+        let Some(entry) = self
+            .sessions
+            .get_mut(index)
+            .and_then(|t| t.map.remove(&(key.domain, key.template_id)))
+        else {
             return false;
         };
         self.removed(key.session, 1, entry.state.weight());
@@ -270,18 +378,22 @@ impl TemplateStore {
         set_id: SetId,
     ) -> usize {
         let options = set_id == SetId::OPTIONS_TEMPLATE;
-        self.remove_where(|k, e| {
-            k.session == session && k.domain == domain && e.state.is_options() == options
-        })
+        self.remove_where(
+            |s| *s == session,
+            |d, e| d == domain && e.state.is_options() == options,
+            false,
+        )
     }
 
-    /// Forgets UDP templates not refreshed within the lifetime (§8.4); returns how many.
-    /// Calling it early or often is harmless.
+    /// Forgets UDP templates not refreshed within the lifetime (§8.4), and sessions left with
+    /// no template; returns how many templates. Calling it early or often is harmless.
     pub fn expire(&mut self, now: Instant) -> usize {
         let lifetime = self.limits.lifetime;
-        self.remove_where(|k, e| {
-            k.session.is_udp() && now.saturating_duration_since(e.refreshed) >= lifetime
-        })
+        self.remove_where(
+            TransportSession::is_udp,
+            |_, e| now.saturating_duration_since(e.refreshed) >= lifetime,
+            true,
+        )
     }
 
     //= https://www.rfc-editor.org/rfc/rfc7011#section-8
@@ -289,7 +401,17 @@ impl TemplateStore {
     //# Session to decode Data Sets in a subsequent Transport Session.
     /// Forgets every template of a session that ended (a closed TCP connection, §8.1).
     pub fn remove_session(&mut self, session: TransportSession) -> usize {
-        self.remove_where(|k, _| k.session == session)
+        let Some(&index) = self.index.get(&session) else {
+            return 0;
+        };
+        let Some(templates) = self.sessions.get_mut(index) else {
+            return 0;
+        };
+        let n = templates.map.len();
+        let weight = templates.map.values().map(|e| e.state.weight()).sum();
+        self.removed(session, n, weight);
+        self.forget(index);
+        n
     }
 }
 
@@ -476,5 +598,47 @@ mod tests {
         assert!(s.get(&key(1, 257)).is_some());
         assert!(s.get(&key(2, 256)).is_some());
         assert_eq!(s.remove_session(key(2, 0).session), 1);
+    }
+
+    #[test]
+    fn a_slot_finds_its_own_session_until_sessions_are_forgotten() {
+        let mut s = TemplateStore::new(TemplateLimits {
+            max_templates: 10,
+            max_per_session: 10,
+            max_per_exporter: 10,
+            ..limits()
+        });
+        let t0 = crate::clock::now();
+        assert_eq!(s.slot(key(1, 0).session), None);
+        s.install(key(1, 256), TemplateState::Ready(program(0)), t0)
+            .unwrap();
+        let later = t0 + Duration::from_secs(1000);
+        s.install(key(2, 257), TemplateState::Ready(program(0)), later)
+            .unwrap();
+        let one = s.slot(key(1, 0).session).unwrap();
+        let two = s.slot(key(2, 0).session).unwrap();
+        let domain = ObservationDomainId(1);
+        assert!(s.get_in(one, domain, TemplateId(256)).is_some());
+        assert!(s.get_in(one, domain, TemplateId(257)).is_none());
+        assert!(s.get_in(two, domain, TemplateId(257)).is_some());
+        assert!(
+            s.get_in(one, ObservationDomainId(2), TemplateId(256))
+                .is_none()
+        );
+        // A withdrawal leaves the session's slot in place (TCP rules, for the test's sake).
+        assert!(s.withdraw(&key(1, 256)));
+        assert!(!s.has_session(key(1, 0).session));
+        assert_eq!(s.slot(key(1, 0).session), Some(one));
+        // Expiry forgets the emptied session; session 2 moves into its place, and both old
+        // slots go stale rather than find the wrong session's templates.
+        assert_eq!(s.expire(t0 + Duration::from_secs(1800)), 0);
+        assert_eq!(s.slot(key(1, 0).session), None);
+        assert!(s.get_in(one, domain, TemplateId(257)).is_none());
+        assert!(s.get_in(two, domain, TemplateId(257)).is_none());
+        let moved = s.slot(key(2, 0).session).unwrap();
+        assert!(s.get_in(moved, domain, TemplateId(257)).is_some());
+        assert_eq!(s.remove_session(key(2, 0).session), 1);
+        assert!(s.is_empty());
+        assert_eq!((s.weight, s.per_exporter.len()), (0, 0));
     }
 }
