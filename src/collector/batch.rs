@@ -279,17 +279,27 @@ struct TextColumn {
     values: Vec<Arc<str>>,
     index: FastMap<Arc<str>, u32>,
     keys: Vec<u32>,
+    /// The text appended last and its key: a run of Sets from one exporter finds its key
+    /// without hashing the text each time.
+    last: Option<(Arc<str>, u32)>,
 }
 
 impl TextColumn {
     /// Appends `text` for `rows` rows (sharing it: no copy of the text is made).
     fn extend(&mut self, text: &Arc<str>, rows: usize) {
-        let key = match self.index.get(text) {
-            Some(&key) => key,
-            None => {
-                let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-                self.values.push(Arc::clone(text));
-                self.index.insert(Arc::clone(text), key);
+        let key = match &self.last {
+            Some((last, key)) if Arc::ptr_eq(last, text) => *key,
+            _ => {
+                let key = match self.index.get(text) {
+                    Some(&key) => key,
+                    None => {
+                        let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+                        self.values.push(Arc::clone(text));
+                        self.index.insert(Arc::clone(text), key);
+                        key
+                    }
+                };
+                self.last = Some((Arc::clone(text), key));
                 key
             }
         };
@@ -300,6 +310,7 @@ impl TextColumn {
     fn take(&mut self, rows: usize) -> Result<ArrayRef, ArrowError> {
         let values = StringArray::from_iter_values(self.values.drain(..).map(|s| s.to_string()));
         self.index.clear();
+        self.last = None;
         let keys = renew(&mut self.keys, rows);
         let keys = UInt32Array::new(ScalarBuffer::from(keys), None);
         Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(

@@ -77,9 +77,7 @@ pub struct Decoder {
     templates: TemplateStore,
     pending: PendingStore,
     sequences: SequenceTracker,
-    /// The rows of each program, per protocol version (NetFlow rows have columns more) and
-    /// whether they come from an authenticated exporter (a column more).
-    batchers: FastMap<(usize, u16, bool), Batcher>,
+    batchers: Builders,
     exporters: FastMap<TransportSession, Arc<str>>,
     /// The identity of each TLS session's authenticated exporter.
     identities: FastMap<TransportSession, Arc<str>>,
@@ -87,7 +85,40 @@ pub struct Decoder {
     /// This decoder's share of the shared gauges, as last added to them.
     published: Gauges,
     limiter: LogLimiter,
+}
+
+/// The batch builders: the rows of each program, per protocol version (NetFlow rows have
+/// columns more) and whether they come from an authenticated exporter (a column more).
+#[derive(Debug)]
+struct Builders {
+    map: FastMap<(usize, u16, bool), Batcher>,
+    /// Rows after which a builder's batch is handed over.
     batch_rows: usize,
+}
+
+impl Builders {
+    /// Runs `program` over a Data Set into its builder, handing the batch over when full.
+    fn run(
+        &mut self,
+        program: &Arc<Program>,
+        set: &Set<'_>,
+        context: &RowContext<'_>,
+        counters: &Counters,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<RunStats, DecodeError> {
+        let version = context.provenance.version;
+        let authenticated = context.identity.is_some();
+        let batcher = self
+            .map
+            .entry((Arc::as_ptr(program) as usize, version, authenticated))
+            .or_insert_with(|| Batcher::new(Arc::clone(program), version, authenticated));
+        let stats = batcher.run(set, context)?;
+        // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
+        if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
+            Decoder::emit(batcher, counters, out);
+        }
+        Ok(stats)
+    }
 }
 
 /// A Data Set to decode, with where it is from.
@@ -117,13 +148,15 @@ impl Decoder {
             templates: TemplateStore::new(config.templates),
             pending: PendingStore::new(config.pending),
             sequences: SequenceTracker::new(config.sequences),
-            batchers: FastMap::default(),
+            batchers: Builders {
+                map: FastMap::default(),
+                batch_rows: config.batch_rows.max(1),
+            },
             exporters: FastMap::default(),
             identities: FastMap::default(),
             counters,
             published: Gauges::default(),
             limiter: LogLimiter::new(Duration::from_secs(10)),
-            batch_rows: config.batch_rows.max(1),
         }
     }
 
@@ -492,10 +525,26 @@ impl Decoder {
             .and_then(|slot| self.templates.get_in(slot, key.domain, key.template_id));
         match state {
             Some(TemplateState::Ready(program)) => {
-                let program = Arc::clone(program);
-                let origin = origin.get_or_insert_with(|| self.origin(key.session));
+                let origin = match origin {
+                    Some(origin) => origin,
+                    None => origin.insert(Self::origin(
+                        &mut self.exporters,
+                        &self.identities,
+                        key.session,
+                    )),
+                };
+                let context = RowContext {
+                    exporter: &origin.exporter,
+                    identity: origin.identity.as_ref(),
+                    domain: key.domain,
+                    provenance: data.provenance,
+                };
+                let options = program.scope_field_count() > 0;
                 // Pass one checked the Set; a failure here is still counted, never silent.
-                let stats = match self.run(&program, origin, key.domain, data, out) {
+                let run = self
+                    .batchers
+                    .run(program, data.set, &context, &self.counters, out);
+                let stats = match run {
                     Ok(stats) => stats,
                     Err(e) => {
                         self.counters.record_drop(DropReason::from(e.kind), 1);
@@ -505,12 +554,10 @@ impl Decoder {
                 };
                 *decoded += stats;
                 let all = u32::try_from(stats.records).unwrap_or(u32::MAX);
-                let options = if program.scope_field_count() > 0 {
-                    all
-                } else {
-                    0
-                };
-                Some(MessageRecords { all, options })
+                Some(MessageRecords {
+                    all,
+                    options: if options { all } else { 0 },
+                })
             }
             Some(TemplateState::Rejected { .. }) => {
                 self.counters.record_drop(DropReason::TemplateRejected, 1);
@@ -540,46 +587,21 @@ impl Decoder {
         }
     }
 
-    /// The columns `session`'s rows share.
-    fn origin(&mut self, session: TransportSession) -> Origin {
+    /// The columns `session`'s rows share, its exporter's text made once.
+    fn origin(
+        exporters: &mut FastMap<TransportSession, Arc<str>>,
+        identities: &FastMap<TransportSession, Arc<str>>,
+        session: TransportSession,
+    ) -> Origin {
         let exporter = Arc::clone(
-            self.exporters
+            exporters
                 .entry(session)
                 .or_insert_with(|| Arc::from(session.exporter_text())),
         );
         Origin {
             exporter,
-            identity: self.identities.get(&session).map(Arc::clone),
+            identity: identities.get(&session).map(Arc::clone),
         }
-    }
-
-    /// Runs `program` over a Data Set into its batch builder, handing the batch over when full.
-    fn run(
-        &mut self,
-        program: &Arc<Program>,
-        origin: &Origin,
-        domain: ObservationDomainId,
-        data: &Data<'_, '_>,
-        out: &mut Vec<RecordBatch>,
-    ) -> Result<RunStats, DecodeError> {
-        let context = RowContext {
-            exporter: &origin.exporter,
-            identity: origin.identity.as_ref(),
-            domain,
-            provenance: data.provenance,
-        };
-        let version = data.provenance.version;
-        let authenticated = origin.identity.is_some();
-        let batcher = self
-            .batchers
-            .entry((Arc::as_ptr(program) as usize, version, authenticated))
-            .or_insert_with(|| Batcher::new(Arc::clone(program), version, authenticated));
-        let stats = batcher.run(data.set, &context)?;
-        // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
-        if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
-            Self::emit(batcher, &self.counters, out);
-        }
-        Ok(stats)
     }
 
     fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
@@ -602,20 +624,23 @@ impl Decoder {
         let Some(TemplateState::Ready(program)) = self.templates.get(&key).cloned() else {
             return;
         };
-        let origin = self.origin(key.session);
+        let origin = Self::origin(&mut self.exporters, &self.identities, key.session);
         for p in held {
             let set = Set {
                 id: SetId(key.template_id.0),
                 body: &p.body,
                 offset: p.offset,
             };
-            let data = Data {
-                key,
-                slot: None,
-                set: &set,
+            let context = RowContext {
+                exporter: &origin.exporter,
+                identity: origin.identity.as_ref(),
+                domain: key.domain,
                 provenance: p.provenance,
             };
-            match self.run(&program, &origin, key.domain, &data, out) {
+            match self
+                .batchers
+                .run(&program, &set, &context, &self.counters, out)
+            {
                 Ok(stats) => {
                     self.count_decoded(stats);
                     self.counters.records_decoded_late.add(stats.records);
@@ -667,11 +692,12 @@ impl Decoder {
 
     /// Hands over every buffered row, and forgets the columns of programs no template uses.
     pub fn flush(&mut self, out: &mut Vec<RecordBatch>) {
-        for batcher in self.batchers.values_mut() {
+        for batcher in self.batchers.map.values_mut() {
             Self::emit(batcher, &self.counters, out);
         }
         // Only the batcher itself still holds a program nobody uses.
         self.batchers
+            .map
             .retain(|_, b| Arc::strong_count(b.program()) > 1);
     }
 

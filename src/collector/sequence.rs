@@ -1,6 +1,7 @@
 //! Sequence numbers (RFC 7011 §3.1; RFC 3954 §5.1 for NetFlow v9, which counts packets):
 //! records (or packets) lost, messages reordered, exporter restarts.
 
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -180,25 +181,30 @@ impl SequenceTracker {
             SequenceUnit::Packets => Some(MessageRecords::plain(1)),
             SequenceUnit::Records => records,
         };
-        if !self.streams.contains_key(&(session, domain)) {
-            let exporter = session.exporter_ip();
-            let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
-            if self.streams.len() >= self.limits.max_streams
-                || of_exporter >= self.limits.max_per_exporter
-            {
-                return SequenceEvent::Untracked;
+        // One hash of the stream's key per Message: a new stream is checked against the
+        // bounds in the vacant entry.
+        let streams = self.streams.len();
+        let stream = match self.streams.entry((session, domain)) {
+            Entry::Occupied(stream) => stream.into_mut(),
+            Entry::Vacant(vacant) => {
+                let exporter = session.exporter_ip();
+                let of_exporter = self.per_exporter.get(&exporter).copied().unwrap_or(0);
+                if streams >= self.limits.max_streams || of_exporter >= self.limits.max_per_exporter
+                {
+                    return SequenceEvent::Untracked;
+                }
+                *self.per_exporter.entry(exporter).or_insert(0) += 1;
+                vacant.insert(Stream {
+                    unit: sequence.unit,
+                    uptime: None,
+                    expected: None,
+                    last: 0,
+                    convention: Convention::Rfc,
+                    lost: 0,
+                    seen: now,
+                })
             }
-            *self.per_exporter.entry(exporter).or_insert(0) += 1;
-        }
-        let stream = self.streams.entry((session, domain)).or_insert(Stream {
-            unit: sequence.unit,
-            uptime: None,
-            expected: None,
-            last: 0,
-            convention: Convention::Rfc,
-            lost: 0,
-            seen: now,
-        });
+        };
         stream.seen = now;
         let rebooted = match (stream.uptime, sequence.sys_uptime) {
             // Backwards by less than half the clock's range: not a wrap past 2^32 ms.

@@ -186,6 +186,9 @@ pub struct Columns {
     buf: Buffers,
     /// Rows the next batch is expected to hold; the capacity buffers are re-created with.
     capacity: usize,
+    /// The columns of variable-length content (strings, octet arrays), the only ones
+    /// [`var_bytes`](Self::var_bytes) reads: a collector asks after every Set.
+    var_columns: Vec<usize>,
 }
 
 /// The buffers [`Columns`] fills.
@@ -217,7 +220,10 @@ const KEEP_BOUNDS: usize = 4096;
 impl Columns {
     /// Empty buffers for `program`.
     pub fn new(program: Arc<Program>) -> Self {
-        let cols = program.kinds.iter().map(|&k| Column::new(k, 0)).collect();
+        let cols: Vec<Column> = program.kinds.iter().map(|&k| Column::new(k, 0)).collect();
+        let var_columns = (0..cols.len())
+            .filter(|&i| matches!(cols.get(i), Some(Column::Var { .. })))
+            .collect();
         Self {
             program,
             buf: Buffers {
@@ -228,6 +234,7 @@ impl Columns {
                 invalid: 0,
             },
             capacity: 0,
+            var_columns,
         }
     }
 
@@ -244,7 +251,11 @@ impl Columns {
     /// Octets of variable-length content buffered; flush before it nears `i32::MAX`, the
     /// limit of Arrow's 32-bit offsets (a Set adds at most 65535).
     pub fn var_bytes(&self) -> usize {
-        self.buf.cols.iter().map(Column::var_bytes).sum()
+        self.var_columns
+            .iter()
+            .filter_map(|&i| self.buf.cols.get(i))
+            .map(Column::var_bytes)
+            .sum()
     }
 
     /// Checks `set`, then decodes every record in it, choosing the execution by [`Mode::Auto`].
