@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowvm::clock;
+use flowvm::collector::FastMap;
 use flowvm::collector::decode::Decoder;
 use flowvm::collector::session::TransportSession;
 use flowvm::config::Config;
@@ -751,8 +752,9 @@ struct VmDecoder {
     compiler: Compiler,
     /// How every Data Set is run.
     mode: Mode,
-    /// Every template learnt, with its columns.
-    templates: HashMap<TemplateId, (TemplateDef, Columns)>,
+    /// Every template learnt, with its columns, hashed as the collector's maps are
+    /// (`flowvm::collector::FastMap`, foldhash).
+    templates: FastMap<TemplateId, (TemplateDef, Columns)>,
 }
 
 impl VmDecoder {
@@ -761,7 +763,7 @@ impl VmDecoder {
         Self {
             compiler: Compiler::default(),
             mode,
-            templates: HashMap::new(),
+            templates: FastMap::default(),
         }
     }
 
