@@ -1027,6 +1027,49 @@ mod tests {
     }
 
     #[test]
+    fn one_message_holds_defines_redefines_and_decodes_in_order_for_a_new_session() {
+        // A session's first Message: data before its template (held, then decoded when the
+        // template comes), the template, data, a redefinition, data; each Set meets the
+        // layout in force where it stands.
+        let mut w = MessageWriter::new(1500);
+        let data = |w: &mut MessageWriter, record: &[u8]| {
+            w.begin_set(SetId(256));
+            w.put_bytes(record);
+            assert!(w.commit());
+            w.end_set();
+        };
+        let define = |w: &mut MessageWriter, def: &TemplateDef| {
+            w.begin_set(SetId::TEMPLATE);
+            w.put_template(def);
+            assert!(w.commit());
+            w.end_set();
+        };
+        data(&mut w, &[0, 0, 0, 7]);
+        define(&mut w, &template(&[(10, 4)]));
+        data(&mut w, &[0, 0, 0, 8]);
+        define(&mut w, &template(&[(7, 2)]));
+        data(&mut w, &[0, 80]);
+        let message = w.finish(100, 0, ObservationDomainId(1)).to_vec();
+        let mut d = decoder();
+        let out = run(&mut d, udp(1), &[message]);
+        let mut interfaces = Vec::new();
+        let mut ports = Vec::new();
+        for batch in &out {
+            if let Some(c) = batch.column_by_name("ingressInterface") {
+                interfaces.extend(c.as_primitive::<UInt32Type>().values().iter().copied());
+            }
+            if let Some(c) = batch.column_by_name("sourceTransportPort") {
+                ports.extend(c.as_primitive::<UInt16Type>().values().iter().copied());
+            }
+        }
+        assert_eq!(interfaces, [7, 8]);
+        assert_eq!(ports, [80]);
+        assert_eq!(d.counters().records_decoded.get(), 3);
+        assert_eq!(d.counters().records_decoded_late.get(), 1);
+        assert_eq!(d.counters().messages_dropped.get(), 0);
+    }
+
+    #[test]
     fn sequence_gaps_count_lost_records() {
         let mut d = decoder();
         run(
