@@ -80,6 +80,12 @@ pub fn is_address(field: &Field) -> bool {
 /// four-digit groups, 39 octets) and then some, so every store is of a fixed width.
 const SLOT: usize = 40;
 
+/// The most octets each kind's writer stores (its longest text, and for IPv4 and MAC the
+/// separator after the last part), and so the octets of a slot copied into the column.
+const IPV4_WIDTH: usize = 16;
+const MAC_WIDTH: usize = 18;
+const IPV6_WIDTH: usize = SLOT;
+
 /// `text(column, kind)`: the column's addresses as a text column with its nulls.
 fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
     let invalid = || {
@@ -90,12 +96,12 @@ fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
             let values = column
                 .as_primitive_opt::<UInt32Type>()
                 .ok_or_else(invalid)?;
-            text_column(column, 15, |i, slot| {
+            text_column(column, IPV4_WIDTH, |i, slot| {
                 ipv4_text(values.values().get(i).copied().unwrap_or(0), slot)
             })
         }
-        Kind::Ipv6 => octets_text::<16>(column, 39, ipv6_text).ok_or_else(invalid)?,
-        Kind::Mac => octets_text::<6>(column, 17, mac_text).ok_or_else(invalid)?,
+        Kind::Ipv6 => octets_text::<16>(column, IPV6_WIDTH, ipv6_text).ok_or_else(invalid)?,
+        Kind::Mac => octets_text::<6>(column, MAC_WIDTH, mac_text).ok_or_else(invalid)?,
     }
 }
 
@@ -122,8 +128,9 @@ fn octets_text<const N: usize>(
 }
 
 /// A text column as long as `column`, with its nulls; `put(row, slot)` writes each other row's
-/// text (ASCII, at most `width` octets) at the start of a slot and returns its length. Offsets
-/// and octets are built directly, and the text is checked as UTF-8 once for the whole column.
+/// text (ASCII, storing at most `width` octets of the slot, the text no longer) at the start of
+/// a slot and returns its length. Offsets and octets are built directly, and the text is
+/// checked as UTF-8 once for the whole column.
 fn text_column(
     column: &ArrayRef,
     width: usize,
@@ -131,10 +138,10 @@ fn text_column(
 ) -> Result<ArrayRef, ArrowError> {
     let rows = column.len();
     let too_long = || ArrowError::InvalidArgumentError("text column too long".to_owned());
-    // Every row's slot is written whole; the column's end moves only by the text's length, so
-    // the octets past it are overwritten by the next row. `SLOT` more than the texts can take
-    // keeps the last slot inside.
-    let mut octets = vec![0_u8; rows * width + SLOT];
+    // Every row's `width` octets are copied whole; the column's end moves only by the text's
+    // length, so the octets past it are overwritten by the next row. `width` more than the
+    // texts can take keeps the last copy inside.
+    let mut octets = vec![0_u8; rows * width + width];
     let mut offsets = Vec::with_capacity(rows + 1);
     offsets.push(0_i32);
     let nulls = column.logical_nulls();
@@ -143,8 +150,8 @@ fn text_column(
     for i in 0..rows {
         if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
             let len = put(i, &mut slot).min(width);
-            if let Some(out) = octets.get_mut(end..end + SLOT) {
-                out.copy_from_slice(&slot);
+            if let (Some(out), Some(text)) = (octets.get_mut(end..end + width), slot.get(..width)) {
+                out.copy_from_slice(text);
                 end += len;
             }
         }
@@ -181,7 +188,7 @@ const DECIMAL: [[u8; 5]; 256] = {
 };
 
 /// Writes `address` in dotted decimal at the start of `slot`, as `Ipv4Addr`'s `Display`
-/// does; returns the text's length.
+/// does, storing at most [`IPV4_WIDTH`] octets; returns the text's length.
 fn ipv4_text(address: u32, slot: &mut [u8; SLOT]) -> usize {
     let mut at = 0;
     for octet in address.to_be_bytes() {
