@@ -450,6 +450,16 @@ mod tests {
         }
     }
 
+    /// Room for ten templates in all, per session and per exporter.
+    fn roomy() -> TemplateLimits {
+        TemplateLimits {
+            max_templates: 10,
+            max_per_session: 10,
+            max_per_exporter: 10,
+            ..limits()
+        }
+    }
+
     #[test]
     fn enforces_both_bounds_but_always_replaces() {
         let mut s = TemplateStore::new(limits());
@@ -578,12 +588,7 @@ mod tests {
 
     #[test]
     fn withdraw_all_takes_only_the_set_type_named() {
-        let mut s = TemplateStore::new(TemplateLimits {
-            max_templates: 10,
-            max_per_session: 10,
-            max_per_exporter: 10,
-            ..limits()
-        });
+        let mut s = TemplateStore::new(roomy());
         let now = crate::clock::now();
         s.install(key(1, 256), TemplateState::Ready(program(0)), now)
             .unwrap();
@@ -602,12 +607,7 @@ mod tests {
 
     #[test]
     fn a_slot_finds_its_own_session_until_sessions_are_forgotten() {
-        let mut s = TemplateStore::new(TemplateLimits {
-            max_templates: 10,
-            max_per_session: 10,
-            max_per_exporter: 10,
-            ..limits()
-        });
+        let mut s = TemplateStore::new(roomy());
         let t0 = crate::clock::now();
         assert_eq!(s.slot(key(1, 0).session), None);
         s.install(key(1, 256), TemplateState::Ready(program(0)), t0)
