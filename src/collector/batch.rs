@@ -290,20 +290,23 @@ impl TextColumn {
         let key = match &self.last {
             Some((last, key)) if Arc::ptr_eq(last, text) => *key,
             _ => {
-                let key = match self.index.get(text) {
-                    Some(&key) => key,
-                    None => {
-                        let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-                        self.values.push(Arc::clone(text));
-                        self.index.insert(Arc::clone(text), key);
-                        key
-                    }
-                };
+                let key = self.intern(text);
                 self.last = Some((Arc::clone(text), key));
                 key
             }
         };
         self.keys.extend(std::iter::repeat_n(key, rows));
+    }
+
+    /// The dictionary key of `text`, added if new.
+    fn intern(&mut self, text: &Arc<str>) -> u32 {
+        if let Some(&key) = self.index.get(text) {
+            return key;
+        }
+        let key = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(Arc::clone(text));
+        self.index.insert(Arc::clone(text), key);
+        key
     }
 
     /// The column so far, emptied, with room for `rows` more.

@@ -69,6 +69,18 @@ struct Origin {
     identity: Option<Arc<str>>,
 }
 
+impl Origin {
+    /// The context of rows from `domain` that came in the packet of `provenance`.
+    fn rows(&self, domain: ObservationDomainId, provenance: Provenance) -> RowContext<'_> {
+        RowContext {
+            exporter: &self.exporter,
+            identity: self.identity.as_ref(),
+            domain,
+            provenance,
+        }
+    }
+}
+
 /// Decodes the export packets of every Transport Session into batches.
 #[derive(Debug)]
 pub struct Decoder {
@@ -115,9 +127,30 @@ impl Builders {
         let stats = batcher.run(set, context)?;
         // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
         if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
-            Decoder::emit(batcher, counters, out);
+            Self::emit(batcher, counters, out);
         }
         Ok(stats)
+    }
+
+    /// Hands over every buffered row, and forgets the builders of programs no template uses.
+    fn flush(&mut self, counters: &Counters, out: &mut Vec<RecordBatch>) {
+        for batcher in self.map.values_mut() {
+            Self::emit(batcher, counters, out);
+        }
+        // Only the batcher itself still holds a program nobody uses.
+        self.map.retain(|_, b| Arc::strong_count(b.program()) > 1);
+    }
+
+    fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
+        match batcher.flush() {
+            Ok(Some(batch)) => out.push(batch),
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "Lost a batch: columns broke an invariant.");
+                counters.archive_errors.add(1);
+            }
+        }
+        counters.record_drop(DropReason::InvalidValue, batcher.take_invalid_values());
     }
 }
 
@@ -533,12 +566,7 @@ impl Decoder {
                         key.session,
                     )),
                 };
-                let context = RowContext {
-                    exporter: &origin.exporter,
-                    identity: origin.identity.as_ref(),
-                    domain: key.domain,
-                    provenance: data.provenance,
-                };
+                let context = origin.rows(key.domain, data.provenance);
                 let options = program.scope_field_count() > 0;
                 // Pass one checked the Set; a failure here is still counted, never silent.
                 let run = self
@@ -604,18 +632,6 @@ impl Decoder {
         }
     }
 
-    fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
-        match batcher.flush() {
-            Ok(Some(batch)) => out.push(batch),
-            Ok(None) => {}
-            Err(e) => {
-                error!(error = %e, "Lost a batch: columns broke an invariant.");
-                counters.archive_errors.add(1);
-            }
-        }
-        counters.record_drop(DropReason::InvalidValue, batcher.take_invalid_values());
-    }
-
     fn resolve_pending(&mut self, key: TemplateKey, now: Instant, out: &mut Vec<RecordBatch>) {
         let held = self.pending.take(&key);
         if held.is_empty() {
@@ -631,12 +647,7 @@ impl Decoder {
                 body: &p.body,
                 offset: p.offset,
             };
-            let context = RowContext {
-                exporter: &origin.exporter,
-                identity: origin.identity.as_ref(),
-                domain: key.domain,
-                provenance: p.provenance,
-            };
+            let context = origin.rows(key.domain, p.provenance);
             match self
                 .batchers
                 .run(&program, &set, &context, &self.counters, out)
@@ -692,13 +703,7 @@ impl Decoder {
 
     /// Hands over every buffered row, and forgets the columns of programs no template uses.
     pub fn flush(&mut self, out: &mut Vec<RecordBatch>) {
-        for batcher in self.batchers.map.values_mut() {
-            Self::emit(batcher, &self.counters, out);
-        }
-        // Only the batcher itself still holds a program nobody uses.
-        self.batchers
-            .map
-            .retain(|_, b| Arc::strong_count(b.program()) > 1);
+        self.batchers.flush(&self.counters, out);
     }
 
     /// Rows of `session` from now on carry `identity`, its exporter's authenticated name.

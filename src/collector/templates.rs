@@ -157,9 +157,15 @@ impl TemplateStore {
 
     /// Whether `session` holds any template.
     pub fn has_session(&self, session: TransportSession) -> bool {
-        self.slot(session)
-            .and_then(|slot| self.templates_of(slot))
-            .is_some_and(|t| !t.map.is_empty())
+        self.templates(session).is_some_and(|t| !t.map.is_empty())
+    }
+
+    fn templates(&self, session: TransportSession) -> Option<&SessionTemplates> {
+        self.sessions.get(*self.index.get(&session)?)
+    }
+
+    fn templates_mut(&mut self, session: TransportSession) -> Option<&mut SessionTemplates> {
+        self.sessions.get_mut(*self.index.get(&session)?)
     }
 
     /// Where `session`'s templates are; `None` before it installs one.
@@ -196,9 +202,7 @@ impl TemplateStore {
     }
 
     fn entry_mut(&mut self, key: &TemplateKey) -> Option<&mut Entry> {
-        let &index = self.index.get(&key.session)?;
-        self.sessions
-            .get_mut(index)?
+        self.templates_mut(key.session)?
             .map
             .get_mut(&(key.domain, key.template_id))
     }
@@ -253,10 +257,7 @@ impl TemplateStore {
             self.account(exporter, 0, weight, old);
             return Ok(());
         }
-        let in_session = self
-            .slot(key.session)
-            .and_then(|slot| self.templates_of(slot))
-            .map_or(0, |t| t.map.len());
+        let in_session = self.templates(key.session).map_or(0, |t| t.map.len());
         if heavy
             || self.len >= self.limits.max_templates
             || in_session >= self.limits.max_per_session
@@ -307,41 +308,30 @@ impl TemplateStore {
         }
     }
 
-    /// Removes the templates of the sessions `sessions` picks for which `gone` holds; returns
-    /// how many. Sessions left empty stay (their slots valid) unless `forget_empty`.
-    fn remove_where(
+    /// Removes the templates of the session at `index` for which `gone` holds; returns how
+    /// many. The session stays, emptied or not, so slots found for a Message stay valid.
+    fn remove_in(
         &mut self,
-        sessions: impl Fn(&TransportSession) -> bool,
+        index: usize,
         gone: impl Fn(ObservationDomainId, &Entry) -> bool,
-        forget_empty: bool,
     ) -> usize {
-        let mut total = 0;
-        let mut index = 0;
-        while let Some(templates) = self.sessions.get_mut(index) {
-            let session = templates.session;
-            let (mut n, mut weight) = (0, 0);
-            if sessions(&session) {
-                templates.map.retain(|&(domain, _), e| {
-                    if !gone(domain, e) {
-                        return true;
-                    }
-                    n += 1;
-                    weight += e.state.weight();
-                    false
-                });
+        let Some(templates) = self.sessions.get_mut(index) else {
+            return 0;
+        };
+        let (mut n, mut weight) = (0, 0);
+        templates.map.retain(|&(domain, _), e| {
+            if !gone(domain, e) {
+                return true;
             }
-            let empty = templates.map.is_empty();
-            if n > 0 {
-                self.removed(session, n, weight);
-                total += n;
-            }
-            if forget_empty && empty {
-                self.forget(index);
-            } else {
-                index += 1;
-            }
+            n += 1;
+            weight += e.state.weight();
+            false
+        });
+        let session = templates.session;
+        if n > 0 {
+            self.removed(session, n, weight);
         }
-        total
+        n
     }
 
     /// Forgets the (empty) session at `index`; the last session takes its place.
@@ -356,12 +346,8 @@ impl TemplateStore {
 
     /// Withdraws one template (§8.1); `false` if it was unknown.
     pub fn withdraw(&mut self, key: &TemplateKey) -> bool {
-        let Some(&index) = self.index.get(&key.session) else {
-            return false;
-        };
         let Some(entry) = self
-            .sessions
-            .get_mut(index)
+            .templates_mut(key.session)
             .and_then(|t| t.map.remove(&(key.domain, key.template_id)))
         else {
             return false;
@@ -378,22 +364,30 @@ impl TemplateStore {
         set_id: SetId,
     ) -> usize {
         let options = set_id == SetId::OPTIONS_TEMPLATE;
-        self.remove_where(
-            |s| *s == session,
-            |d, e| d == domain && e.state.is_options() == options,
-            false,
-        )
+        self.index.get(&session).copied().map_or(0, |index| {
+            self.remove_in(index, |d, e| d == domain && e.state.is_options() == options)
+        })
     }
 
     /// Forgets UDP templates not refreshed within the lifetime (§8.4), and sessions left with
     /// no template; returns how many templates. Calling it early or often is harmless.
     pub fn expire(&mut self, now: Instant) -> usize {
         let lifetime = self.limits.lifetime;
-        self.remove_where(
-            TransportSession::is_udp,
-            |_, e| now.saturating_duration_since(e.refreshed) >= lifetime,
-            true,
-        )
+        let mut total = 0;
+        let mut index = 0;
+        while let Some(templates) = self.sessions.get(index) {
+            if templates.session.is_udp() {
+                total += self.remove_in(index, |_, e| {
+                    now.saturating_duration_since(e.refreshed) >= lifetime
+                });
+            }
+            if self.sessions.get(index).is_some_and(|t| t.map.is_empty()) {
+                self.forget(index);
+            } else {
+                index += 1;
+            }
+        }
+        total
     }
 
     //= https://www.rfc-editor.org/rfc/rfc7011#section-8
@@ -404,12 +398,7 @@ impl TemplateStore {
         let Some(&index) = self.index.get(&session) else {
             return 0;
         };
-        let Some(templates) = self.sessions.get_mut(index) else {
-            return 0;
-        };
-        let n = templates.map.len();
-        let weight = templates.map.values().map(|e| e.state.weight()).sum();
-        self.removed(session, n, weight);
+        let n = self.remove_in(index, |_, _| true);
         self.forget(index);
         n
     }
