@@ -18,9 +18,10 @@ use crate::clock;
 use crate::dissect::{self, Addresses, Skip, protocol};
 use crate::export::transport::Transport;
 use crate::export::{ExportStats, ExportingProcess};
+use crate::flow::key::{KeyMask, PackedKey};
 use crate::flow::map::HashedKey;
 use crate::flow::table::Observation;
-use crate::flow::{FlowKey, FlowRecord, FlowTable, RecordFlags, TableStats};
+use crate::flow::{FlowRecord, FlowTable, RecordFlags, TableStats};
 
 /// Packets the meter keys before it counts them: enough for their flow table loads to overlap,
 /// few enough to stay in the first-level cache (VPP's vectors hold up to 256).
@@ -92,7 +93,8 @@ pub struct CaptureStats {
 /// The meter: flow table and Exporting Process on one clock.
 #[derive(Debug)]
 pub struct Meter<T> {
-    flags: RecordFlags,
+    /// The key fields the record flags keep.
+    key_mask: KeyMask,
     table: FlowTable,
     exporter: ExportingProcess<T>,
     own: Option<OwnTraffic>,
@@ -116,7 +118,7 @@ impl<T: Transport> Meter<T> {
         own: Option<OwnTraffic>,
     ) -> Self {
         Self {
-            flags,
+            key_mask: KeyMask::new(flags),
             table,
             exporter,
             own,
@@ -151,7 +153,7 @@ impl<T: Transport> Meter<T> {
             self.tick(self.now_ns);
             return;
         }
-        let Some(key) = FlowKey::new(&d, self.flags, p.interface) else {
+        let Some(key) = PackedKey::of(&d, &self.key_mask, p.interface) else {
             self.stats.not_ip += 1;
             self.tick(self.now_ns);
             return;
@@ -162,7 +164,7 @@ impl<T: Transport> Meter<T> {
             octets: d.octets,
             tcp_flags: d.tcp_flags,
         };
-        self.batch_keys.push(self.table.hash(&key));
+        self.batch_keys.push(self.table.hash(key));
         self.batch.push((observation, self.now_ns));
         if self.batch.len() >= BATCH {
             self.count_batch();

@@ -129,58 +129,10 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key of a dissected packet under `flags`, or `None` when the packet is not metered
-    /// (a non-IP frame when `l2` is not recorded).
-    #[inline]
+    /// (a non-IP frame when `l2` is not recorded). The meter keys packets by
+    /// [`PackedKey::of`]; this is the same key, unpacked.
     pub fn new(packet: &Dissected, flags: RecordFlags, interface: u32) -> Option<Self> {
-        let variant = match packet.addresses {
-            Addresses::V4(..) => Variant::Ip4,
-            Addresses::V6(..) => Variant::Ip6,
-            Addresses::None if flags.l2 => Variant::L2,
-            Addresses::None => return None,
-        };
-        let mut key = Self {
-            variant,
-            protocol: 0,
-            src_port: 0,
-            dst_port: 0,
-            ethertype: 0,
-            vlan: 0,
-            interface,
-            src_mac: [0; 6],
-            dst_mac: [0; 6],
-            src: [0; 16],
-            dst: [0; 16],
-        };
-        if flags.l2 {
-            key.src_mac = packet.src_mac;
-            key.dst_mac = packet.dst_mac;
-            key.ethertype = packet.ethertype;
-            key.vlan = packet.vlan;
-        }
-        if variant == Variant::L2 {
-            return Some(key);
-        }
-        if flags.l3 {
-            match packet.addresses {
-                Addresses::V4(s, d) => {
-                    key.src[..4].copy_from_slice(&s);
-                    key.dst[..4].copy_from_slice(&d);
-                }
-                Addresses::V6(s, d) => {
-                    key.src = s;
-                    key.dst = d;
-                }
-                Addresses::None => {}
-            }
-        }
-        if flags.l3 || flags.l4 {
-            key.protocol = packet.protocol;
-        }
-        if flags.l4 {
-            key.src_port = packet.src_port;
-            key.dst_port = packet.dst_port;
-        }
-        Some(key)
+        PackedKey::of(packet, &KeyMask::new(flags), interface).map(|key| Self::from(&key))
     }
 }
 
@@ -188,8 +140,9 @@ impl FlowKey {
 /// and compares (eight word compares, one 64-octet hash input) instead of eleven fields.
 ///
 /// Octets, little-endian: 0 variant, 1 protocol, 2-3 source port, 4-5 destination port, 6-7
-/// EtherType, 8-9 VLAN, 10-13 interface, 14-19 source MAC, 20-25 destination MAC, 26-31 zero,
-/// 32-47 source address, 48-63 destination address.
+/// zero, 8-9 VLAN, 10-11 EtherType, 12-15 interface, 16-21 source MAC, 22-23 zero, 24-29
+/// destination MAC, 30-31 zero, 32-47 source address, 48-63 destination address (IPv4 in the
+/// first four octets of each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PackedKey(pub [u64; 8]);
 
@@ -203,73 +156,154 @@ impl PackedKey {
             .fold(0, |differ, (a, b)| differ | (a ^ b))
             == 0
     }
+
+    /// The key of a dissected packet, packed: every field put in its word by shifts, then
+    /// the fields the record flags leave out cleared by `mask`. `None` when the packet is not
+    /// metered (a non-IP frame when `l2` is not recorded).
+    #[inline]
+    pub fn of(packet: &Dissected, mask: &KeyMask, interface: u32) -> Option<Self> {
+        let (variant, src, dst, mask) = match packet.addresses {
+            Addresses::V4(s, d) => (
+                Variant::Ip4,
+                [u64::from(u32::from_le_bytes(s)), 0],
+                [u64::from(u32::from_le_bytes(d)), 0],
+                &mask.ip,
+            ),
+            Addresses::V6(s, d) => (Variant::Ip6, halves(&s), halves(&d), &mask.ip),
+            Addresses::None => (Variant::L2, [0; 2], [0; 2], mask.other.as_ref()?),
+        };
+        let words = pack(
+            &FlowKey {
+                variant,
+                protocol: packet.protocol,
+                src_port: packet.src_port,
+                dst_port: packet.dst_port,
+                ethertype: packet.ethertype,
+                vlan: packet.vlan,
+                interface,
+                src_mac: packet.src_mac,
+                dst_mac: packet.dst_mac,
+                src: [0; 16],
+                dst: [0; 16],
+            },
+            src,
+            dst,
+        );
+        Some(Self(std::array::from_fn(|i| words[i] & mask[i])))
+    }
+}
+
+/// Which bits of a [`PackedKey`] the record flags keep, worked out once per meter: the
+/// variant and the interface always; the MAC addresses, VLAN and EtherType with `l2`; the
+/// addresses with `l3`; the protocol with `l3` or `l4`; the ports with `l4`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyMask {
+    /// For IPv4 and IPv6 packets.
+    ip: [u64; 8],
+    /// For other frames: their L2 fields only; `None` when they are not metered (no `l2`).
+    other: Option<[u64; 8]>,
+}
+
+impl KeyMask {
+    /// The masks of `flags`.
+    pub fn new(flags: RecordFlags) -> Self {
+        let words = |l2: bool, l3: bool, l4: bool| {
+            let all = |on: bool| if on { u64::MAX } else { 0 };
+            let (l2, l3, l4) = (all(l2), all(l3), all(l4));
+            [
+                0xff | (l3 | l4) & 0xff00 | l4 & 0xffff_ffff_0000,
+                0xffff_ffff << 32 | l2 & 0xffff_ffff,
+                l2,
+                l2,
+                l3,
+                l3,
+                l3,
+                l3,
+            ]
+        };
+        Self {
+            ip: words(flags.l2, flags.l3, flags.l4),
+            other: flags.l2.then(|| words(true, false, false)),
+        }
+    }
+}
+
+/// The words of a key whose addresses are `src` and `dst` (as [`halves`]) and whose other
+/// fields are `key`'s.
+#[inline]
+fn pack(key: &FlowKey, src: [u64; 2], dst: [u64; 2]) -> [u64; 8] {
+    let variant: u64 = match key.variant {
+        Variant::Ip4 => 4,
+        Variant::Ip6 => 6,
+        Variant::L2 => 2,
+    };
+    let mac =
+        |[m0, m1, m2, m3, m4, m5]: [u8; 6]| u64::from_le_bytes([m0, m1, m2, m3, m4, m5, 0, 0]);
+    [
+        variant
+            | u64::from(key.protocol) << 8
+            | u64::from(key.src_port) << 16
+            | u64::from(key.dst_port) << 32,
+        u64::from(key.vlan) | u64::from(key.ethertype) << 16 | u64::from(key.interface) << 32,
+        mac(key.src_mac),
+        mac(key.dst_mac),
+        src[0],
+        src[1],
+        dst[0],
+        dst[1],
+    ]
+}
+
+/// An address's 16 octets as two little-endian words.
+#[inline]
+fn halves(octets: &[u8; 16]) -> [u64; 2] {
+    let (low, high) = octets.split_at(8);
+    let word = |half: &[u8]| {
+        let mut word = [0; 8];
+        word.copy_from_slice(half);
+        u64::from_le_bytes(word)
+    };
+    [word(low), word(high)]
 }
 
 impl From<&FlowKey> for PackedKey {
-    /// Words built by shifts, not octet stores read back as words (which would stall on
-    /// store forwarding once per word).
     #[inline]
     fn from(key: &FlowKey) -> Self {
-        let variant: u64 = match key.variant {
-            Variant::Ip4 => 4,
-            Variant::Ip6 => 6,
-            Variant::L2 => 2,
-        };
-        let [s0, s1, s2, s3, s4, s5] = key.src_mac.map(u64::from);
-        let [d0, d1, d2, d3, d4, d5] = key.dst_mac.map(u64::from);
-        let half = |octets: &[u8; 16], i: usize| {
-            let mut word = [0; 8];
-            word.copy_from_slice(&octets[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(word)
-        };
-        Self([
-            variant
-                | u64::from(key.protocol) << 8
-                | u64::from(key.src_port) << 16
-                | u64::from(key.dst_port) << 32
-                | u64::from(key.ethertype) << 48,
-            u64::from(key.vlan) | u64::from(key.interface) << 16 | s0 << 48 | s1 << 56,
-            s2 | s3 << 8 | s4 << 16 | s5 << 24 | d0 << 32 | d1 << 40 | d2 << 48 | d3 << 56,
-            d4 | d5 << 8,
-            half(&key.src, 0),
-            half(&key.src, 1),
-            half(&key.dst, 0),
-            half(&key.dst, 1),
-        ])
+        Self(pack(key, halves(&key.src), halves(&key.dst)))
     }
 }
 
 impl From<&PackedKey> for FlowKey {
     fn from(packed: &PackedKey) -> Self {
-        let mut octets = [0_u8; 64];
-        for (chunk, word) in octets.as_chunks_mut::<8>().0.iter_mut().zip(packed.0) {
-            *chunk = word.to_le_bytes();
-        }
-        let u16_at = |i: usize| u16::from_le_bytes([octets[i], octets[i + 1]]);
-        let mut src_mac = [0; 6];
-        src_mac.copy_from_slice(&octets[14..20]);
-        let mut dst_mac = [0; 6];
-        dst_mac.copy_from_slice(&octets[20..26]);
-        let mut src = [0; 16];
-        src.copy_from_slice(&octets[32..48]);
-        let mut dst = [0; 16];
-        dst.copy_from_slice(&octets[48..64]);
+        let [w0, w1, src_mac, dst_mac, s0, s1, d0, d1] = packed.0;
+        let [variant, protocol, sp0, sp1, dp0, dp1, ..] = w0.to_le_bytes();
+        let [v0, v1, e0, e1, i0, i1, i2, i3] = w1.to_le_bytes();
+        let mac = |word: u64| {
+            let [m0, m1, m2, m3, m4, m5, ..] = word.to_le_bytes();
+            [m0, m1, m2, m3, m4, m5]
+        };
+        let address = |low: u64, high: u64| {
+            let mut octets = [0; 16];
+            octets[..8].copy_from_slice(&low.to_le_bytes());
+            octets[8..].copy_from_slice(&high.to_le_bytes());
+            octets
+        };
         Self {
-            variant: match octets[0] {
+            variant: match variant {
                 4 => Variant::Ip4,
                 6 => Variant::Ip6,
                 _ => Variant::L2,
             },
-            protocol: octets[1],
-            src_port: u16_at(2),
-            dst_port: u16_at(4),
-            ethertype: u16_at(6),
-            vlan: u16_at(8),
-            interface: u32::from_le_bytes([octets[10], octets[11], octets[12], octets[13]]),
-            src_mac,
-            dst_mac,
-            src,
-            dst,
+            protocol,
+            src_port: u16::from_le_bytes([sp0, sp1]),
+            dst_port: u16::from_le_bytes([dp0, dp1]),
+            vlan: u16::from_le_bytes([v0, v1]),
+            ethertype: u16::from_le_bytes([e0, e1]),
+            interface: u32::from_le_bytes([i0, i1, i2, i3]),
+            src_mac: mac(src_mac),
+            dst_mac: mac(dst_mac),
+            src: address(s0, s1),
+            dst: address(d0, d1),
         }
     }
 }
@@ -293,6 +327,60 @@ mod tests {
                 dst_mac, src, dst,
             };
             prop_assert_eq!(FlowKey::from(&PackedKey::from(&key)), key);
+        }
+
+        /// A packet's packed key holds exactly the fields its record flags name, as a key
+        /// built field by field from the flags' rules does.
+        #[test]
+        fn a_packets_key_keeps_what_the_record_flags_name(
+            l2: bool, l3: bool, l4: bool, kind in 0_u8..3,
+            protocol: u8, src_port: u16, dst_port: u16, ethertype: u16, vlan: u16,
+            interface: u32, src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 16], dst: [u8; 16],
+        ) {
+            let flags = RecordFlags { l2, l3, l4 };
+            let (variant, addresses) = match kind {
+                0 => (Variant::Ip4, Addresses::V4(
+                    [src[0], src[1], src[2], src[3]], [dst[0], dst[1], dst[2], dst[3]],
+                )),
+                1 => (Variant::Ip6, Addresses::V6(src, dst)),
+                _ => (Variant::L2, Addresses::None),
+            };
+            let ip = variant != Variant::L2;
+            // A non-IP frame has no protocol or ports (as the dissector leaves them).
+            let (protocol, src_port, dst_port) =
+                if ip { (protocol, src_port, dst_port) } else { (0, 0, 0) };
+            let packet = Dissected {
+                src_mac, dst_mac, vlan, ethertype, addresses, protocol, src_port, dst_port,
+                tcp_flags: 0, octets: 0,
+            };
+            let mut want = FlowKey {
+                variant, protocol: 0, src_port: 0, dst_port: 0, ethertype: 0, vlan: 0,
+                interface, src_mac: [0; 6], dst_mac: [0; 6], src: [0; 16], dst: [0; 16],
+            };
+            if l2 {
+                (want.src_mac, want.dst_mac, want.ethertype, want.vlan) =
+                    (src_mac, dst_mac, ethertype, vlan);
+            }
+            if l3 {
+                match addresses {
+                    Addresses::V4(s, d) => {
+                        want.src[..4].copy_from_slice(&s);
+                        want.dst[..4].copy_from_slice(&d);
+                    }
+                    Addresses::V6(s, d) => (want.src, want.dst) = (s, d),
+                    Addresses::None => {}
+                }
+            }
+            if l3 || l4 {
+                want.protocol = protocol;
+            }
+            if l4 {
+                (want.src_port, want.dst_port) = (src_port, dst_port);
+            }
+            let want = (ip || l2).then_some(want);
+            let got = PackedKey::of(&packet, &KeyMask::new(flags), interface);
+            prop_assert_eq!(got, want.as_ref().map(PackedKey::from));
+            prop_assert_eq!(FlowKey::new(&packet, flags, interface), want);
         }
     }
 }

@@ -149,8 +149,9 @@ impl<V> FlowMap<V> {
         read
     }
 
-    /// The slot holding `key`, if held.
-    fn slot_of(&self, key: &HashedKey) -> Option<usize> {
+    /// The slot holding `key` and the position of its entry, if held.
+    #[inline]
+    fn find(&self, key: &HashedKey) -> Option<(usize, usize)> {
         let tag = key.tag();
         let mut slot = self.home(tag);
         loop {
@@ -158,25 +159,20 @@ impl<V> FlowMap<V> {
             if word == 0 {
                 return None;
             }
-            if word >> 32 == tag
-                && self
-                    .entries
-                    .get(position_of(word))
-                    .is_some_and(|e| e.key.same(&key.key))
-            {
-                return Some(slot);
+            if word >> 32 == tag {
+                let position = position_of(word);
+                if self.entries.get(position)?.key.same(&key.key) {
+                    return Some((slot, position));
+                }
             }
             slot = (slot + 1) & self.mask;
         }
     }
 
-    fn position(&self, slot: usize) -> usize {
-        position_of(self.index.get(slot).copied().unwrap_or(0))
-    }
-
     /// The value of `key`, if held.
+    #[inline]
     pub fn get_mut(&mut self, key: &HashedKey) -> Option<&mut V> {
-        let position = self.position(self.slot_of(key)?);
+        let (_, position) = self.find(key)?;
         self.entries.get_mut(position).map(|e| &mut e.value)
     }
 
@@ -220,8 +216,7 @@ impl<V> FlowMap<V> {
 
     /// Removes `key`; its value, if it was held.
     pub fn remove(&mut self, key: &HashedKey) -> Option<V> {
-        let slot = self.slot_of(key)?;
-        let position = self.position(slot);
+        let (slot, position) = self.find(key)?;
         self.clear_slot(slot);
         let last = self.entries.len().checked_sub(1)?;
         if position != last {

@@ -143,11 +143,10 @@ impl FlowTable {
         self.stats
     }
 
-    /// `key` packed and hashed, once per packet, for [`Self::prefetch`] and
-    /// [`Self::observe_hashed`].
+    /// `key` hashed, once per packet, for [`Self::prefetch`] and [`Self::observe_hashed`].
     #[inline]
-    pub fn hash(&self, key: &FlowKey) -> HashedKey {
-        self.flows.hash(key.into())
+    pub fn hash(&self, key: PackedKey) -> HashedKey {
+        self.flows.hash(key)
     }
 
     /// Starts the memory loads that counting packets of `keys` will make, without waiting for
@@ -167,7 +166,7 @@ impl FlowTable {
         now_ns: u64,
         out: &mut Vec<FlowRecord>,
     ) {
-        let key = self.hash(&key);
+        let key = self.hash((&key).into());
         self.observe_hashed(&key, packet, now_ns, out);
     }
 
@@ -234,7 +233,15 @@ impl FlowTable {
 
     /// Fires the timers due by `now_ns`: exports running flows whose active interval elapsed and
     /// removes idle ones. Calling it early or twice is harmless.
+    #[inline]
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
+        if self.wheel.reaches_next_tick(now_ns) {
+            self.fire(now_ns, out);
+        }
+    }
+
+    /// [`Self::expire`] once the clock has reached a tick not yet processed.
+    fn fire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         self.wheel.advance(now_ns, &mut self.fired);
         if self.fired.is_empty() {
             return;
