@@ -473,6 +473,33 @@ pub(crate) fn prefetch<T>(items: &[T], at: usize) {
     let _ = (items, at);
 }
 
+/// Asks the kernel to back the memory under `items` with transparent huge pages
+/// (`MADV_HUGEPAGE`; this machine's kernels do so only when asked), for a table read at random
+/// by every packet: with 4 KiB pages each of its cache misses is a TLB miss as well, a page
+/// walk of its own. Call it before the memory is first written: pages already there stay
+/// small. Slices under 2 MiB, which no huge page would cover, are left alone; so is a failure
+/// (advice changes no meaning).
+pub(crate) fn advise_huge_pages<T>(items: &[T]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    const PAGE: usize = 4096;
+    let len = size_of_val(items);
+    if len < HUGE_PAGE {
+        return;
+    }
+    // The start rounded down to its page, which holds part of the slice.
+    let into_page = items.as_ptr().addr() % PAGE;
+    let first = items.as_ptr().cast::<u8>().wrapping_sub(into_page);
+    // SAFETY: advice over whole pages each of which holds part of `items`' memory, which is
+    // mapped; MADV_HUGEPAGE changes how the kernel backs them, never their contents.
+    unsafe {
+        libc::madvise(
+            first.cast_mut().cast(),
+            len + into_page,
+            libc::MADV_HUGEPAGE,
+        );
+    }
+}
+
 /// A file mapped read-only into memory, read in place: its pages come from the page cache
 /// with no copy. The kernel reads ahead of a sequential reader (`MADV_SEQUENTIAL`).
 ///

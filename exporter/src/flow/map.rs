@@ -60,6 +60,15 @@ pub struct FlowMap<V> {
     seed: RandomState,
 }
 
+/// An index of `slots` empty slots, on huge pages where the kernel has them (a lookup at 100 k
+/// flows or more misses the TLB on nearly every packet otherwise).
+fn new_index(slots: usize) -> Vec<u64> {
+    let mut index = Vec::with_capacity(slots);
+    sys::advise_huge_pages(index.spare_capacity_mut());
+    index.resize(slots, 0);
+    index
+}
+
 /// The index word of an entry at `position` whose key has `tag`.
 fn index_word(tag: u64, position: usize) -> u64 {
     tag << 32 | (position as u64 + 1)
@@ -79,10 +88,12 @@ impl<V> FlowMap<V> {
     /// An empty map with room for `capacity` keys before it grows.
     pub fn with_capacity(capacity: usize) -> Self {
         let slots = (capacity.max(8) * 2).next_power_of_two();
+        let mut entries = Vec::with_capacity(capacity);
+        sys::advise_huge_pages(entries.spare_capacity_mut());
         Self {
-            index: vec![0; slots],
+            index: new_index(slots),
             mask: slots - 1,
-            entries: Vec::with_capacity(capacity),
+            entries,
             seed: RandomState::default(),
         }
     }
@@ -182,6 +193,14 @@ impl<V> FlowMap<V> {
         if (self.entries.len() + 1) * 2 > self.index.len() {
             self.grow();
         }
+        if self.entries.len() == self.entries.capacity() {
+            // Moved by hand rather than by `reserve`, so that the new memory is advised
+            // before the copy first writes it.
+            let mut entries = Vec::with_capacity(self.entries.len().max(8) * 2);
+            sys::advise_huge_pages(entries.spare_capacity_mut());
+            entries.append(&mut self.entries);
+            self.entries = entries;
+        }
         self.entries.push(Entry {
             key: key.key,
             value,
@@ -204,7 +223,7 @@ impl<V> FlowMap<V> {
 
     fn grow(&mut self) {
         let slots = self.index.len() * 2;
-        self.index = vec![0; slots];
+        self.index = new_index(slots);
         self.mask = slots - 1;
         for position in 0..self.entries.len() {
             let Some(tag) = self.entries.get(position).map(|e| u64::from(e.tag)) else {
