@@ -142,33 +142,25 @@ pub fn dissect(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected,
 /// reads; the two agree wherever this one answers (a differential test over every test
 /// capture and generated frames).
 #[inline]
-fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
+pub(crate) fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
     const VLAN: u16 = 0x8100;
     if link != LinkType::Ethernet {
         return None;
     }
     let (eth, rest) = frame.split_first_chunk::<14>()?;
     let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, t0, t1] = *eth;
-    let mut d = Dissected {
-        src_mac: [s0, s1, s2, s3, s4, s5],
-        dst_mac: [d0, d1, d2, d3, d4, d5],
-        vlan: 0,
-        ethertype: u16::from_be_bytes([t0, t1]),
-        addresses: Addresses::None,
-        protocol: 0,
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        octets: 0,
+    let (vlan, ethertype, ip) = match u16::from_be_bytes([t0, t1]) {
+        VLAN => {
+            let (&[c0, c1, e0, e1], after) = rest.split_first_chunk::<4>()?;
+            (
+                u16::from_be_bytes([c0, c1]) & 0x0fff,
+                u16::from_be_bytes([e0, e1]),
+                after,
+            )
+        }
+        ethertype => (0, ethertype, rest),
     };
-    let mut ip = rest;
-    if d.ethertype == VLAN {
-        let (&[c0, c1, e0, e1], after) = rest.split_first_chunk::<4>()?;
-        d.vlan = u16::from_be_bytes([c0, c1]) & 0x0fff;
-        d.ethertype = u16::from_be_bytes([e0, e1]);
-        ip = after;
-    }
-    let transport = match d.ethertype {
+    let (addresses, protocol, octets, transport) = match ethertype {
         0x0800 => {
             let header = ip.first_chunk::<20>()?;
             let header_len = usize::from(header[0] & 0x0f) * 4;
@@ -177,13 +169,12 @@ fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
             if header[0] >> 4 != 4 || header_len < 20 || fragmented {
                 return None;
             }
-            d.protocol = header[9];
-            d.addresses = Addresses::V4(
+            let addresses = Addresses::V4(
                 [header[12], header[13], header[14], header[15]],
                 [header[16], header[17], header[18], header[19]],
             );
-            d.octets = u64::from(total);
-            ip.get(header_len..usize::from(total).min(ip.len()))?
+            let transport = ip.get(header_len..usize::from(total).min(ip.len()))?;
+            (addresses, header[9], u64::from(total), transport)
         }
         0x86dd => {
             let header = ip.first_chunk::<40>()?;
@@ -191,27 +182,32 @@ fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
             if header[0] >> 4 != 6 || payload == 0 {
                 return None;
             }
-            d.protocol = header[6];
             let mut source = [0; 16];
             let mut destination = [0; 16];
             source.copy_from_slice(header.get(8..24)?);
             destination.copy_from_slice(header.get(24..40)?);
-            d.addresses = Addresses::V6(source, destination);
-            d.octets = u64::from(payload) + 40;
-            ip.get(40..(40 + usize::from(payload)).min(ip.len()))?
+            let transport = ip.get(40..(40 + usize::from(payload)).min(ip.len()))?;
+            (
+                Addresses::V6(source, destination),
+                header[6],
+                u64::from(payload) + 40,
+                transport,
+            )
         }
         _ => return None,
     };
-    match (d.protocol, d.addresses) {
+    let (src_port, dst_port, tcp_flags) = match (protocol, &addresses) {
         (protocol::TCP, _) => {
             let header = transport.first_chunk::<20>()?;
             let header_len = usize::from(header[12] >> 4) * 4;
             if header_len < 20 || header_len > transport.len() {
                 return None;
             }
-            d.src_port = u16::from_be_bytes([header[0], header[1]]);
-            d.dst_port = u16::from_be_bytes([header[2], header[3]]);
-            d.tcp_flags = u16::from_be_bytes([header[12], header[13]]) & 0x0fff;
+            (
+                u16::from_be_bytes([header[0], header[1]]),
+                u16::from_be_bytes([header[2], header[3]]),
+                u16::from_be_bytes([header[12], header[13]]) & 0x0fff,
+            )
         }
         (protocol::UDP, _) => {
             let header = transport.first_chunk::<8>()?;
@@ -219,20 +215,35 @@ fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
             if usize::from(u16::from_be_bytes([header[4], header[5]])) != transport.len() {
                 return None;
             }
-            d.src_port = u16::from_be_bytes([header[0], header[1]]);
-            d.dst_port = u16::from_be_bytes([header[2], header[3]]);
+            (
+                u16::from_be_bytes([header[0], header[1]]),
+                u16::from_be_bytes([header[2], header[3]]),
+                0,
+            )
         }
         (protocol::ICMP, Addresses::V4(..)) | (protocol::ICMPV6, Addresses::V6(..)) => {
             let header = transport.first_chunk::<8>()?;
-            d.dst_port = u16::from_be_bytes([header[0], header[1]]);
+            (0, u16::from_be_bytes([header[0], header[1]]), 0)
         }
         _ => return None,
-    }
-    Some(d)
+    };
+    // Built in place at the end, not moved out of a local (a copy of the whole value).
+    Some(Dissected {
+        src_mac: [s0, s1, s2, s3, s4, s5],
+        dst_mac: [d0, d1, d2, d3, d4, d5],
+        vlan,
+        ethertype,
+        addresses,
+        protocol,
+        src_port,
+        dst_port,
+        tcp_flags,
+        octets,
+    })
 }
 
 /// Reads a frame through etherparse: every link, tag, header and length the dissector knows.
-fn general(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected, Skip> {
+pub(crate) fn general(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected, Skip> {
     let packet = slice(link, frame)?;
     let mut d = Dissected {
         src_mac: [0; 6],

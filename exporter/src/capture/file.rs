@@ -235,9 +235,9 @@ pub fn for_each_packet(
 /// have been delivered).
 pub fn for_each_packet_in(
     capture: &[u8],
-    mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
+    packet: impl FnMut(&CapturedPacket<'_>) -> bool,
 ) -> Result<(), CaptureError> {
-    let Some((header, mut records)) = capture.split_first_chunk::<24>() else {
+    let Some(header) = capture.first_chunk::<24>() else {
         return Err(CaptureError(
             "not a pcap or pcapng capture: shorter than a file header".to_owned(),
         ));
@@ -246,53 +246,84 @@ pub fn for_each_packet_in(
     let Some((swap, nanosecond, extra)) = magic else {
         return for_each_block(capture, packet);
     };
-    let word = |octets: &[u8; 4]| {
-        if swap {
-            u32::from_be_bytes(*octets)
-        } else {
-            u32::from_le_bytes(*octets)
-        }
-    };
-    let field = |chunk: &[u8; 16], i: usize| {
-        let mut octets = [0; 4];
-        octets.copy_from_slice(&chunk[i * 4..i * 4 + 4]);
-        word(&octets)
-    };
     let mut network = [0; 4];
     network.copy_from_slice(&header[20..24]);
-    // The whole field, as pcap-parser reads it (FCS bits set make it a link type not read).
-    let link = LinkType::from_pcap(word(&network).cast_signed());
-    let unit = if nanosecond { 1 } else { 1_000 };
-    let mut prefetched = 24;
-    while !records.is_empty() {
-        let offset = capture.len() - records.len();
-        let cut = || CaptureError(format!("capture cut short at octet {offset}"));
-        let (record, rest) = records.split_first_chunk::<16>().ok_or_else(cut)?;
-        let rest = rest.get(extra..).ok_or_else(cut)?;
-        let caplen = usize::try_from(field(record, 2)).unwrap_or(usize::MAX);
-        let (data, rest) = rest.split_at_checked(caplen).ok_or_else(cut)?;
-        records = rest;
-        // Every line up to READ_AHEAD past this record is asked for before it is needed: the
-        // next record's place depends on this one's length, so the header reads would
-        // otherwise wait for memory one after the other.
-        let end = capture.len() - records.len() + READ_AHEAD;
-        while prefetched < end {
-            sys::prefetch(capture, prefetched);
-            prefetched += 64;
-        }
-        let go_on = packet(&CapturedPacket {
-            timestamp_ns: u64::from(field(record, 0)) * 1_000_000_000
-                + u64::from(field(record, 1)) * unit,
-            link,
-            data,
-            orig_len: field(record, 3),
-            interface: 0,
-        });
-        if !go_on {
-            break;
-        }
+    let network = if swap {
+        u32::from_be_bytes(network)
+    } else {
+        u32::from_le_bytes(network)
+    };
+    let records = Records {
+        // The whole field, as pcap-parser reads it (FCS bits set make it a link type not read).
+        link: LinkType::from_pcap(network.cast_signed()),
+        unit: if nanosecond { 1 } else { 1_000 },
+        extra,
+    };
+    // The byte order is a constant of each copy of the loop, not a branch per field.
+    if swap {
+        records.walk::<true>(capture, packet)
+    } else {
+        records.walk::<false>(capture, packet)
     }
-    Ok(())
+}
+
+/// How a legacy pcap file's records read: its link type, its timestamps' unit (nanoseconds
+/// per fraction) and the octets a modified pcap's record header adds.
+struct Records {
+    link: LinkType,
+    unit: u64,
+    extra: usize,
+}
+
+impl Records {
+    /// Calls `packet` for each record after the file header, its fields in big-endian order if
+    /// `SWAPPED`, else little-endian.
+    fn walk<const SWAPPED: bool>(
+        &self,
+        capture: &[u8],
+        mut packet: impl FnMut(&CapturedPacket<'_>) -> bool,
+    ) -> Result<(), CaptureError> {
+        let field = |chunk: &[u8; 16], i: usize| {
+            let mut octets = [0; 4];
+            octets.copy_from_slice(&chunk[i * 4..i * 4 + 4]);
+            if SWAPPED {
+                u32::from_be_bytes(octets)
+            } else {
+                u32::from_le_bytes(octets)
+            }
+        };
+        let mut records = capture.get(24..).unwrap_or_default();
+        let mut prefetched = 24;
+        while !records.is_empty() {
+            let offset = capture.len() - records.len();
+            let cut = || CaptureError(format!("capture cut short at octet {offset}"));
+            let (record, rest) = records.split_first_chunk::<16>().ok_or_else(cut)?;
+            let rest = rest.get(self.extra..).ok_or_else(cut)?;
+            let caplen = usize::try_from(field(record, 2)).unwrap_or(usize::MAX);
+            let (data, rest) = rest.split_at_checked(caplen).ok_or_else(cut)?;
+            records = rest;
+            // Every line up to READ_AHEAD past this record is asked for before it is needed:
+            // the next record's place depends on this one's length, so the header reads would
+            // otherwise wait for memory one after the other.
+            let end = capture.len() - records.len() + READ_AHEAD;
+            while prefetched < end {
+                sys::prefetch(capture, prefetched);
+                prefetched += 64;
+            }
+            let go_on = packet(&CapturedPacket {
+                timestamp_ns: u64::from(field(record, 0)) * 1_000_000_000
+                    + u64::from(field(record, 1)) * self.unit,
+                link: self.link,
+                data,
+                orig_len: field(record, 3),
+                interface: 0,
+            });
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// [`for_each_packet_in`] for a pcapng capture: blocks walked by their lengths, each parsed

@@ -170,7 +170,10 @@ impl FlowTable {
         self.observe_hashed(&key, packet, now_ns, out);
     }
 
-    /// [`Self::observe`] with the key already hashed by [`Self::hash`].
+    /// [`Self::observe`] with the key already hashed by [`Self::hash`]. Inlined into the
+    /// meter's loop: a packet of a flow held is a few adds; a new flow, the stateless mode and a
+    /// full table go out of line.
+    #[inline]
     pub fn observe_hashed(
         &mut self,
         key: &HashedKey,
@@ -180,6 +183,34 @@ impl FlowTable {
     ) {
         self.expire(now_ns, out);
         self.stats.packets += 1;
+        if self.timers.active_ns != 0
+            && let Some(flow) = self.flows.get_mut(key)
+        {
+            if flow.packets == 0 {
+                flow.start_ns = packet.timestamp_ns;
+                flow.end_ns = packet.timestamp_ns;
+            }
+            flow.start_ns = flow.start_ns.min(packet.timestamp_ns);
+            flow.end_ns = flow.end_ns.max(packet.timestamp_ns);
+            flow.packets += 1;
+            flow.octets += packet.octets;
+            flow.tcp_flags |= packet.tcp_flags;
+            flow.last_seen = now_ns;
+            return;
+        }
+        self.observe_new(key, packet, now_ns, out);
+    }
+
+    /// [`Self::observe_hashed`] for a packet of no flow held: a new flow, or a record of its
+    /// own in the stateless mode or when the table is full.
+    #[inline(never)]
+    fn observe_new(
+        &mut self,
+        key: &HashedKey,
+        packet: Observation,
+        now_ns: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
         let lone = |end_reason| FlowRecord {
             key: (&key.key).into(),
             start_ns: packet.timestamp_ns,
@@ -192,19 +223,6 @@ impl FlowTable {
         if self.timers.active_ns == 0 {
             self.stats.records += 1;
             out.push(lone(FlowEndReason::ActiveTimeout));
-            return;
-        }
-        if let Some(flow) = self.flows.get_mut(key) {
-            if flow.packets == 0 {
-                flow.start_ns = packet.timestamp_ns;
-                flow.end_ns = packet.timestamp_ns;
-            }
-            flow.start_ns = flow.start_ns.min(packet.timestamp_ns);
-            flow.end_ns = flow.end_ns.max(packet.timestamp_ns);
-            flow.packets += 1;
-            flow.octets += packet.octets;
-            flow.tcp_flags |= packet.tcp_flags;
-            flow.last_seen = now_ns;
             return;
         }
         if self.flows.len() >= self.max_flows {
