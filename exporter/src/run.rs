@@ -19,8 +19,7 @@ use crate::dissect::{self, Addresses, Skip, protocol};
 use crate::export::transport::Transport;
 use crate::export::{ExportStats, ExportingProcess};
 use crate::flow::key::{KeyMask, PackedKey};
-use crate::flow::map::HashedKey;
-use crate::flow::table::Observation;
+use crate::flow::table::{Arrival, Observation};
 use crate::flow::{FlowRecord, FlowTable, RecordFlags, TableStats};
 
 /// Packets the meter keys before it counts them: enough for their flow table loads to overlap,
@@ -99,10 +98,8 @@ pub struct Meter<T> {
     exporter: ExportingProcess<T>,
     own: Option<OwnTraffic>,
     records: Vec<FlowRecord>,
-    /// Keys of the packets read and not yet counted (at most `BATCH`) ...
-    batch_keys: Vec<HashedKey>,
-    /// ... and each one's observation and clock.
-    batch: Vec<(Observation, u64)>,
+    /// The packets read and not yet counted (at most `BATCH`).
+    batch: Vec<Arrival>,
     /// The capture clock: the latest packet timestamp (or live wall time) seen.
     now_ns: u64,
     stats: CaptureStats,
@@ -123,7 +120,6 @@ impl<T: Transport> Meter<T> {
             exporter,
             own,
             records: Vec::new(),
-            batch_keys: Vec::with_capacity(BATCH),
             batch: Vec::with_capacity(BATCH),
             now_ns: 0,
             stats: CaptureStats::default(),
@@ -174,30 +170,23 @@ impl<T: Transport> Meter<T> {
             octets: d.octets,
             tcp_flags: d.tcp_flags,
         };
-        self.batch_keys.push(self.table.hash(key));
-        self.batch.push((observation, self.now_ns));
+        self.batch
+            .push(self.table.arrive(key, observation, self.now_ns));
         if self.batch.len() >= BATCH {
             self.count_batch();
         }
     }
 
-    /// Counts the waiting packets: their flow table loads started together, then each counted
-    /// in turn with its records exported, as [`Self::packet`] promises.
+    /// Counts the waiting packets in order, each one's records exported at its clock, as
+    /// [`Self::packet`] promises; the flow table overlaps their lookups.
     fn count_batch(&mut self) {
-        std::hint::black_box(self.table.prefetch(&self.batch_keys));
-        let (mut keys, mut batch) = (
-            std::mem::take(&mut self.batch_keys),
-            std::mem::take(&mut self.batch),
-        );
-        for (key, &(observation, now_ns)) in keys.iter().zip(&batch) {
-            self.table
-                .observe_hashed(key, observation, now_ns, &mut self.records);
-            self.drain(now_ns);
-            self.exporter.poll(now_ns);
-        }
-        keys.clear();
-        batch.clear();
-        (self.batch_keys, self.batch) = (keys, batch);
+        let exporter = &mut self.exporter;
+        self.table
+            .observe_batch(&self.batch, &mut self.records, |records, now_ns| {
+                export(exporter, records, now_ns);
+                exporter.poll(now_ns);
+            });
+        self.batch.clear();
     }
 
     /// Time passes without a packet (a live capture's idle poll): counts the waiting packets,
@@ -212,9 +201,7 @@ impl<T: Transport> Meter<T> {
 
     /// Hands the table's records to the Exporting Process at clock `now_ns`.
     fn drain(&mut self, now_ns: u64) {
-        for r in self.records.drain(..) {
-            self.exporter.export(&r, now_ns);
-        }
+        export(&mut self.exporter, &mut self.records, now_ns);
     }
 
     /// Exports every flow (flowEndReason 4) and sends the last partial Message.
@@ -239,6 +226,17 @@ impl<T: Transport> Meter<T> {
     /// The Exporting Process.
     pub fn exporter(&self) -> &ExportingProcess<T> {
         &self.exporter
+    }
+}
+
+/// Hands `records` to `exporter` at clock `now_ns`.
+fn export<T: Transport>(
+    exporter: &mut ExportingProcess<T>,
+    records: &mut Vec<FlowRecord>,
+    now_ns: u64,
+) {
+    for r in records.drain(..) {
+        exporter.export(&r, now_ns);
     }
 }
 

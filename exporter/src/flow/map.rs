@@ -6,9 +6,11 @@
 //! loads of a whole vector of packets before it counts the first one, so that their cache
 //! misses overlap instead of queueing (at 100 k flows a flow's entry is a miss to memory on
 //! nearly every packet). That needs the address of a key's entry from its hash alone, which
-//! `hashbrown` keeps to itself. Here [`FlowMap::touch`] prefetches, for a whole batch, the
-//! index lines and then both cache lines of the entries they point at: prefetch instructions
-//! retire at once, so the misses of the whole batch are in flight together.
+//! `hashbrown` keeps to itself. Here [`FlowMap::prefetch_slot`] starts the load of a key's
+//! index line as the key is hashed, and [`FlowMap::prefetch_entry`], a few packets before the
+//! key is looked up, the loads of both cache lines of the entry it points at: prefetch
+//! instructions retire at once, so misses overlap each other and the counting of the packets
+//! before.
 //!
 //! The index: slot `i` is 0 when empty, otherwise the top 32 bits of the key's hash (its
 //! "tag") above the entry's position + 1. A key's home slot is `tag & mask`; collisions probe
@@ -125,39 +127,37 @@ impl<V> FlowMap<V> {
         usize::try_from(tag).unwrap_or(0) & self.mask
     }
 
-    /// Starts the loads that looking up each of `keys` will make, in two passes as VPP's
-    /// nodes do: first every key's home slot of the index, then the entry each slot points
-    /// at (following the probe to the key's tag), so that each pass is a run of independent
-    /// loads that the processor overlaps. Returns a word read, for the caller to fold into a
-    /// `black_box`, so the loads are not optimised away. Does nothing else.
-    pub fn touch(&self, keys: &[HashedKey]) -> u64 {
-        for key in keys {
-            sys::prefetch(&self.index, self.home(key.tag()));
-        }
-        let mut read = 0;
-        for key in keys {
-            let tag = key.tag();
-            let mut slot = self.home(tag);
-            // A few slots at most: a longer probe is rare at half load, and this is a hint.
-            for _ in 0..4 {
-                let word = self.index.get(slot).copied().unwrap_or(0);
-                read ^= word;
-                if word == 0 {
-                    break;
-                }
-                if word >> 32 == tag {
-                    // Both cache lines: the key's and the value's (no adjacent-line prefetch
-                    // is assumed).
-                    if let Some(e) = self.entries.get(position_of(word)) {
-                        sys::prefetch(&e.key.0, 0);
-                        sys::prefetch(std::slice::from_ref(&e.tag), 0);
-                    }
-                    break;
-                }
-                slot = (slot + 1) & self.mask;
+    /// Starts the load of `key`'s home slot of the index, without waiting for it: the first
+    /// of a lookup's two steps, taken as soon as the key is hashed.
+    #[inline]
+    pub fn prefetch_slot(&self, key: &HashedKey) {
+        sys::prefetch(&self.index, self.home(key.tag()));
+    }
+
+    /// Starts the loads of `key`'s entry, both its cache lines, without waiting for them: the
+    /// second step, taken a few packets before the key is looked up. Reads the index (by
+    /// then, it should be in cache) to find the entry, following the probe a few slots at
+    /// most: a longer probe is rare at half load, and this is a hint.
+    #[inline]
+    pub fn prefetch_entry(&self, key: &HashedKey) {
+        let tag = key.tag();
+        let mut slot = self.home(tag);
+        for _ in 0..4 {
+            let word = self.index.get(slot).copied().unwrap_or(0);
+            if word == 0 {
+                return;
             }
+            if word >> 32 == tag {
+                // Both cache lines: the key's and the value's (no adjacent-line prefetch is
+                // assumed).
+                if let Some(e) = self.entries.get(position_of(word)) {
+                    sys::prefetch(&e.key.0, 0);
+                    sys::prefetch(std::slice::from_ref(&e.tag), 0);
+                }
+                return;
+            }
+            slot = (slot + 1) & self.mask;
         }
-        read
     }
 
     /// The slot holding `key` and the position of its entry, if held.

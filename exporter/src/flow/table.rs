@@ -92,6 +92,22 @@ impl Flow {
     }
 }
 
+/// How many packets ahead of the one counted [`FlowTable::observe_batch`] starts a lookup's
+/// loads: enough for a miss to arrive while the packets before it are counted, few enough
+/// that the loads in flight stay within what the processor tracks at once.
+pub const LOOKAHEAD: usize = 8;
+
+/// A packet waiting in a batch to be counted (see [`FlowTable::arrive`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    /// Its flow's key, hashed.
+    pub key: HashedKey,
+    /// What it counts for.
+    pub packet: Observation,
+    /// The clock when it came.
+    pub now_ns: u64,
+}
+
 /// One packet as the table counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observation {
@@ -143,18 +159,47 @@ impl FlowTable {
         self.stats
     }
 
-    /// `key` hashed, once per packet, for [`Self::prefetch`] and [`Self::observe_hashed`].
+    /// `key` hashed, once per packet, for [`Self::observe_hashed`].
     #[inline]
     pub fn hash(&self, key: PackedKey) -> HashedKey {
         self.flows.hash(key)
     }
 
-    /// Starts the memory loads that counting packets of `keys` will make, without waiting for
-    /// them: called for a batch before the batch is counted, it lets their cache misses
-    /// overlap (VPP's prefetch of a vector's buckets). Returns a word read, to be folded into
-    /// a [`std::hint::black_box`].
-    pub fn prefetch(&self, keys: &[HashedKey]) -> u64 {
-        self.flows.touch(keys)
+    /// A packet of flow `key` at clock `now_ns`, to be counted in a batch by
+    /// [`Self::observe_batch`]: its key hashed, and the load of its slot of the index started.
+    #[inline]
+    pub fn arrive(&self, key: PackedKey, packet: Observation, now_ns: u64) -> Arrival {
+        let key = self.hash(key);
+        self.flows.prefetch_slot(&key);
+        Arrival {
+            key,
+            packet,
+            now_ns,
+        }
+    }
+
+    /// Counts a batch of packets in order, as [`Self::observe_hashed`] one at a time would,
+    /// calling `after` with the records made and the clock after each. The lookups run
+    /// [`LOOKAHEAD`] packets ahead (VPP's prefetch of a vector's buckets, as a pipeline): as a
+    /// packet is counted, the loads of a later packet's flow are started, so that its cache
+    /// misses overlap the counting instead of stalling it.
+    #[inline]
+    pub fn observe_batch(
+        &mut self,
+        batch: &[Arrival],
+        out: &mut Vec<FlowRecord>,
+        mut after: impl FnMut(&mut Vec<FlowRecord>, u64),
+    ) {
+        for arrival in batch.iter().take(LOOKAHEAD) {
+            self.flows.prefetch_entry(&arrival.key);
+        }
+        for (i, arrival) in batch.iter().enumerate() {
+            if let Some(ahead) = batch.get(i + LOOKAHEAD) {
+                self.flows.prefetch_entry(&ahead.key);
+            }
+            self.observe_hashed(&arrival.key, arrival.packet, arrival.now_ns, out);
+            after(out, arrival.now_ns);
+        }
     }
 
     /// Counts one packet of flow `key` at clock `now_ns`, after firing the timers due by then;
