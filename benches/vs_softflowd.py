@@ -2,6 +2,7 @@
 """Wall-clock time of `flowvm export` and softflowd 1.1.0 metering the same pcap, in one run.
 
 Usage: python3 benches/vs_softflowd.py [--rounds K] [--packets N] [--flows F] [--timeout S]
+                                        [--baseline OLD_FLOWVM]
 
 The input is a generated pcap (classic, Ethernet), built once and cached under
 target/bench-data/: N packets (default 1,000,000) of F flows (default 39 a thousand packets,
@@ -37,6 +38,8 @@ Prints a line a run, then a markdown table per meter: the best wall-clock time o
 (what the issue measured) and the median, CPU seconds (median), packets/s (N / best), the
 records it says it exported, the datagrams and octets the sink received (median) and the
 sink's kernel drops; then the ratio of the best wall-clock times, softflowd's over flowvm's.
+With --baseline, an earlier build of flowvm runs as a third meter in every round, and its
+ratio and median are printed beside (before/after in one run: this machine is noisy).
 
 Needs: a release build of flowvm (`cargo build --release --bin flowvm`; this script does not
 build it) and softflowd (installed with apt-get when missing; root or sudo).
@@ -362,8 +365,8 @@ def softflowd_records(said):
                                                  m.group(0))
 
 
-def flowvm_cmd(pcap, port, flows, scratch):
-    return [FLOWVM, "export", "--pcap", pcap, "--collector", "127.0.0.1:%s" % port]
+def flowvm_cmd(pcap, port, flows, scratch, binary=FLOWVM):
+    return [binary, "export", "--pcap", pcap, "--collector", "127.0.0.1:%s" % port]
 
 
 def flowvm_records(said):
@@ -421,7 +424,16 @@ def main():
                    help="flows in the pcap [default: 39 a thousand packets]")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds a meter may run before it is killed (and the script stops)")
+    p.add_argument("--baseline", metavar="FLOWVM",
+                   help="an earlier build of flowvm, run as a third meter in each round")
     a = p.parse_args()
+    if a.baseline:
+        if not os.access(a.baseline, os.X_OK):
+            sys.exit("%s is not an executable" % a.baseline)
+        METERS.append(("flowvm baseline",
+                       lambda pcap, port, flows, scratch: flowvm_cmd(pcap, port, flows, scratch,
+                                                                     a.baseline),
+                       flowvm_records))
     if a.rounds < 1 or a.packets < 1:
         sys.exit("--rounds and --packets must be at least 1")
     if not os.access(FLOWVM, os.X_OK):
@@ -475,6 +487,12 @@ def main():
     else:
         print("flowvm export / softflowd (best wall clock): %.2fx faster, i.e. %.2fx slower"
               % (ratio, 1 / ratio))
+    if "flowvm baseline" in best:
+        print("flowvm baseline / softflowd (best wall clock): %.2fx faster"
+              % (best["softflowd"] / best["flowvm baseline"]))
+        print("flowvm export medians: %.3f s against the baseline's %.3f s"
+              % (statistics.median(r["wall"] for r in results["flowvm export"]),
+                 statistics.median(r["wall"] for r in results["flowvm baseline"])))
 
 
 if __name__ == "__main__":
