@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::err::packet::SliceError;
 use etherparse::{
-    EtherType, Icmpv4Slice, Icmpv6Slice, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket,
-    LinkSlice, TcpSlice, TransportSlice, UdpSlice,
+    EtherType, Icmpv4Slice, Icmpv6Slice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpSlice,
+    TransportSlice, UdpSlice,
 };
 
 use crate::capture::LinkType;
@@ -242,6 +242,35 @@ pub(crate) fn fast(link: LinkType, frame: &[u8]) -> Option<Dissected> {
     })
 }
 
+/// Whether no Fragment header among an IPv6 packet's extension headers (`extensions`, their
+/// octets as parsed, the first of type `next`) has a non-zero offset: the packet is whole or
+/// a first fragment. Walked here by the headers' own lengths, each checked against the
+/// octets, not by etherparse 0.19's iterator, which reads past the end of the headers when
+/// the last one names another Hop-by-Hop header (undefined behaviour; found by the
+/// `dissect_packet` fuzzer).
+fn no_later_fragment(mut next: u8, mut extensions: &[u8]) -> bool {
+    const FRAGMENT: u8 = 44;
+    const AUTHENTICATION: u8 = 51;
+    while let Some(&[following, len]) = extensions.first_chunk::<2>() {
+        let octets = match next {
+            FRAGMENT => {
+                let Some(header) = extensions.first_chunk::<8>() else {
+                    break;
+                };
+                if u16::from_be_bytes([header[2], header[3]]) >> 3 != 0 {
+                    return false;
+                }
+                8
+            }
+            AUTHENTICATION => (usize::from(len) + 2) * 4,
+            _ => (usize::from(len) + 1) * 8,
+        };
+        next = following;
+        extensions = extensions.get(octets..).unwrap_or_default();
+    }
+    true
+}
+
 /// Reads a frame through etherparse: every link, tag, header and length the dissector knows.
 pub(crate) fn general(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dissected, Skip> {
     let packet = slice(link, frame)?;
@@ -290,10 +319,10 @@ pub(crate) fn general(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dis
             if h.payload_length() != 0 {
                 d.octets = u64::from(h.payload_length()) + 40;
             }
-            let first = v6.extensions().clone().into_iter().all(|ext| match ext {
-                Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
-                _ => true,
-            });
+            let extensions = v6.extensions();
+            let first = extensions
+                .first_header()
+                .is_none_or(|next| no_later_fragment(next.0, extensions.slice()));
             v6.payload()
                 .fragmented
                 .then(|| first.then_some(v6.payload().payload))
@@ -331,6 +360,8 @@ pub(crate) fn general(link: LinkType, frame: &[u8], orig_len: u32) -> Result<Dis
         Some(TransportSlice::Icmpv6(icmp)) => {
             d.dst_port = u16::from_be_bytes([icmp.type_u8(), icmp.code_u8()]);
         }
+        // IGMP has no ports (etherparse 0.21 reads it; 0.19 left it as a payload).
+        Some(TransportSlice::Igmp(_)) => {}
         None => {
             if fragment.is_none()
                 && matches!(
@@ -593,6 +624,36 @@ mod tests {
         }
         v.extend_from_slice(payload);
         v
+    }
+
+    /// IPv6 fragments written octet by octet as RFC 8200 lays the Fragment header out (the
+    /// offset in the top 13 bits of octets 2-3, M in the lowest), not by etherparse, whose
+    /// 0.19 read and wrote those bits the other way round (a first fragment, `00 01`, read as
+    /// a later one).
+    #[test]
+    fn ipv6_fragments_are_told_apart_by_the_rfc_8200_layout() {
+        let frame = |offset_and_flags: [u8; 2], payload: &[u8]| {
+            let mut f = vec![0_u8; 12];
+            f.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend(u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
+            f.extend([44, 64]);
+            f.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            f.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            f.extend([protocol::UDP, 0, offset_and_flags[0], offset_and_flags[1], 0, 0, 0, 7]);
+            f.extend(payload);
+            f
+        };
+        let udp = [0x13, 0x88, 0, 53, 0x03, 0xe8, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7];
+        // Offset 0, M set: the first fragment, its UDP header read.
+        let first = frame([0x00, 0x01], &udp);
+        let d = dissect(LinkType::Ethernet, &first, len(&first)).unwrap();
+        assert_eq!((d.src_port, d.dst_port), (5000, 53));
+        // Offset 185 (1480 octets), M set, and offset 370 the last: no ports.
+        for later in [[0x05, 0xc9], [0x0b, 0x90]] {
+            let f = frame(later, &[7; 16]);
+            let d = dissect(LinkType::Ethernet, &f, len(&f)).unwrap();
+            assert_eq!((d.src_port, d.dst_port, d.protocol), (0, 0, protocol::UDP));
+        }
     }
 
     #[test]

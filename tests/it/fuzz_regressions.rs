@@ -277,3 +277,13 @@ fn a_pcapng_block_shorter_than_its_header_is_damage_not_a_panic() {
 fn a_modified_pcap_is_read_in_place_as_the_stream_reader_reads_it() {
     replay("capture_file", "modified-pcap");
 }
+
+/// `dissect_packet` found etherparse's IPv6 extension iterator reading past the end of the
+/// headers of a frame whose Hop-by-Hop header names another Hop-by-Hop header (its lax slice
+/// stops at the second; the iterator then parses it from no octets: undefined behaviour,
+/// caught by a debug build's precondition check). The dissector now walks the extension
+/// headers itself, each length checked against the octets.
+#[test]
+fn an_ipv6_hop_by_hop_header_naming_another_is_read_without_overrunning() {
+    replay("dissect_packet", "ipv6-hop-by-hop-naming-another");
+}

@@ -18,8 +18,9 @@
 //! the dissector meters as that UDP flow.
 
 use etherparse::{
-    EtherType, Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice,
-    LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TcpSlice, TransportSlice, UdpSlice,
+    EtherType, Icmpv4Slice, Icmpv6Slice, IpAuthHeaderSlice, IpNumber, Ipv6ExtensionsSlice,
+    Ipv6FragmentHeaderSlice, Ipv6RawExtHeaderSlice, LaxNetSlice, LaxSlicedPacket, NetSlice,
+    SlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 use flowvm_exporter::capture::LinkType;
 use flowvm_exporter::dissect::{Addresses, Dissected, dissect, udp_datagram};
@@ -59,6 +60,7 @@ fn transport(slice: &TransportSlice<'_>) -> (u16, u16, u16) {
         TransportSlice::Udp(u) => (u.source_port(), u.destination_port(), 0),
         TransportSlice::Icmpv4(i) => (0, u16::from_be_bytes([i.type_u8(), i.code_u8()]), 0),
         TransportSlice::Icmpv6(i) => (0, u16::from_be_bytes([i.type_u8(), i.code_u8()]), 0),
+        TransportSlice::Igmp(_) => (0, 0, 0),
     }
 }
 
@@ -73,12 +75,37 @@ fn has_transport(protocol: IpNumber) -> bool {
     .contains(&protocol)
 }
 
-/// Whether no Fragment header of `extensions` has a non-zero offset.
+/// Whether no Fragment header of `extensions` has a non-zero offset. Each header read by
+/// etherparse's checked slice constructors, one after the other, not by its iterator, which
+/// reads past the end of a lax slice whose last header names another Hop-by-Hop header
+/// (etherparse 0.19 and 0.21; the `dissect_packet` fuzzer found it in the exporter).
 fn first_ipv6_fragment(extensions: &Ipv6ExtensionsSlice<'_>) -> bool {
-    extensions.clone().into_iter().all(|ext| match ext {
-        Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() == 0,
-        _ => true,
-    })
+    let Some(mut next) = extensions.first_header() else {
+        return true;
+    };
+    let mut rest = extensions.slice();
+    while !rest.is_empty() {
+        let (len, following) = match next {
+            IpNumber::IPV6_FRAGMENTATION_HEADER => {
+                match Ipv6FragmentHeaderSlice::from_slice(rest) {
+                    Ok(f) if f.fragment_offset().value() != 0 => return false,
+                    Ok(f) => (f.slice().len(), f.next_header()),
+                    Err(_) => break,
+                }
+            }
+            IpNumber::AUTHENTICATION_HEADER => match IpAuthHeaderSlice::from_slice(rest) {
+                Ok(a) => (a.slice().len(), a.next_header()),
+                Err(_) => break,
+            },
+            _ => match Ipv6RawExtHeaderSlice::from_slice(rest) {
+                Ok(h) => (h.slice().len(), h.next_header()),
+                Err(_) => break,
+            },
+        };
+        rest = rest.get(len..).unwrap_or_default();
+        next = following;
+    }
+    true
 }
 
 /// The transport fields of a fragment: a first one's from the whole transport header its
