@@ -632,14 +632,14 @@ mod tests {
     /// a later one).
     #[test]
     fn ipv6_fragments_are_told_apart_by_the_rfc_8200_layout() {
-        let frame = |offset_and_flags: [u8; 2], payload: &[u8]| {
+        let frame = |[high, low]: [u8; 2], payload: &[u8]| {
             let mut f = vec![0_u8; 12];
             f.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
             f.extend(u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
             f.extend([44, 64]);
             f.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
             f.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            f.extend([protocol::UDP, 0, offset_and_flags[0], offset_and_flags[1], 0, 0, 0, 7]);
+            f.extend([protocol::UDP, 0, high, low, 0, 0, 0, 7]);
             f.extend(payload);
             f
         };
