@@ -62,11 +62,18 @@ pub struct FlowMap<V> {
     seed: RandomState,
 }
 
-/// An index of `slots` empty slots, on huge pages where the kernel has them (a lookup at 100 k
-/// flows or more misses the TLB on nearly every packet otherwise).
+/// An empty vector with room for `capacity` items, on huge pages where the kernel has them (a
+/// lookup at 100 k flows or more misses the TLB on nearly every packet otherwise): advised
+/// before anything is written to it.
+fn huge_vec<T>(capacity: usize) -> Vec<T> {
+    let mut items = Vec::with_capacity(capacity);
+    sys::advise_huge_pages(items.spare_capacity_mut());
+    items
+}
+
+/// An index of `slots` empty slots, on huge pages (see [`huge_vec`]).
 fn new_index(slots: usize) -> Vec<u64> {
-    let mut index = Vec::with_capacity(slots);
-    sys::advise_huge_pages(index.spare_capacity_mut());
+    let mut index = huge_vec(slots);
     index.resize(slots, 0);
     index
 }
@@ -90,12 +97,10 @@ impl<V> FlowMap<V> {
     /// An empty map with room for `capacity` keys before it grows.
     pub fn with_capacity(capacity: usize) -> Self {
         let slots = (capacity.max(8) * 2).next_power_of_two();
-        let mut entries = Vec::with_capacity(capacity);
-        sys::advise_huge_pages(entries.spare_capacity_mut());
         Self {
             index: new_index(slots),
             mask: slots - 1,
-            entries,
+            entries: huge_vec(capacity),
             seed: RandomState::default(),
         }
     }
@@ -196,8 +201,7 @@ impl<V> FlowMap<V> {
         if self.entries.len() == self.entries.capacity() {
             // Moved by hand rather than by `reserve`, so that the new memory is advised
             // before the copy first writes it.
-            let mut entries = Vec::with_capacity(self.entries.len().max(8) * 2);
-            sys::advise_huge_pages(entries.spare_capacity_mut());
+            let mut entries = huge_vec(self.entries.len().max(8) * 2);
             entries.append(&mut self.entries);
             self.entries = entries;
         }
