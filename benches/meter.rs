@@ -107,6 +107,7 @@ fn flow_table(c: &mut Criterion) {
             table.observe(*k, packet_at(now), now, &mut out);
         }
         let mut batch: Vec<Arrival> = Vec::with_capacity(BATCH);
+        let hasher = table.hasher();
         group.bench_function(format!("observe_{flows}_flows"), |b| {
             b.iter(|| {
                 // As the meter does: a batch of packets hashed (each one's index slot
@@ -116,7 +117,13 @@ fn flow_table(c: &mut Criterion) {
                     batch.clear();
                     batch.extend(keys.iter().map(|key| {
                         now += 100;
-                        table.arrive(*key, packet_at(now), now)
+                        let arrival = Arrival {
+                            key: hasher.hash(*key),
+                            packet: packet_at(now),
+                            now_ns: now,
+                        };
+                        table.prefetch_slot(&arrival);
+                        arrival
                     }));
                     table.observe_batch(&batch, &mut out, |_, _| {});
                 }

@@ -177,7 +177,14 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         && let Some(meter) = meters.first_mut()
     {
         let capture = MappedCapture::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Err(e) = run::replay(capture.bytes(), meter, args.speed, &stop) {
+        // As fast as possible and with a core to spare: read and key on a second thread.
+        let spare_core = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+        let replayed = if args.speed.is_none() && spare_core {
+            run::replay_pipelined(capture.bytes(), meter, &stop)
+        } else {
+            run::replay(capture.bytes(), meter, args.speed, &stop)
+        };
+        if let Err(e) = replayed {
             // What was read before the damage is still exported.
             let summary = meter.finish();
             return Err(format!(

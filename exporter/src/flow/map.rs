@@ -52,6 +52,27 @@ impl HashedKey {
     }
 }
 
+/// How one map hashes its keys: `foldhash` under the map's random seed. A copy may hash keys
+/// on another thread (a capture file's reader, see [`crate::run::replay_pipelined`]), so that
+/// each key is still hashed once, where it is packed.
+#[derive(Clone, Debug)]
+pub struct KeyHasher(RandomState);
+
+impl KeyHasher {
+    /// `key` with its hash.
+    #[inline]
+    pub fn hash(&self, key: PackedKey) -> HashedKey {
+        let mut hasher = self.0.build_hasher();
+        for word in key.0 {
+            hasher.write_u64(word);
+        }
+        HashedKey {
+            key,
+            hash: hasher.finish(),
+        }
+    }
+}
+
 /// Open-addressing map from flow keys to `V`.
 #[derive(Debug)]
 pub struct FlowMap<V> {
@@ -59,7 +80,7 @@ pub struct FlowMap<V> {
     index: Vec<u64>,
     mask: usize,
     entries: Vec<Entry<V>>,
-    seed: RandomState,
+    hasher: KeyHasher,
 }
 
 /// An empty vector with room for `capacity` items, on huge pages where the kernel has them (a
@@ -101,7 +122,7 @@ impl<V> FlowMap<V> {
             index: new_index(slots),
             mask: slots - 1,
             entries: huge_vec(capacity),
-            seed: RandomState::default(),
+            hasher: KeyHasher(RandomState::default()),
         }
     }
 
@@ -115,17 +136,15 @@ impl<V> FlowMap<V> {
         self.entries.is_empty()
     }
 
+    /// How the map hashes its keys.
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
     /// `key` with its hash.
     #[inline]
     pub fn hash(&self, key: PackedKey) -> HashedKey {
-        let mut hasher = self.seed.build_hasher();
-        for word in key.0 {
-            hasher.write_u64(word);
-        }
-        HashedKey {
-            key,
-            hash: hasher.finish(),
-        }
+        self.hasher.hash(key)
     }
 
     fn home(&self, tag: u64) -> usize {

@@ -22,7 +22,7 @@
 
 use crate::flow::expiry::ExpiryWheel;
 use crate::flow::key::PackedKey;
-use crate::flow::map::{FlowMap, HashedKey};
+use crate::flow::map::{FlowMap, HashedKey, KeyHasher};
 use crate::flow::{FlowEndReason, FlowKey, FlowRecord};
 
 /// The meter's timers, in nanoseconds of capture time.
@@ -97,7 +97,7 @@ impl Flow {
 /// that the loads in flight stay within what the processor tracks at once.
 pub const LOOKAHEAD: usize = 8;
 
-/// A packet waiting in a batch to be counted (see [`FlowTable::arrive`]).
+/// A packet waiting in a batch to be counted (see [`FlowTable::observe_batch`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Arrival {
     /// Its flow's key, hashed.
@@ -165,17 +165,17 @@ impl FlowTable {
         self.flows.hash(key)
     }
 
-    /// A packet of flow `key` at clock `now_ns`, to be counted in a batch by
-    /// [`Self::observe_batch`]: its key hashed, and the load of its slot of the index started.
+    /// How the table hashes keys: a copy hashes them where they are packed, on any thread.
+    pub fn hasher(&self) -> KeyHasher {
+        self.flows.hasher().clone()
+    }
+
+    /// Starts the load of the index slot of a packet's flow, without waiting for it: the
+    /// first step of its lookup, taken as the packet joins a batch for
+    /// [`Self::observe_batch`], which takes the second.
     #[inline]
-    pub fn arrive(&self, key: PackedKey, packet: Observation, now_ns: u64) -> Arrival {
-        let key = self.hash(key);
-        self.flows.prefetch_slot(&key);
-        Arrival {
-            key,
-            packet,
-            now_ns,
-        }
+    pub fn prefetch_slot(&self, arrival: &Arrival) {
+        self.flows.prefetch_slot(&arrival.key);
     }
 
     /// Counts a batch of packets in order, as [`Self::observe_hashed`] one at a time would,
