@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -388,15 +388,65 @@ pub fn replay_pipelined<T: Transport>(
 /// time).
 const POLL_FOR_HANDOVER: Duration = Duration::from_micros(500);
 
-/// The next batch from the reader, or `None` when it is done.
-fn next_handover(handovers: &mpsc::Receiver<Handover>) -> Option<Handover> {
+/// How far past the reader's place the meter maps the capture in while it waits.
+const READ_AHEAD: usize = 32 << 20;
+
+/// What the meter maps in between two looks at the queue.
+const READ_AHEAD_STEP: usize = 1 << 20;
+
+/// A page of the capture's mapping: the kernel maps a file's cached pages in on the first
+/// load of each (a few pages around it at once).
+const PAGE: usize = 4096;
+
+/// The capture mapped in ahead of its reader by the meter while it waits for a batch, a load
+/// a page: a mapped file's pages enter the page table only as they are first read, a page
+/// fault each (or one a few pages), and on this machine those faults are a third of a walk
+/// through a file in the page cache (a 554 MB capture: 23 ms of faults, 39 ms of reading every
+/// line). The meter's core, idle meanwhile, takes them instead of the reader's.
+struct ReadAhead<'a> {
+    capture: &'a [u8],
+    /// The offset the reader has reached, as of its last batch.
+    reader_at: &'a AtomicUsize,
+    /// The offset mapped in up to.
+    done: usize,
+}
+
+impl ReadAhead<'_> {
+    /// Maps in the next step ahead of the reader; `false` when far enough ahead already.
+    fn step(&mut self) -> bool {
+        let at = self.reader_at.load(Ordering::Relaxed);
+        let from = self.done.max(at);
+        let to = self
+            .capture
+            .len()
+            .min(at.saturating_add(READ_AHEAD))
+            .min(from.saturating_add(READ_AHEAD_STEP));
+        let Some(pages) = self.capture.get(from..to).filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        // One octet of each page, folded so that the loads are made.
+        let folded = pages.iter().step_by(PAGE).fold(0_u8, |a, b| a ^ b);
+        std::hint::black_box(folded);
+        self.done = to;
+        true
+    }
+}
+
+/// The next batch from the reader, or `None` when it is done; in the meantime, reads the
+/// capture ahead of the reader.
+fn next_handover(
+    handovers: &mpsc::Receiver<Handover>,
+    ahead: &mut ReadAhead<'_>,
+) -> Option<Handover> {
     let started = clock::now();
     loop {
         match handovers.try_recv() {
             Ok(handover) => return Some(handover),
             Err(mpsc::TryRecvError::Disconnected) => return None,
             Err(mpsc::TryRecvError::Empty) if started.elapsed() < POLL_FOR_HANDOVER => {
-                std::hint::spin_loop();
+                if !ahead.step() {
+                    std::hint::spin_loop();
+                }
             }
             Err(mpsc::TryRecvError::Empty) => return handovers.recv().ok(),
         }
@@ -415,6 +465,12 @@ fn pipeline<T: Transport>(
     let Meter {
         keying, counting, ..
     } = meter;
+    let reader_at = &AtomicUsize::new(0);
+    let mut ahead = ReadAhead {
+        capture,
+        reader_at,
+        done: 0,
+    };
     let (full, to_count) = mpsc::sync_channel::<Handover>(HANDOVERS_IN_FLIGHT);
     let (empty, to_fill) = mpsc::sync_channel::<Handover>(HANDOVERS_IN_FLIGHT + 1);
     std::thread::scope(|scope| {
@@ -431,6 +487,12 @@ fn pipeline<T: Transport>(
                 if filling.len() < handover {
                     return true;
                 }
+                let at = p
+                    .data
+                    .as_ptr()
+                    .addr()
+                    .saturating_sub(capture.as_ptr().addr());
+                reader_at.store(at, Ordering::Relaxed);
                 let next = to_fill.try_recv().unwrap_or_default();
                 // The meter hung up only if it is gone; nothing is left to read for.
                 full.send(std::mem::replace(&mut filling, next)).is_ok()
@@ -439,7 +501,7 @@ fn pipeline<T: Transport>(
             let _ = full.send(filling);
             read
         });
-        while let Some(mut handed) = next_handover(&to_count) {
+        while let Some(mut handed) = next_handover(&to_count, &mut ahead) {
             let mut counted = 0;
             for &(n, now_ns) in &handed.ticks {
                 counting.count_handed_over(handed.arrivals.get(counted..n).unwrap_or_default());
