@@ -460,17 +460,32 @@ impl Drop for Ring {
 #[inline]
 pub(crate) fn prefetch<T>(items: &[T], at: usize) {
     #[cfg(target_arch = "x86_64")]
+    prefetch_with::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(items, at);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, at);
+}
+
+/// [`prefetch`] into the second-level cache and those after it, not the first: for lines
+/// another core will read.
+#[inline]
+pub(crate) fn prefetch_for_another_core<T>(items: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    prefetch_with::<{ std::arch::x86_64::_MM_HINT_T1 }, T>(items, at);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, at);
+}
+
+/// The prefetch instruction with locality hint `HINT`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn prefetch_with<const HINT: i32, T>(items: &[T], at: usize) {
     if let Some(item) = items.get(at) {
         // SAFETY: a prefetch reads nothing into the program and cannot fault; the address is
         // of a live item. SSE, which it needs, is part of the x86_64 baseline.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                std::ptr::from_ref(item).cast(),
-            );
+            std::arch::x86_64::_mm_prefetch::<HINT>(std::ptr::from_ref(item).cast());
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (items, at);
 }
 
 /// Asks the kernel to back the memory under `items` with transparent huge pages
