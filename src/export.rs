@@ -180,7 +180,7 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
         // As fast as possible and with a core to spare: read and key on a second thread.
         let spare_core = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         let replayed = if args.speed.is_none() && spare_core {
-            run::replay_pipelined(capture.bytes(), meter, &stop)
+            run::replay_pipelined(&capture, meter, &stop)
         } else {
             run::replay(capture.bytes(), meter, args.speed, &stop)
         };

@@ -8,11 +8,12 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::capture::file::{self, CaptureError};
+use crate::capture::file::{self, CaptureError, MappedCapture};
 use crate::capture::live::LiveCapture;
 use crate::capture::{CapturedPacket, sys};
 use crate::clock;
@@ -374,11 +375,13 @@ impl Handover {
 /// # Errors
 /// The capture cannot be read (packets before the damage are metered).
 pub fn replay_pipelined<T: Transport>(
-    capture: &[u8],
+    capture: &MappedCapture,
     meter: &mut Meter<T>,
     stop: &AtomicBool,
 ) -> Result<(), CaptureError> {
-    pipeline(capture, meter, stop, HANDOVER)
+    pipeline(capture.bytes(), meter, stop, HANDOVER, &|read| {
+        capture.unmap_pages(read);
+    })
 }
 
 /// How long the meter waits for the reader's next batch by polling before it sleeps: longer
@@ -394,10 +397,6 @@ const MAP_AHEAD: usize = 32 << 20;
 /// What the meter maps in between two looks at the queue.
 const MAP_STEP: usize = 1 << 20;
 
-/// A page of the capture's mapping: the kernel maps a file's cached pages in on the first
-/// load of each (a few pages around it at once).
-const PAGE: usize = 4096;
-
 /// Where the meter starts fetching the capture's lines while it waits, past the reader's
 /// place (the reader's own prefetch covers what is nearer), and how far it goes.
 const FETCH_FROM: usize = 1 << 20;
@@ -405,6 +404,11 @@ const FETCH_TO: usize = 6 << 20;
 
 /// What the meter fetches between two looks at the queue.
 const FETCH_STEP: usize = 32 << 10;
+
+/// How far behind the reader's place the meter unmaps the pages it has read, and how much at
+/// a time (each call a flush of the reader's core's TLB).
+const UNMAP_BEHIND: usize = 1 << 20;
+const UNMAP_STEP: usize = 8 << 20;
 
 /// The capture brought nearer to its reader by the meter while it waits for a batch. The
 /// reader's walk through the file is bound by memory: a mapped file's pages enter the page
@@ -422,6 +426,10 @@ struct ReadAhead<'a> {
     mapped: usize,
     /// The offset fetched up to.
     fetched: usize,
+    /// Unmaps the pages of a range of the capture.
+    unmap: &'a dyn Fn(Range<usize>),
+    /// The offset unmapped up to.
+    unmapped: usize,
 }
 
 impl ReadAhead<'_> {
@@ -440,6 +448,11 @@ impl ReadAhead<'_> {
             }
             self.fetched = to;
         }
+        let behind = at.saturating_sub(UNMAP_BEHIND);
+        if behind >= self.unmapped.saturating_add(UNMAP_STEP) {
+            (self.unmap)(self.unmapped..behind);
+            self.unmapped = behind;
+        }
         let from = self.mapped.max(at);
         let to = end
             .min(at.saturating_add(MAP_AHEAD))
@@ -449,7 +462,7 @@ impl ReadAhead<'_> {
         };
         // One octet of each page, folded so that the loads are made (a prefetch of a page
         // not mapped is dropped).
-        let folded = pages.iter().step_by(PAGE).fold(0_u8, |a, b| a ^ b);
+        let folded = pages.iter().step_by(sys::PAGE).fold(0_u8, |a, b| a ^ b);
         std::hint::black_box(folded);
         self.mapped = to;
         true
@@ -483,6 +496,7 @@ fn pipeline<T: Transport>(
     meter: &mut Meter<T>,
     stop: &AtomicBool,
     handover: usize,
+    unmap: &dyn Fn(Range<usize>),
 ) -> Result<(), CaptureError> {
     // Whatever a single-threaded caller left waiting goes first.
     meter.count_batch();
@@ -495,6 +509,8 @@ fn pipeline<T: Transport>(
         reader_at,
         mapped: 0,
         fetched: 0,
+        unmap,
+        unmapped: 0,
     };
     let (full, to_count) = mpsc::sync_channel::<Handover>(HANDOVERS_IN_FLIGHT);
     let (empty, to_fill) = mpsc::sync_channel::<Handover>(HANDOVERS_IN_FLIGHT + 1);
@@ -720,7 +736,7 @@ mod tests {
                 let capture = std::fs::read(entry.path()).unwrap_or_default();
                 let (mut batched, mut alone, mut piped) = (meter(), meter(), meter());
                 // Handovers of 7: many of them, with passings of the clock inside.
-                let read = pipeline(&capture, &mut piped, &AtomicBool::new(false), 7);
+                let read = pipeline(&capture, &mut piped, &AtomicBool::new(false), 7, &|_| {});
                 assert_eq!(read, Ok(()), "{}", entry.path().display());
                 let read = file::for_each_packet_in(&capture, |p| {
                     batched.packet(p);

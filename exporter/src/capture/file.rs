@@ -63,6 +63,12 @@ impl MappedCapture {
     pub fn bytes(&self) -> &[u8] {
         self.0.bytes()
     }
+
+    /// Unmaps the whole pages within `range` of [`Self::bytes`] for a reader done with them
+    /// (a later read maps them in again): see [`crate::run::replay_pipelined`].
+    pub fn unmap_pages(&self, range: std::ops::Range<usize>) {
+        self.0.unmap_pages(range);
+    }
 }
 
 /// What a capture's blocks say about the packets after them: the link type and timestamp

@@ -488,6 +488,9 @@ fn prefetch_with<const HINT: i32, T>(items: &[T], at: usize) {
     }
 }
 
+/// A page of memory (x86_64 and aarch64 Linux's base page).
+pub(crate) const PAGE: usize = 4096;
+
 /// Asks the kernel to back the memory under `items` with transparent huge pages
 /// (`MADV_HUGEPAGE`; this machine's kernels do so only when asked), for a table read at random
 /// by every packet: with 4 KiB pages each of its cache misses is a TLB miss as well, a page
@@ -496,7 +499,6 @@ fn prefetch_with<const HINT: i32, T>(items: &[T], at: usize) {
 /// (advice changes no meaning).
 pub(crate) fn advise_huge_pages<T>(items: &[T]) {
     const HUGE_PAGE: usize = 2 << 20;
-    const PAGE: usize = 4096;
     let len = size_of_val(items);
     if len < HUGE_PAGE {
         return;
@@ -569,6 +571,30 @@ impl Mapping {
         let base =
             std::ptr::NonNull::new(base.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
         Ok(Self { base, len })
+    }
+
+    /// Drops the page-table entries of the whole pages within `range` of the file's octets,
+    /// for a reader done with them: unmapping them as it goes, a little at a time, instead of
+    /// all at once when the mapping ends. Their octets stay readable: a later read maps the
+    /// same pages of the file in again.
+    pub(crate) fn unmap_pages(&self, range: std::ops::Range<usize>) {
+        let start = range.start.next_multiple_of(PAGE);
+        let end = range.end.min(self.len) / PAGE * PAGE;
+        if start >= end {
+            return;
+        }
+        // SAFETY: whole pages inside the mapping. MADV_DONTNEED on a private file mapping
+        // that is never written (it is read-only: no page of it was ever copied on write)
+        // only drops page-table entries; the next read faults the file's pages in again, so
+        // every `&[u8]` into the mapping still reads what it read before. Advice: a failure
+        // changes nothing and is ignored.
+        unsafe {
+            libc::madvise(
+                self.base.as_ptr().wrapping_add(start).cast(),
+                end - start,
+                libc::MADV_DONTNEED,
+            );
+        }
     }
 
     /// The file's octets.
