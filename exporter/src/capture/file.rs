@@ -477,6 +477,28 @@ mod tests {
         std::fs::remove_file(&empty).unwrap_or_else(|e| unreachable!("{e}"));
     }
 
+    /// Pages unmapped behind a reader read the same when read again: the file's pages are
+    /// mapped in anew, whatever the range (past the end, not on page boundaries, empty).
+    #[test]
+    fn unmapped_pages_read_the_same_again() {
+        let path = std::env::temp_dir().join(format!("flowvm-pages-{}.bin", std::process::id()));
+        let bytes: Vec<u8> = (0..5 * 4096 + 100_u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
+        let mapped = MappedCapture::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(mapped.bytes(), bytes.as_slice());
+        for range in [
+            100..4 * 4096 + 7,
+            4096..8192,
+            9..9,
+            0..usize::MAX,
+            7_000..3_000,
+        ] {
+            mapped.unmap_pages(range.clone());
+            assert_eq!(mapped.bytes(), bytes.as_slice(), "{start}..{end}");
+        }
+        std::fs::remove_file(&path).unwrap_or_else(|e| unreachable!("{e}"));
+    }
+
     #[test]
     fn a_cut_capture_delivers_what_comes_before_the_cut_then_says_where() {
         let (_, bytes) = test_captures()
