@@ -486,14 +486,15 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
         let mapped = MappedCapture::open(&path).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(mapped.bytes(), bytes.as_slice());
-        for range in [
-            100..4 * 4096 + 7,
-            4096..8192,
-            9..9,
-            0..usize::MAX,
-            7_000..3_000,
-        ] {
-            mapped.unmap_pages(range.clone());
+        let ranges = [
+            (100, 4 * 4096 + 7),
+            (4096, 8192),
+            (9, 9),
+            (0, usize::MAX),
+            (7_000, 3_000),
+        ];
+        for (start, end) in ranges {
+            mapped.unmap_pages(start..end);
             assert_eq!(mapped.bytes(), bytes.as_slice(), "{start}..{end}");
         }
         std::fs::remove_file(&path).unwrap_or_else(|e| unreachable!("{e}"));
