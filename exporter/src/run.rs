@@ -197,8 +197,8 @@ impl<T: Transport> Counting<T> {
 
     /// Exports every flow (flowEndReason 4) and sends the last partial Message.
     fn finish(&mut self, now_ns: u64) {
-        self.table.flush(&mut self.records);
-        export(&mut self.exporter, &mut self.records, now_ns);
+        let exporter = &mut self.exporter;
+        self.table.flush(|record| exporter.export(&record, now_ns));
         self.exporter.flush(now_ns);
     }
 }

@@ -342,12 +342,14 @@ impl FlowTable {
         self.fired = fired;
     }
 
-    /// Exports every flow that counted packets (flowEndReason 4) and empties the table.
-    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) {
+    /// Hands `export` a record of every flow that counted packets (flowEndReason 4), one at
+    /// a time (a whole table's records at once would be megabytes of fresh memory), and
+    /// empties the table.
+    pub fn flush(&mut self, mut export: impl FnMut(FlowRecord)) {
         for (key, mut flow) in self.flows.drain() {
             if flow.packets > 0 {
                 self.stats.records += 1;
-                out.push(flow.record(&key, FlowEndReason::ForcedEnd));
+                export(flow.record(&key, FlowEndReason::ForcedEnd));
             }
         }
         self.wheel.clear();
@@ -411,7 +413,7 @@ mod tests {
         );
         assert_eq!(out[1].start_ns, 1_010 * S);
         assert_eq!(out[1].end_ns, 1_019 * S);
-        t.flush(&mut out);
+        t.flush(|r| out.push(r));
         assert_eq!(out[3].packets, 5);
         assert_eq!(out[3].end_reason, FlowEndReason::ForcedEnd);
         assert!(t.is_empty());
