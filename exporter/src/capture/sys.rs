@@ -459,26 +459,28 @@ impl Drop for Ring {
 /// not asked for).
 #[inline]
 pub(crate) fn prefetch<T>(items: &[T], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    prefetch_with::<{ std::arch::x86_64::_MM_HINT_T0 }, T>(items, at);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (items, at);
+    prefetch_with::<HINT_T0, T>(items, at);
 }
 
 /// [`prefetch`] into the second-level cache and those after it, not the first: for lines
 /// another core will read.
 #[inline]
 pub(crate) fn prefetch_for_another_core<T>(items: &[T], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    prefetch_with::<{ std::arch::x86_64::_MM_HINT_T1 }, T>(items, at);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (items, at);
+    prefetch_with::<HINT_T1, T>(items, at);
 }
 
-/// The prefetch instruction with locality hint `HINT`.
+/// `_MM_HINT_T0`: into every level of cache.
+const HINT_T0: i32 = 3;
+/// `_MM_HINT_T1`: into the second level and beyond.
+const HINT_T1: i32 = 2;
 #[cfg(target_arch = "x86_64")]
+const _: () =
+    assert!(HINT_T0 == std::arch::x86_64::_MM_HINT_T0 && HINT_T1 == std::arch::x86_64::_MM_HINT_T1);
+
+/// The prefetch instruction with locality hint `HINT` (nothing where there is none).
 #[inline]
 fn prefetch_with<const HINT: i32, T>(items: &[T], at: usize) {
+    #[cfg(target_arch = "x86_64")]
     if let Some(item) = items.get(at) {
         // SAFETY: a prefetch reads nothing into the program and cannot fault; the address is
         // of a live item. SSE, which it needs, is part of the x86_64 baseline.
@@ -486,6 +488,8 @@ fn prefetch_with<const HINT: i32, T>(items: &[T], at: usize) {
             std::arch::x86_64::_mm_prefetch::<HINT>(std::ptr::from_ref(item).cast());
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (items, at);
 }
 
 /// A page of memory (x86_64 and aarch64 Linux's base page).
