@@ -695,6 +695,10 @@ mod tests {
     }
 
     fn meter() -> Meter<Messages> {
+        meter_of(None)
+    }
+
+    fn meter_of(own: Option<OwnTraffic>) -> Meter<Messages> {
         const S: u64 = 1_000_000_000;
         let templates = Templates::new(RecordFlags::L3_L4, &Registry::new())
             .unwrap_or_else(|e| unreachable!("{e}"));
@@ -716,8 +720,72 @@ mod tests {
             RecordFlags::L3_L4,
             FlowTable::new(timers, 64),
             exporter,
-            None,
+            own,
         )
+    }
+
+    /// The exporter's own Messages to the collector, and the collector's TCP segments back,
+    /// are not metered; other traffic to or from the collector's port is, and so is traffic
+    /// of the exporter's address on other ports.
+    #[test]
+    fn the_exporters_own_traffic_is_not_metered() {
+        use etherparse::PacketBuilder;
+        let collector = SocketAddr::from(([192, 0, 2, 9], 4739));
+        let local = SocketAddr::from(([192, 0, 2, 1], 50_000));
+        let mut meter = meter_of(Some(OwnTraffic {
+            locals: vec![local],
+            collector,
+        }));
+        let udp = |src: ([u8; 4], u16), dst: ([u8; 4], u16)| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src.0, dst.0, 64)
+                .udp(src.1, dst.1)
+                .write(&mut v, &[0; 8])
+                .map(|()| v)
+                .unwrap_or_default()
+        };
+        let tcp = |src: ([u8; 4], u16), dst: ([u8; 4], u16)| {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src.0, dst.0, 64)
+                .tcp(src.1, dst.1, 1, 1024)
+                .ack(1)
+                .write(&mut v, &[])
+                .map(|()| v)
+                .unwrap_or_default()
+        };
+        let (me, it) = (([192, 0, 2, 1], 50_000), ([192, 0, 2, 9], 4739));
+        let frames = [
+            (udp(me, it), false),
+            (tcp(it, me), false),
+            // Another host to the collector, and this host to it from another port.
+            (udp(([192, 0, 2, 7], 50_000), it), true),
+            (udp(([192, 0, 2, 1], 50_001), it), true),
+            // This host's port to another port of the collector's host.
+            (udp(me, ([192, 0, 2, 9], 53)), true),
+        ];
+        for (i, (frame, metered)) in frames.iter().enumerate() {
+            let before = meter.summary().capture;
+            meter.packet(&CapturedPacket {
+                timestamp_ns: 1_000,
+                link: crate::capture::LinkType::Ethernet,
+                data: frame,
+                orig_len: u32::try_from(frame.len()).unwrap_or(0),
+                interface: 0,
+            });
+            let after = meter.summary().capture;
+            assert_eq!(
+                after.metered - before.metered,
+                u64::from(*metered),
+                "frame {i}"
+            );
+            assert_eq!(
+                after.own_export - before.own_export,
+                u64::from(!metered),
+                "frame {i}"
+            );
+        }
     }
 
     /// Counting frames in batches, on one thread or handed over from a reader thread, sends,
