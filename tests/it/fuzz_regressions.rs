@@ -287,3 +287,14 @@ fn a_modified_pcap_is_read_in_place_as_the_stream_reader_reads_it() {
 fn an_ipv6_hop_by_hop_header_naming_another_is_read_without_overrunning() {
     replay("dissect_packet", "ipv6-hop-by-hop-naming-another");
 }
+
+/// A field of 0 octets whose type has no reading in 0 (an unsigned32) compiles to a column of
+/// its octets, empty each record, as the compiler keeps any length that fits no reading; the
+/// template is not rejected.
+#[test]
+fn compile_template_an_unsigned32_of_zero_octets_is_kept_as_empty_octets() {
+    replay(
+        "compile_template",
+        "an-unsigned32-of-zero-octets-kept-as-empty-octets",
+    );
+}

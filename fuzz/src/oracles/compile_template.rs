@@ -106,12 +106,16 @@ fn kind_of(op: Op) -> Option<&'static [ColumnKind]> {
 }
 
 /// The largest wire length of a read with a reduced-size form (§6.2), and the lengths allowed.
+/// Octets and strings of a fixed length may be of any, 0 included: RFC 7011 sets no minimum,
+/// and a field whose length fits no reading of its type (an unsigned32 in 0 octets) is kept
+/// as its octets, an empty value each record (the template still needs one octet a record).
 fn length_allowed(op: Op, len: usize) -> bool {
     match op {
         Op::Rui16 { .. } | Op::Rsi16 { .. } => (1..=2).contains(&len),
         Op::Rui32 { .. } | Op::Rsi32 { .. } => (1..=4).contains(&len),
         Op::Rui64 { .. } | Op::Rsi64 { .. } => (1..=8).contains(&len),
         Op::Rf64 { .. } => len == 4 || len == 8,
+        Op::Roct { .. } | Op::Rstr { .. } | Op::Skip { .. } => true,
         _ => len >= 1,
     }
 }
