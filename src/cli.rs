@@ -134,7 +134,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["pcap", "interface"])))]
 pub struct ExportArgs {
-    /// A pcap or pcapng capture, replayed on its own timestamps.
+    /// A pcap or pcapng capture, replayed on its own timestamps (as fast as possible, it is
+    /// read and keyed on a second thread when the machine has a second core).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// A live Linux interface (AF_PACKET; needs root or CAP_NET_RAW).
