@@ -724,6 +724,33 @@ mod tests {
         )
     }
 
+    /// A capture cut part-way, replayed on two threads: the reader's error comes back, after
+    /// the packets before the cut were counted and exported as on one thread; a replay
+    /// stopped before it starts reads nothing.
+    #[test]
+    fn a_pipelined_replay_reports_a_cut_after_counting_what_came_before_and_stops() {
+        let path = format!("{}/../testdata/pcap/many.pcap", env!("CARGO_MANIFEST_DIR"));
+        let whole = std::fs::read(&path).unwrap_or_default();
+        let cut = whole.get(..whole.len() - 5).unwrap_or_default();
+        let (mut piped, mut alone) = (meter(), meter());
+        let read = pipeline(cut, &mut piped, &AtomicBool::new(false), 7, &|_| {});
+        let error = read.err().map(|e| e.0).unwrap_or_default();
+        assert!(error.starts_with("capture cut short at octet "), "{error}");
+        let read = replay(cut, &mut alone, None, &AtomicBool::new(false));
+        assert!(read.is_err());
+        let (p, a) = (piped.finish(), alone.finish());
+        assert_eq!(p, a);
+        assert!(p.capture.packets > 100, "{p:?}");
+        assert_eq!(
+            piped.exporter().transport().sent,
+            alone.exporter().transport().sent
+        );
+        let mut stopped = meter();
+        let read = pipeline(&whole, &mut stopped, &AtomicBool::new(true), 7, &|_| {});
+        assert_eq!(read, Ok(()));
+        assert_eq!(stopped.finish().capture.packets, 0);
+    }
+
     /// The exporter's own Messages to the collector, and the collector's TCP segments back,
     /// are not metered; other traffic to or from the collector's port is, and so is traffic
     /// of the exporter's address on other ports.
