@@ -43,8 +43,8 @@ pub struct OwnTraffic {
 }
 
 impl OwnTraffic {
-    /// Whether `d`, a UDP or TCP packet to or from the collector's port `port` (the caller's
-    /// test, made inline on every packet), is the exporter's own traffic.
+    /// Whether `d`, a UDP or TCP packet to or from the collector's port (the caller's test,
+    /// made inline on every packet: see `Keying::own_port`), is the exporter's own traffic.
     fn matches(&self, d: &dissect::Dissected) -> bool {
         let (src, dst): (IpAddr, IpAddr) = match d.addresses {
             Addresses::V4(s, d) => (s.into(), d.into()),
@@ -439,36 +439,43 @@ impl ReadAhead<'_> {
     /// Takes the next steps ahead of the reader; `false` when far enough ahead already.
     fn step(&mut self) -> bool {
         let at = self.reader_at.load(Ordering::Relaxed);
-        let end = self.capture.len();
-        let from = self.fetched.max(at.saturating_add(FETCH_FROM));
-        let to = end
-            .min(at.saturating_add(FETCH_TO))
-            .min(from.saturating_add(FETCH_STEP));
-        let fetching = from < to;
+        let lines = self.next(self.fetched, at, FETCH_FROM..FETCH_TO, FETCH_STEP);
+        let fetching = !lines.is_empty();
         if fetching {
-            for line in (from..to).step_by(64) {
+            self.fetched = lines.end;
+            for line in lines.step_by(64) {
                 sys::prefetch_for_another_core(self.capture, line);
             }
-            self.fetched = to;
         }
         let behind = at.saturating_sub(UNMAP_BEHIND);
         if behind >= self.unmapped.saturating_add(UNMAP_STEP) {
             (self.unmap)(self.unmapped..behind);
             self.unmapped = behind;
         }
-        let from = self.mapped.max(at);
-        let to = end
-            .min(at.saturating_add(MAP_AHEAD))
-            .min(from.saturating_add(MAP_STEP));
-        let Some(pages) = self.capture.get(from..to).filter(|p| !p.is_empty()) else {
+        let pages = self.next(self.mapped, at, 0..MAP_AHEAD, MAP_STEP);
+        let Some(octets) = self.capture.get(pages.clone()).filter(|p| !p.is_empty()) else {
             return fetching;
         };
         // One octet of each page, folded so that the loads are made (a prefetch of a page
         // not mapped is dropped).
-        let folded = pages.iter().step_by(sys::PAGE).fold(0_u8, |a, b| a ^ b);
+        let folded = octets.iter().step_by(sys::PAGE).fold(0_u8, |a, b| a ^ b);
         std::hint::black_box(folded);
-        self.mapped = to;
+        self.mapped = pages.end;
         true
+    }
+
+    /// The next step of one walk ahead of the reader at `at`: from where the walk stopped
+    /// (`done`) or `window.start` past the reader, whichever is further, to `window.end` past
+    /// the reader, `step` octets at most, within the capture (empty when there is nothing to
+    /// do).
+    fn next(&self, done: usize, at: usize, window: Range<usize>, step: usize) -> Range<usize> {
+        let from = done.max(at.saturating_add(window.start));
+        let to = self
+            .capture
+            .len()
+            .min(at.saturating_add(window.end))
+            .min(from.saturating_add(step));
+        from..to
     }
 }
 
