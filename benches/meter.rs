@@ -269,7 +269,7 @@ fn pcap_to_ipfix(c: &mut Criterion) {
             src: None,
             src_port: 0,
             protocol,
-            udp_checksum: false,
+            udp_checksum: true,
         };
         let budget = 512 - config.header_overhead();
         group.bench_function(name, |b| {

@@ -177,9 +177,11 @@ pub struct ExportArgs {
     /// Seconds between template re-sends over UDP.
     #[arg(long, default_value_t = 20)]
     pub template_interval: u64,
-    /// Compute UDP checksums (off by default, as in VPP; IPv6 always has them).
+    /// Send IPv4 datagrams without the UDP checksum, as VPP does by default (IPv6 always has
+    /// one). Without it, each Message is also a send of its own (segmentation offload needs the
+    /// checksum).
     #[arg(long)]
-    pub udp_checksum: bool,
+    pub no_udp_checksum: bool,
     /// Observation Domain ID (worker i of --workers exports as this plus i).
     #[arg(long, default_value_t = 1)]
     pub domain_id: u32,

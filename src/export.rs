@@ -126,7 +126,7 @@ pub fn export(args: &ExportArgs) -> Result<Summary, Failure> {
          {}s, udp checksum {}, transport {}, record {}, active {}s, passive {}s{}",
         own.locals.first().copied().unwrap_or(unspecified),
         args.template_interval,
-        if args.udp_checksum || collector.is_ipv6() {
+        if !args.no_udp_checksum || collector.is_ipv6() {
             "enabled"
         } else {
             "disabled"
@@ -246,7 +246,7 @@ fn transport_config(
             TransportArg::Tcp => TransportProtocol::Tcp,
             TransportArg::Tls => TransportProtocol::Tls,
         },
-        udp_checksum: args.udp_checksum,
+        udp_checksum: !args.no_udp_checksum,
     })
 }
 

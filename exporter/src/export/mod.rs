@@ -10,8 +10,8 @@ use flowvm_vm::wire::writer::MessageWriter;
 use flowvm_vm::wire::{HEADER_LEN, MAX_MESSAGE_LEN, SET_HEADER_LEN};
 
 use crate::export::templates::Templates;
-use crate::export::transport::Transport;
-use crate::flow::FlowRecord;
+use crate::export::transport::{RunError, Transport};
+use crate::flow::{FlowRecord, Variant};
 
 /// The smallest and largest path MTU accepted, and VPP's messages for values outside.
 pub const MIN_PATH_MTU: u16 = 68;
@@ -65,18 +65,26 @@ pub struct ExportStats {
 }
 
 /// The Exporting Process over a [`Transport`].
+///
+/// Each template's Data Records fill a Message of their own (VPP's flowprobe keeps a buffer per
+/// record variant likewise), so the full Messages of a template are all of one length; finished
+/// Messages of one length queue in a run that leaves in one send where the transport can cut
+/// it into datagrams (UDP segmentation offload). A run goes when a Message of another length
+/// comes, when it is full, and at the end of every [`poll`](Self::poll) and
+/// [`flush`](Self::flush): whoever exports records polls or flushes after them.
 #[derive(Debug)]
 pub struct ExportingProcess<T> {
     config: ExportConfig,
     templates: Templates,
     transport: T,
-    writer: MessageWriter,
-    /// For a template or record that does not fit the budget alone.
+    /// One Message being filled per template, in template order.
+    open: Vec<OpenMessage>,
+    /// For a record that does not fit the budget alone.
     oversize: MessageWriter,
-    /// Data Records in `writer`.
-    pending: u32,
-    /// When the first of them was added.
-    pending_since: u64,
+    /// The template Messages, built once (each `true` when over the budget).
+    template_messages: Vec<(MessageWriter, bool)>,
+    /// Finished Messages waiting to be sent.
+    run: Run,
     //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
     //# Sequence Number
     //#    Incremental sequence counter modulo 2^32 of all IPFIX Data Records
@@ -90,6 +98,45 @@ pub struct ExportingProcess<T> {
     unreachable: bool,
 }
 
+/// A Message being filled with the Data Records of one template.
+#[derive(Debug)]
+struct OpenMessage {
+    variant: Variant,
+    set_id: SetId,
+    writer: MessageWriter,
+    /// Data Records in it.
+    records: u32,
+    /// When the first of them was added.
+    since: u64,
+}
+
+/// Finished Messages of one length laid end to end, with what each carries.
+#[derive(Debug, Default)]
+struct Run {
+    octets: Vec<u8>,
+    message_len: usize,
+    /// Per Message: its Data Records and whether it carries templates.
+    messages: Vec<(u32, Carries)>,
+}
+
+impl Run {
+    /// Whether a Message of `len` octets may join, the run holding at most `capacity`.
+    fn admits(&self, len: usize, capacity: usize) -> bool {
+        self.messages.is_empty() || (len == self.message_len && self.messages.len() < capacity)
+    }
+
+    fn push(&mut self, message: &[u8], records: u32, carries: Carries) {
+        self.message_len = message.len();
+        self.octets.extend_from_slice(message);
+        self.messages.push((records, carries));
+    }
+
+    fn clear(&mut self) {
+        self.octets.clear();
+        self.messages.clear();
+    }
+}
+
 /// The Export Time of a Message: wall-clock seconds (capture time drives only metering).
 fn wall_seconds() -> u32 {
     u32::try_from(crate::clock::unix_nanos() / 1_000_000_000).unwrap_or(u32::MAX)
@@ -98,14 +145,27 @@ fn wall_seconds() -> u32 {
 impl<T: Transport> ExportingProcess<T> {
     /// An Exporting Process sending `templates`' records through `transport`.
     pub fn new(config: ExportConfig, templates: Templates, transport: T) -> Self {
+        let open = Variant::ALL
+            .iter()
+            .filter_map(|&variant| {
+                let id = templates.template_id(variant)?;
+                Some(OpenMessage {
+                    variant,
+                    set_id: SetId(id.0),
+                    writer: MessageWriter::new(config.message_budget),
+                    records: 0,
+                    since: 0,
+                })
+            })
+            .collect();
         Self {
-            writer: MessageWriter::new(config.message_budget),
+            open,
             oversize: MessageWriter::new(MAX_MESSAGE_LEN),
+            template_messages: template_messages(&templates, config.message_budget),
+            run: Run::default(),
             config,
             templates,
             transport,
-            pending: 0,
-            pending_since: 0,
             sequence: 0,
             templates_sent_at: None,
             export_time: wall_seconds,
@@ -135,64 +195,78 @@ impl<T: Transport> ExportingProcess<T> {
         &self.templates
     }
 
-    /// Adds one record; sends the Message first if the record does not fit in it.
+    /// Adds one record to its template's Message; finishes that Message first if the record
+    /// does not fit in it. Finished Messages may wait for the next [`poll`](Self::poll) or
+    /// [`flush`](Self::flush).
     pub fn export(&mut self, record: &FlowRecord, now_ns: u64) {
-        let Some(template_id) = self.templates.template_id(record.key.variant) else {
+        let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.variant == record.key.variant)
+        else {
             return;
         };
-        let set_id = SetId(template_id.0);
         for _ in 0..2 {
-            if self.writer.open_set() != Some(set_id) && !self.writer.begin_set(set_id) {
-                self.send_pending(now_ns);
-                continue;
-            }
-            self.templates.put_record(record, &mut self.writer);
-            if self.writer.commit() {
-                if self.pending == 0 {
-                    self.pending_since = now_ns;
-                }
-                self.pending += 1;
+            let Some(open) = self.open.get_mut(i) else {
                 return;
-            }
-            if self.pending == 0 {
+            };
+            if open.writer.is_empty() && !open.writer.begin_set(open.set_id) {
                 break;
             }
-            self.send_pending(now_ns);
+            self.templates.put_record(record, &mut open.writer);
+            if open.writer.commit() {
+                if open.records == 0 {
+                    open.since = now_ns;
+                }
+                open.records += 1;
+                return;
+            }
+            if open.records == 0 {
+                break;
+            }
+            self.send(Which::Open(i), now_ns);
         }
         // The record does not fit an empty Message of the budget: it goes alone.
-        self.writer.clear();
+        let Some(open) = self.open.get_mut(i) else {
+            return;
+        };
+        open.writer.clear();
         self.oversize.clear();
-        if self.oversize.begin_set(set_id) {
+        if self.oversize.begin_set(open.set_id) {
             self.templates.put_record(record, &mut self.oversize);
             if self.oversize.commit() {
                 self.stats.oversize_messages += 1;
-                self.send(Which::Oversize, 1, now_ns);
+                self.send(Which::Oversize, now_ns);
             }
         }
     }
 
-    /// Time passes: sends the partial Message once the flush interval has run since its first
-    /// record, and the templates when the template interval has run (UDP). Early calls are
-    /// harmless.
+    /// Time passes: sends each partial Message once the flush interval has run since its first
+    /// record, the templates when the template interval has run (UDP), and the run. Early
+    /// calls are harmless.
     pub fn poll(&mut self, now_ns: u64) {
-        if self.pending > 0
-            && now_ns
-                >= self
-                    .pending_since
-                    .saturating_add(self.config.flush_interval_ns)
-        {
-            self.send_pending(now_ns);
+        for i in 0..self.open.len() {
+            if self.open.get(i).is_some_and(|o| {
+                o.records > 0 && now_ns >= o.since.saturating_add(self.config.flush_interval_ns)
+            }) {
+                self.send(Which::Open(i), now_ns);
+            }
         }
         if self.templates_due(now_ns) {
             self.send_templates(now_ns);
         }
+        self.send_run();
     }
 
-    /// Sends the partial Message now (the end of the capture, a signal, `ipfix flush`).
+    /// Sends every partial Message and the run now (the end of the capture, a signal, `ipfix
+    /// flush`).
     pub fn flush(&mut self, now_ns: u64) {
-        if self.pending > 0 {
-            self.send_pending(now_ns);
+        for i in 0..self.open.len() {
+            if self.open.get(i).is_some_and(|o| o.records > 0) {
+                self.send(Which::Open(i), now_ns);
+            }
         }
+        self.send_run();
     }
 
     fn templates_due(&self, now_ns: u64) -> bool {
@@ -205,16 +279,18 @@ impl<T: Transport> ExportingProcess<T> {
                 .is_some_and(|at| now_ns >= at.saturating_add(self.config.template_interval_ns))
     }
 
-    fn send_pending(&mut self, now_ns: u64) {
-        let records = self.pending;
-        self.pending = 0;
-        self.send(Which::Budget, records, now_ns);
-    }
-
-    /// Sends the Message in `which` carrying `records` Data Records, with the templates first
-    /// when the session is new or (UDP) they are due.
-    fn send(&mut self, which: Which, records: u32, now_ns: u64) {
-        let opened = match self.transport.open() {
+    /// Finishes the Message of Data Records in `which` (an open or the oversize Message) into
+    /// the run, with the templates first when the session is new or (UDP) they are due.
+    fn send(&mut self, which: Which, now_ns: u64) {
+        let records = match which {
+            Which::Open(i) => self
+                .open
+                .get_mut(i)
+                .map_or(0, |o| std::mem::take(&mut o.records)),
+            Which::Oversize => 1,
+            Which::Template(_) => 0,
+        };
+        match self.transport.open() {
             Ok(fresh) => {
                 if fresh {
                     self.sequence = 0;
@@ -227,7 +303,7 @@ impl<T: Transport> ExportingProcess<T> {
                 if fresh || self.templates_sent_at.is_none() || self.templates_due(now_ns) {
                     self.send_templates(now_ns);
                 }
-                true
+                self.queue(which, records, Carries::Records);
             }
             Err(e) => {
                 // One line per outage (a refused connection, a certificate error), not one
@@ -237,87 +313,135 @@ impl<T: Transport> ExportingProcess<T> {
                 }
                 self.unreachable = true;
                 self.stats.send_errors += 1;
-                false
+                self.stats.records_lost += u64::from(records);
             }
-        };
-        let writer = match which {
-            Which::Budget => &mut self.writer,
-            Which::Oversize => &mut self.oversize,
-        };
-        let header = Header {
-            export_time: (self.export_time)(),
-            sequence: self.sequence,
-            domain: self.config.domain,
-        };
-        let sent = opened
-            && transmit(
-                &mut self.transport,
-                &mut self.stats,
-                writer,
-                header,
-                Carries::Records,
-            );
-        writer.clear();
-        if sent {
-            self.stats.records += u64::from(records);
-            self.sequence = self.sequence.wrapping_add(records);
-        } else {
-            self.stats.records_lost += u64::from(records);
+        }
+        if let Some(w) = self.writer(which) {
+            w.clear();
         }
     }
 
-    /// Sends every template, in as few Messages of the budget as they fit (each template alone
-    /// in an oversize Message if it does not fit the budget by itself). Template Messages carry
-    /// the sequence number without adding to it (they hold no Data Record).
+    /// Queues every template Message. They carry the sequence number without adding to it
+    /// (they hold no Data Record).
     fn send_templates(&mut self, now_ns: u64) {
         self.templates_sent_at = Some(now_ns);
-        let header = Header {
-            export_time: (self.export_time)(),
-            sequence: self.sequence,
-            domain: self.config.domain,
+        for i in 0..self.template_messages.len() {
+            if self.template_messages.get(i).is_some_and(|(_, big)| *big) {
+                self.stats.oversize_messages += 1;
+            }
+            self.queue(Which::Template(i), 0, Carries::Templates);
+        }
+    }
+
+    fn writer(&mut self, which: Which) -> Option<&mut MessageWriter> {
+        which.writer(
+            &mut self.open,
+            &mut self.oversize,
+            &mut self.template_messages,
+        )
+    }
+
+    /// Finishes the Message in `which` into the run: the run is sent first if the Message
+    /// cannot join it, and after if it is then full. The numbering runs ahead of the sending;
+    /// [`Self::send_run`] winds it back over what fails to go.
+    fn queue(&mut self, which: Which, records: u32, carries: Carries) {
+        let Some(w) = self.writer(which) else {
+            return;
         };
-        let (transport, stats) = (&mut self.transport, &mut self.stats);
-        let mut w = MessageWriter::new(self.config.message_budget);
-        let mut in_message = false;
-        for def in self.templates.defs() {
-            if in_message {
-                w.put_template(def);
-                if w.commit() {
-                    continue;
-                }
-                transmit(transport, stats, &mut w, header, Carries::Templates);
-                w.clear();
+        w.end_set();
+        let len = w.len();
+        let capacity = self.transport.run_capacity(len);
+        if !self.run.admits(len, capacity) {
+            self.send_run();
+        }
+        let (export_time, sequence, domain) =
+            ((self.export_time)(), self.sequence, self.config.domain);
+        let Some(w) = which.writer(
+            &mut self.open,
+            &mut self.oversize,
+            &mut self.template_messages,
+        ) else {
+            return;
+        };
+        self.run
+            .push(w.finish(export_time, sequence, domain), records, carries);
+        self.sequence = self.sequence.wrapping_add(records);
+        if self.run.messages.len() >= capacity {
+            self.send_run();
+        }
+    }
+
+    /// Sends the run and counts it: Messages and octets, or send errors and lost records for
+    /// those that did not go (whose sequence numbers the next Messages take again). The one
+    /// place Messages leave the Exporting Process.
+    fn send_run(&mut self) {
+        if self.run.messages.is_empty() {
+            return;
+        }
+        let sent = match self
+            .transport
+            .send_run(&self.run.octets, self.run.message_len)
+        {
+            Ok(()) => self.run.messages.len(),
+            Err(RunError { sent, error }) => {
+                tracing::warn!(%error, "send to the collector failed");
+                sent
             }
-            in_message = w.begin_set(SetId::TEMPLATE) && {
-                w.put_template(def);
-                w.commit()
-            };
-            if !in_message {
-                // Alone it does not fit the budget.
-                let mut big = MessageWriter::new(MAX_MESSAGE_LEN);
-                if big.begin_set(SetId::TEMPLATE) {
-                    big.put_template(def);
-                    if big.commit()
-                        && transmit(transport, stats, &mut big, header, Carries::Templates)
-                    {
-                        stats.oversize_messages += 1;
-                    }
-                }
-                w.clear();
+        };
+        let (went, failed) = self
+            .run
+            .messages
+            .split_at(sent.min(self.run.messages.len()));
+        for &(records, carries) in went {
+            self.stats.messages += 1;
+            self.stats.octets += self.run.message_len as u64;
+            self.stats.records += u64::from(records);
+            if carries == Carries::Templates {
+                self.stats.template_messages += 1;
             }
         }
-        if in_message {
-            transmit(transport, stats, &mut w, header, Carries::Templates);
+        for &(records, _) in failed {
+            self.stats.send_errors += 1;
+            self.stats.records_lost += u64::from(records);
+            self.sequence = self.sequence.wrapping_sub(records);
         }
+        self.run.clear();
     }
 }
 
-/// The header fields of a Message about to be sent.
-#[derive(Clone, Copy, Debug)]
-struct Header {
-    export_time: u32,
-    sequence: u32,
-    domain: ObservationDomainId,
+/// The template Messages: as few Messages of `budget` octets as the templates fit, each template
+/// alone in a larger Message if it does not fit the budget by itself (marked `true`).
+fn template_messages(templates: &Templates, budget: usize) -> Vec<(MessageWriter, bool)> {
+    let mut messages = Vec::new();
+    let mut w = MessageWriter::new(budget);
+    for def in templates.defs() {
+        if !w.is_empty() {
+            w.put_template(def);
+            if w.commit() {
+                continue;
+            }
+            messages.push((std::mem::replace(&mut w, MessageWriter::new(budget)), false));
+        }
+        if w.begin_set(SetId::TEMPLATE) && {
+            w.put_template(def);
+            w.commit()
+        } {
+            continue;
+        }
+        // Alone it does not fit the budget.
+        w.clear();
+        let mut big = MessageWriter::new(MAX_MESSAGE_LEN);
+        if big.begin_set(SetId::TEMPLATE) {
+            big.put_template(def);
+            if big.commit() {
+                messages.push((big, true));
+            }
+        }
+    }
+    if !w.is_empty() {
+        messages.push((w, false));
+    }
+    messages
 }
 
 /// What a Message holds, for the counters.
@@ -327,38 +451,31 @@ enum Carries {
     Templates,
 }
 
-/// Finishes `w`'s Message, sends it and counts it (Messages, octets, or a send error); `true`
-/// when it went. The one place a Message leaves the Exporting Process.
-fn transmit<T: Transport>(
-    transport: &mut T,
-    stats: &mut ExportStats,
-    w: &mut MessageWriter,
-    header: Header,
-    carries: Carries,
-) -> bool {
-    let message = w.finish(header.export_time, header.sequence, header.domain);
-    match transport.send(message) {
-        Ok(()) => {
-            stats.messages += 1;
-            stats.octets += message.len() as u64;
-            if carries == Carries::Templates {
-                stats.template_messages += 1;
-            }
-            true
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, ?carries, "send to the collector failed");
-            stats.send_errors += 1;
-            false
-        }
-    }
-}
-
-/// Which writer holds the Message to send.
+/// Which writer holds a Message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Which {
-    Budget,
+    /// The open Message of the `n`th template.
+    Open(usize),
     Oversize,
+    /// The `n`th template Message.
+    Template(usize),
+}
+
+impl Which {
+    /// The writer among the Exporting Process's (passed as fields, so that the run can be
+    /// borrowed beside).
+    fn writer<'a>(
+        self,
+        open: &'a mut [OpenMessage],
+        oversize: &'a mut MessageWriter,
+        templates: &'a mut [(MessageWriter, bool)],
+    ) -> Option<&'a mut MessageWriter> {
+        match self {
+            Self::Open(i) => open.get_mut(i).map(|o| &mut o.writer),
+            Self::Oversize => Some(oversize),
+            Self::Template(i) => templates.get_mut(i).map(|(w, _)| w),
+        }
+    }
 }
 
 /// The smallest path MTU at which every template and every record fits a Message alone.
@@ -371,7 +488,7 @@ pub fn smallest_fitting_mtu(templates: &Templates, header_overhead: usize) -> us
                 .map(|f| if f.enterprise_number.0 == 0 { 4 } else { 8 })
                 .sum::<usize>()
     });
-    let data_sets = crate::flow::Variant::ALL
+    let data_sets = Variant::ALL
         .iter()
         .filter_map(|v| templates.record_len(*v))
         .map(|len| SET_HEADER_LEN + len);
@@ -388,7 +505,8 @@ mod tests {
     use flowvm_vm::wire::template::TemplateRecords;
 
     use super::*;
-    use crate::flow::{FlowEndReason, FlowKey, RecordFlags, Variant};
+    use crate::export::transport;
+    use crate::flow::{FlowEndReason, FlowKey, RecordFlags};
 
     /// Keeps what it is sent; a reliable transport's first `open` (and the first after a
     /// failed send) starts a new session. The next `fail_sends` sends fail, closing it.
@@ -398,6 +516,10 @@ mod tests {
         reliable: bool,
         open: bool,
         fail_sends: usize,
+        /// Messages a run may carry (0: 1).
+        run_capacity: usize,
+        /// Messages in each run sent.
+        runs: Vec<usize>,
     }
 
     impl Transport for Recorder {
@@ -419,6 +541,15 @@ mod tests {
 
         fn unreliable(&self) -> bool {
             !self.reliable
+        }
+
+        fn run_capacity(&self, _: usize) -> usize {
+            self.run_capacity.max(1)
+        }
+
+        fn send_run(&mut self, messages: &[u8], message_len: usize) -> Result<(), RunError> {
+            self.runs.push(messages.len() / message_len);
+            transport::send_each(self, messages, message_len)
         }
     }
 
@@ -503,16 +634,56 @@ mod tests {
     }
 
     #[test]
-    fn mixed_variants_share_a_message_in_separate_sets() {
+    fn each_template_fills_messages_of_its_own() {
         let mut e = exporter(1450, false);
         e.export(&record(1, Variant::Ip4), S);
         e.export(&record(2, Variant::Ip6), S);
         e.export(&record(3, Variant::Ip4), S);
         e.flush(S);
         let m = &e.transport().messages;
-        assert_eq!(m.len(), 2);
-        let sets = Message::decode(&m[1]).unwrap().sets().count();
-        assert_eq!(sets, 3);
+        // Templates, then the IPv4 Message (two records), then the IPv6 one.
+        assert_eq!(shape(m), [(0, 2, 0), (0, 0, 2), (2, 0, 1)]);
+        assert!(
+            m.iter()
+                .all(|m| Message::decode(m).unwrap().sets().count() == 1)
+        );
+    }
+
+    #[test]
+    fn messages_of_one_length_leave_in_runs_and_a_failed_run_is_lost_and_renumbered() {
+        let mut e = exporter(512, false);
+        e.transport.run_capacity = 2;
+        for n in 0..44 {
+            e.export(&record(n, Variant::Ip4), S);
+        }
+        // Nothing leaves before the poll that follows the exports, but a full run.
+        assert_eq!(e.transport().runs, [1, 2, 2]);
+        e.poll(S);
+        // Templates alone (another length), then runs of two full Messages (8 records each),
+        // then the last full one, sent by the poll.
+        assert_eq!(e.transport().runs, [1, 2, 2, 1]);
+        e.flush(S);
+        assert_eq!(e.transport().runs, [1, 2, 2, 1, 1]);
+        let seqs: Vec<_> = shape(&e.transport().messages)
+            .into_iter()
+            .map(|(seq, _, data)| (seq, data))
+            .collect();
+        assert_eq!(
+            seqs,
+            [(0, 0), (0, 8), (8, 8), (16, 8), (24, 8), (32, 8), (40, 4)]
+        );
+
+        // The next run fails whole: its records are lost and the next Message numbers from
+        // where it began.
+        e.transport.fail_sends = 1;
+        for n in 0..20 {
+            e.export(&record(n, Variant::Ip4), 2 * S);
+        }
+        e.flush(2 * S);
+        let s = e.stats();
+        assert_eq!((s.records, s.records_lost, s.send_errors), (48, 16, 2));
+        let last = shape(&e.transport().messages).pop().unwrap();
+        assert_eq!(last, (44, 0, 4));
     }
 
     #[test]

@@ -83,7 +83,61 @@ pub trait Transport {
 
     /// Whether templates are re-sent on a timer (UDP) rather than once per session (TCP).
     fn unreliable(&self) -> bool;
+
+    /// How many Messages of `message_len` octets one [`send_run`] may carry: more than one
+    /// where the kernel cuts one send into datagrams (UDP segmentation offload), 1 otherwise.
+    ///
+    /// [`send_run`]: Transport::send_run
+    fn run_capacity(&self, message_len: usize) -> usize {
+        let _ = message_len;
+        1
+    }
+
+    /// Sends a run of whole Messages of `message_len` octets each, laid end to end in
+    /// `messages` (at most [`run_capacity`] of them), in order.
+    ///
+    /// # Errors
+    /// The send of one of them failed: those before it went, it and those after did not.
+    ///
+    /// [`run_capacity`]: Transport::run_capacity
+    fn send_run(&mut self, messages: &[u8], message_len: usize) -> Result<(), RunError> {
+        send_each(self, messages, message_len)
+    }
 }
+
+/// A run of Messages that failed part way.
+#[derive(Debug)]
+pub struct RunError {
+    /// How many Messages of the run went before the failure.
+    pub sent: usize,
+    /// Why the next one did not.
+    pub error: io::Error,
+}
+
+/// Sends a run's Messages one at a time (what [`Transport::send_run`] does unless the transport
+/// has a better way).
+///
+/// # Errors
+/// As [`Transport::send_run`].
+pub fn send_each<T: Transport + ?Sized>(
+    transport: &mut T,
+    messages: &[u8],
+    message_len: usize,
+) -> Result<(), RunError> {
+    for (sent, message) in messages.chunks(message_len.max(1)).enumerate() {
+        transport
+            .send(message)
+            .map_err(|error| RunError { sent, error })?;
+    }
+    Ok(())
+}
+
+/// Datagrams one UDP segmentation offload send may carry (the kernel's `UDP_MAX_SEGMENTS`
+/// before Linux 6.9 raised it to 128).
+const MAX_SEGMENTS: usize = 64;
+
+/// The largest UDP payload over IPv4, which a segmented send must stay within too.
+const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// A connection to the collector: plain TCP, or TLS over it.
 #[derive(Debug)]
@@ -115,6 +169,9 @@ pub struct SocketTransport {
     udp: Option<UdpSocket>,
     tcp: Option<Stream>,
     tls: Option<TlsClient>,
+    /// Runs of Messages go in one send, cut into datagrams by the kernel (UDP with checksums,
+    /// until the kernel refuses it once).
+    segmentation: bool,
 }
 
 impl SocketTransport {
@@ -130,15 +187,18 @@ impl SocketTransport {
             udp: None,
             tcp: None,
             tls: None,
+            segmentation: false,
         };
         if t.config.protocol == TransportProtocol::Udp {
             let socket = t.bound_socket(Type::DGRAM, Protocol::UDP)?;
-            if t.config.collector.is_ipv4() && !t.config.udp_checksum {
-                //= https://www.rfc-editor.org/rfc/rfc7011#section-10.3.2
-                //# When using UDP as the transport protocol, the UDP checksum
-                //# SHOULD be used.
-                // VPP sends without one unless `udp-checksum` is given, and so do we: the
-                // option is the operator's. IPv6 requires the checksum (RFC 8200 §8.1).
+            //= https://www.rfc-editor.org/rfc/rfc7011#section-10.3.2
+            //# When using UDP as the transport protocol, the UDP checksum
+            //# SHOULD be used.
+            // VPP sends without one unless `udp-checksum` is given; the kernel (or the NIC)
+            // computes it for us, and segmentation offload needs it, so we send it unless the
+            // operator turns it off. IPv6 requires it (RFC 8200 §8.1).
+            t.segmentation = t.config.udp_checksum || t.config.collector.is_ipv6();
+            if !t.segmentation {
                 sys::set_udp_no_check(&socket, true)?;
             }
             socket.connect(&SockAddr::from(t.config.collector))?;
@@ -250,5 +310,93 @@ impl Transport for SocketTransport {
 
     fn unreliable(&self) -> bool {
         self.config.protocol == TransportProtocol::Udp
+    }
+
+    fn run_capacity(&self, message_len: usize) -> usize {
+        if self.segmentation {
+            (MAX_UDP_PAYLOAD / message_len.max(1)).clamp(1, MAX_SEGMENTS)
+        } else {
+            1
+        }
+    }
+
+    fn send_run(&mut self, messages: &[u8], message_len: usize) -> Result<(), RunError> {
+        let segment = u16::try_from(message_len).unwrap_or(u16::MAX);
+        if let (Some(udp), true) = (&self.udp, self.segmentation && messages.len() > message_len) {
+            match sys::send_segmented(udp, messages, segment) {
+                Ok(()) => return Ok(()),
+                // The kernel cannot segment for this socket or route (an old kernel, a device
+                // that cannot checksum, a route whose MTU is below the path MTU): send each
+                // Message alone from now on, as the kernel would fragment them.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    tracing::info!(error = %e, "UDP segmentation offload refused: one send a Message");
+                    self.segmentation = false;
+                }
+                Err(error) => return Err(RunError { sent: 0, error }),
+            }
+        }
+        send_each(self, messages, message_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_to(sink: &UdpSocket, udp_checksum: bool) -> SocketTransport {
+        SocketTransport::new(TransportConfig {
+            collector: sink.local_addr().unwrap(),
+            src: None,
+            src_port: 0,
+            protocol: TransportProtocol::Udp,
+            udp_checksum,
+        })
+        .unwrap()
+    }
+
+    /// Ten Messages of 300 octets, each filled with its own index.
+    fn run() -> Vec<u8> {
+        (0..10_u8).flat_map(|i| [i; 300]).collect()
+    }
+
+    fn received(sink: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0; 65_536];
+        (0..n)
+            .map(|_| {
+                let len = sink.recv(&mut buf).unwrap();
+                buf[..len].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_leaves_in_one_segmented_send_and_arrives_as_its_datagrams() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut t = udp_to(&sink, true);
+        assert_eq!(t.run_capacity(300), 64);
+        assert_eq!(t.run_capacity(1_400), 46);
+        t.send_run(&run(), 300).unwrap();
+        assert!(
+            t.segmentation,
+            "the kernel refused segmentation offload on loopback"
+        );
+        let got = received(&sink, 10);
+        assert_eq!(got, run().chunks(300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn without_the_checksum_each_message_is_a_send_of_its_own() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut t = udp_to(&sink, false);
+        assert_eq!(t.run_capacity(300), 1);
+        // A run handed over anyway still goes, a datagram a Message.
+        t.send_run(&run(), 300).unwrap();
+        assert_eq!(received(&sink, 10), run().chunks(300).collect::<Vec<_>>());
     }
 }
