@@ -5,6 +5,7 @@
 pub mod templates;
 pub mod transport;
 
+use flowvm_vm::wire::header::MessageHeader;
 use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
 use flowvm_vm::wire::writer::MessageWriter;
 use flowvm_vm::wire::{HEADER_LEN, MAX_MESSAGE_LEN, SET_HEADER_LEN};
@@ -66,39 +67,34 @@ pub struct ExportStats {
 
 /// The Exporting Process over a [`Transport`].
 ///
-/// Each template's Data Records fill a Message of their own (VPP's flowprobe keeps a buffer per
-/// record variant likewise), so the full Messages of a template are all of one length; finished
-/// Messages of one length queue in a run that leaves in one send where the transport can cut
-/// it into datagrams (UDP segmentation offload). A run goes when a Message of another length
-/// comes, when it is full, and at the end of every [`poll`](Self::poll) and
-/// [`flush`](Self::flush): whoever exports records polls or flushes after them.
+/// Each template's Data Records fill Messages of their own (VPP's flowprobe keeps a buffer per
+/// record variant likewise), so a template's full Messages are all of one length; they queue
+/// in the template's run, which leaves in one send where the transport can cut it into
+/// datagrams (UDP segmentation offload). Messages are numbered as they leave. A run goes when
+/// a Message of another length comes, when it is full, and at the end of every
+/// [`poll`](Self::poll) and [`flush`](Self::flush): whoever exports records polls or flushes
+/// after them.
 #[derive(Debug)]
 pub struct ExportingProcess<T> {
     config: ExportConfig,
     templates: Templates,
-    transport: T,
-    /// One Message being filled per template, in template order.
+    /// One Message being filled per template, in template order, each with its run.
     open: Vec<OpenMessage>,
     /// For a record that does not fit the budget alone.
     oversize: MessageWriter,
     /// The template Messages, built once (each `true` when over the budget).
     template_messages: Vec<(MessageWriter, bool)>,
-    /// Finished Messages waiting to be sent.
-    run: Run,
-    //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
-    //# Sequence Number
-    //#    Incremental sequence counter modulo 2^32 of all IPFIX Data Records
-    //#    sent in the current stream from the current Observation Domain by
-    //#    the Exporting Process.
-    sequence: u32,
+    /// A template or oversize Message on its way: a run of one, sent at once.
+    single: Run,
+    out: Out<T>,
     templates_sent_at: Option<u64>,
     export_time: fn() -> u32,
-    stats: ExportStats,
     /// The last attempt to open a session failed: the next failure is not logged again.
     unreachable: bool,
 }
 
-/// A Message being filled with the Data Records of one template.
+/// A Message being filled with the Data Records of one template, and the template's finished
+/// Messages waiting to be sent.
 #[derive(Debug)]
 struct OpenMessage {
     variant: Variant,
@@ -108,6 +104,7 @@ struct OpenMessage {
     records: u32,
     /// When the first of them was added.
     since: u64,
+    run: Run,
 }
 
 /// Finished Messages of one length laid end to end, with what each carries.
@@ -130,10 +127,61 @@ impl Run {
         self.octets.extend_from_slice(message);
         self.messages.push((records, carries));
     }
+}
 
-    fn clear(&mut self) {
-        self.octets.clear();
-        self.messages.clear();
+/// Where Messages leave: the transport, the sequence number and the counters.
+#[derive(Debug)]
+struct Out<T> {
+    transport: T,
+    //= https://www.rfc-editor.org/rfc/rfc7011#section-3.1
+    //# Sequence Number
+    //#    Incremental sequence counter modulo 2^32 of all IPFIX Data Records
+    //#    sent in the current stream from the current Observation Domain by
+    //#    the Exporting Process.
+    sequence: u32,
+    stats: ExportStats,
+}
+
+impl<T: Transport> Out<T> {
+    /// Numbers the run's Messages, sends them and counts them: Messages and octets, or send
+    /// errors and lost records for those that did not go (whose sequence numbers the next
+    /// Messages take). The one place Messages leave the Exporting Process.
+    fn send_run(&mut self, run: &mut Run) {
+        if run.messages.is_empty() {
+            return;
+        }
+        let mut sequence = self.sequence;
+        for (message, &(records, _)) in run
+            .octets
+            .chunks_mut(run.message_len.max(1))
+            .zip(&run.messages)
+        {
+            MessageHeader::set_sequence_number(message, sequence);
+            sequence = sequence.wrapping_add(records);
+        }
+        let sent = match self.transport.send_run(&run.octets, run.message_len) {
+            Ok(()) => run.messages.len(),
+            Err(RunError { sent, error }) => {
+                tracing::warn!(%error, "send to the collector failed");
+                sent
+            }
+        };
+        let (went, failed) = run.messages.split_at(sent.min(run.messages.len()));
+        for &(records, carries) in went {
+            self.sequence = self.sequence.wrapping_add(records);
+            self.stats.messages += 1;
+            self.stats.octets += run.message_len as u64;
+            self.stats.records += u64::from(records);
+            if carries == Carries::Templates {
+                self.stats.template_messages += 1;
+            }
+        }
+        for &(records, _) in failed {
+            self.stats.send_errors += 1;
+            self.stats.records_lost += u64::from(records);
+        }
+        run.octets.clear();
+        run.messages.clear();
     }
 }
 
@@ -155,6 +203,7 @@ impl<T: Transport> ExportingProcess<T> {
                     writer: MessageWriter::new(config.message_budget),
                     records: 0,
                     since: 0,
+                    run: Run::default(),
                 })
             })
             .collect();
@@ -162,14 +211,16 @@ impl<T: Transport> ExportingProcess<T> {
             open,
             oversize: MessageWriter::new(MAX_MESSAGE_LEN),
             template_messages: template_messages(&templates, config.message_budget),
-            run: Run::default(),
+            single: Run::default(),
+            out: Out {
+                transport,
+                sequence: 0,
+                stats: ExportStats::default(),
+            },
             config,
             templates,
-            transport,
-            sequence: 0,
             templates_sent_at: None,
             export_time: wall_seconds,
-            stats: ExportStats::default(),
             unreachable: false,
         }
     }
@@ -182,12 +233,12 @@ impl<T: Transport> ExportingProcess<T> {
 
     /// Counters so far.
     pub fn stats(&self) -> ExportStats {
-        self.stats
+        self.out.stats
     }
 
     /// The transport.
     pub fn transport(&self) -> &T {
-        &self.transport
+        &self.out.transport
     }
 
     /// The templates.
@@ -235,15 +286,15 @@ impl<T: Transport> ExportingProcess<T> {
         if self.oversize.begin_set(open.set_id) {
             self.templates.put_record(record, &mut self.oversize);
             if self.oversize.commit() {
-                self.stats.oversize_messages += 1;
+                self.out.stats.oversize_messages += 1;
                 self.send(Which::Oversize, now_ns);
             }
         }
     }
 
-    /// Time passes: sends each partial Message once the flush interval has run since its first
-    /// record, the templates when the template interval has run (UDP), and the run. Early
-    /// calls are harmless.
+    /// Time passes: finishes each partial Message once the flush interval has run since its
+    /// first record, sends the templates when the template interval has run (UDP), then every
+    /// run. Early calls are harmless.
     pub fn poll(&mut self, now_ns: u64) {
         for i in 0..self.open.len() {
             if self.open.get(i).is_some_and(|o| {
@@ -255,32 +306,38 @@ impl<T: Transport> ExportingProcess<T> {
         if self.templates_due(now_ns) {
             self.send_templates(now_ns);
         }
-        self.send_run();
+        self.send_runs();
     }
 
-    /// Sends every partial Message and the run now (the end of the capture, a signal, `ipfix
-    /// flush`).
+    /// Finishes every partial Message and sends every run now (the end of the capture, a
+    /// signal, `ipfix flush`).
     pub fn flush(&mut self, now_ns: u64) {
         for i in 0..self.open.len() {
             if self.open.get(i).is_some_and(|o| o.records > 0) {
                 self.send(Which::Open(i), now_ns);
             }
         }
-        self.send_run();
+        self.send_runs();
+    }
+
+    fn send_runs(&mut self) {
+        for open in &mut self.open {
+            self.out.send_run(&mut open.run);
+        }
     }
 
     fn templates_due(&self, now_ns: u64) -> bool {
         //= https://www.rfc-editor.org/rfc/rfc7011#section-8.4
         //# The Exporting Process SHOULD resend the Template
         //# Records ... at regular intervals
-        self.transport.unreliable()
+        self.out.transport.unreliable()
             && self
                 .templates_sent_at
                 .is_some_and(|at| now_ns >= at.saturating_add(self.config.template_interval_ns))
     }
 
-    /// Finishes the Message of Data Records in `which` (an open or the oversize Message) into
-    /// the run, with the templates first when the session is new or (UDP) they are due.
+    /// Finishes the Message of Data Records in `which` (an open or the oversize Message) on
+    /// its way, with the templates first when the session is new or (UDP) they are due.
     fn send(&mut self, which: Which, now_ns: u64) {
         let records = match which {
             Which::Open(i) => self
@@ -290,10 +347,10 @@ impl<T: Transport> ExportingProcess<T> {
             Which::Oversize => 1,
             Which::Template(_) => 0,
         };
-        match self.transport.open() {
+        match self.out.transport.open() {
             Ok(fresh) => {
                 if fresh {
-                    self.sequence = 0;
+                    self.out.sequence = 0;
                 }
                 self.unreachable = false;
                 //= https://www.rfc-editor.org/rfc/rfc7011#section-8
@@ -312,8 +369,8 @@ impl<T: Transport> ExportingProcess<T> {
                     tracing::warn!(error = %e, "cannot reach the collector");
                 }
                 self.unreachable = true;
-                self.stats.send_errors += 1;
-                self.stats.records_lost += u64::from(records);
+                self.out.stats.send_errors += 1;
+                self.out.stats.records_lost += u64::from(records);
             }
         }
         if let Some(w) = self.writer(which) {
@@ -321,91 +378,53 @@ impl<T: Transport> ExportingProcess<T> {
         }
     }
 
-    /// Queues every template Message. They carry the sequence number without adding to it
-    /// (they hold no Data Record).
+    /// Sends every template Message. They hold no Data Record: the sequence number does not
+    /// move.
     fn send_templates(&mut self, now_ns: u64) {
         self.templates_sent_at = Some(now_ns);
         for i in 0..self.template_messages.len() {
             if self.template_messages.get(i).is_some_and(|(_, big)| *big) {
-                self.stats.oversize_messages += 1;
+                self.out.stats.oversize_messages += 1;
             }
             self.queue(Which::Template(i), 0, Carries::Templates);
         }
     }
 
     fn writer(&mut self, which: Which) -> Option<&mut MessageWriter> {
-        which.writer(
-            &mut self.open,
-            &mut self.oversize,
-            &mut self.template_messages,
-        )
+        match which {
+            Which::Open(i) => self.open.get_mut(i).map(|o| &mut o.writer),
+            Which::Oversize => Some(&mut self.oversize),
+            Which::Template(i) => self.template_messages.get_mut(i).map(|(w, _)| w),
+        }
     }
 
-    /// Finishes the Message in `which` into the run: the run is sent first if the Message
-    /// cannot join it, and after if it is then full. The numbering runs ahead of the sending;
-    /// [`Self::send_run`] winds it back over what fails to go.
+    /// Finishes the Message in `which` into its run: an open Message's template's run (sent
+    /// first if the Message cannot join it, and after if it is then full), or a run of its own
+    /// sent at once.
     fn queue(&mut self, which: Which, records: u32, carries: Carries) {
-        let Some(w) = self.writer(which) else {
-            return;
+        let export_time = (self.export_time)();
+        let domain = self.config.domain;
+        let (w, run) = match which {
+            Which::Open(i) => match self.open.get_mut(i) {
+                Some(o) => (&mut o.writer, &mut o.run),
+                None => return,
+            },
+            Which::Oversize => (&mut self.oversize, &mut self.single),
+            Which::Template(i) => match self.template_messages.get_mut(i) {
+                Some((w, _)) => (w, &mut self.single),
+                None => return,
+            },
         };
-        w.end_set();
-        let len = w.len();
-        let capacity = self.transport.run_capacity(len);
-        if !self.run.admits(len, capacity) {
-            self.send_run();
+        // The sequence number is written as the run leaves.
+        let message = w.finish(export_time, 0, domain);
+        let capacity = self.out.transport.run_capacity(message.len());
+        if !run.admits(message.len(), capacity) {
+            self.out.send_run(run);
         }
-        let (export_time, sequence, domain) =
-            ((self.export_time)(), self.sequence, self.config.domain);
-        let Some(w) = which.writer(
-            &mut self.open,
-            &mut self.oversize,
-            &mut self.template_messages,
-        ) else {
-            return;
-        };
-        self.run
-            .push(w.finish(export_time, sequence, domain), records, carries);
-        self.sequence = self.sequence.wrapping_add(records);
-        if self.run.messages.len() >= capacity {
-            self.send_run();
+        run.push(message, records, carries);
+        if run.messages.len() >= capacity || !matches!(which, Which::Open(_)) {
+            self.out.send_run(run);
         }
-    }
-
-    /// Sends the run and counts it: Messages and octets, or send errors and lost records for
-    /// those that did not go (whose sequence numbers the next Messages take again). The one
-    /// place Messages leave the Exporting Process.
-    fn send_run(&mut self) {
-        if self.run.messages.is_empty() {
-            return;
-        }
-        let sent = match self
-            .transport
-            .send_run(&self.run.octets, self.run.message_len)
-        {
-            Ok(()) => self.run.messages.len(),
-            Err(RunError { sent, error }) => {
-                tracing::warn!(%error, "send to the collector failed");
-                sent
-            }
-        };
-        let (went, failed) = self
-            .run
-            .messages
-            .split_at(sent.min(self.run.messages.len()));
-        for &(records, carries) in went {
-            self.stats.messages += 1;
-            self.stats.octets += self.run.message_len as u64;
-            self.stats.records += u64::from(records);
-            if carries == Carries::Templates {
-                self.stats.template_messages += 1;
-            }
-        }
-        for &(records, _) in failed {
-            self.stats.send_errors += 1;
-            self.stats.records_lost += u64::from(records);
-            self.sequence = self.sequence.wrapping_sub(records);
-        }
-        self.run.clear();
     }
 }
 
@@ -459,23 +478,6 @@ enum Which {
     Oversize,
     /// The `n`th template Message.
     Template(usize),
-}
-
-impl Which {
-    /// The writer among the Exporting Process's (passed as fields, so that the run can be
-    /// borrowed beside).
-    fn writer<'a>(
-        self,
-        open: &'a mut [OpenMessage],
-        oversize: &'a mut MessageWriter,
-        templates: &'a mut [(MessageWriter, bool)],
-    ) -> Option<&'a mut MessageWriter> {
-        match self {
-            Self::Open(i) => open.get_mut(i).map(|o| &mut o.writer),
-            Self::Oversize => Some(oversize),
-            Self::Template(i) => templates.get_mut(i).map(|(w, _)| w),
-        }
-    }
 }
 
 /// The smallest path MTU at which every template and every record fits a Message alone.
@@ -652,7 +654,7 @@ mod tests {
     #[test]
     fn messages_of_one_length_leave_in_runs_and_a_failed_run_is_lost_and_renumbered() {
         let mut e = exporter(512, false);
-        e.transport.run_capacity = 2;
+        e.out.transport.run_capacity = 2;
         for n in 0..44 {
             e.export(&record(n, Variant::Ip4), S);
         }
@@ -675,7 +677,7 @@ mod tests {
 
         // The next run fails whole: its records are lost and the next Message numbers from
         // where it began.
-        e.transport.fail_sends = 1;
+        e.out.transport.fail_sends = 1;
         for n in 0..20 {
             e.export(&record(n, Variant::Ip4), 2 * S);
         }
@@ -710,7 +712,7 @@ mod tests {
         e.export(&record(1, Variant::Ip4), S);
         e.flush(S);
         // The connection resets under the next Message: its record is lost.
-        e.transport.fail_sends = 1;
+        e.out.transport.fail_sends = 1;
         e.export(&record(2, Variant::Ip4), 2 * S);
         e.flush(2 * S);
         e.export(&record(3, Variant::Ip4), 3 * S);

@@ -74,6 +74,15 @@ impl MessageHeader {
         Ok(header)
     }
 
+    /// Rewrites the Sequence Number of an encoded Message: an Exporting Process that sends
+    /// Messages in another order than it finished them numbers them as they leave. A slice
+    /// shorter than a header is left alone.
+    pub fn set_sequence_number(message: &mut [u8], sequence_number: u32) {
+        if let Some(dst) = message.get_mut(8..12) {
+            dst.copy_from_slice(&sequence_number.to_be_bytes());
+        }
+    }
+
     /// Encodes the header into its 16 bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0; HEADER_LEN];
@@ -189,6 +198,18 @@ mod tests {
     fn header_round_trips() {
         let h = header(16);
         assert_eq!(MessageHeader::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn the_sequence_number_is_rewritten_in_place() {
+        let mut bytes = header(16).encode();
+        MessageHeader::set_sequence_number(&mut bytes, 0xdead_beef);
+        let mut h = header(16);
+        h.sequence_number = 0xdead_beef;
+        assert_eq!(MessageHeader::decode(&bytes), Ok(h));
+        let mut short = [0; 11];
+        MessageHeader::set_sequence_number(&mut short, 1);
+        assert_eq!(short, [0; 11]);
     }
 
     #[test]
