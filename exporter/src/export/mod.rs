@@ -652,6 +652,31 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_templates_leave_in_runs_of_their_own_numbered_in_the_order_sent() {
+        let mut e = exporter(512, false);
+        e.out.transport.run_capacity = 64;
+        // 80 IPv4 and 40 IPv6 records, interleaved as a flow table's flush hands them over.
+        for n in 0..120 {
+            let variant = if n % 3 == 2 {
+                Variant::Ip6
+            } else {
+                Variant::Ip4
+            };
+            e.export(&record(n, variant), S);
+        }
+        e.flush(S);
+        // Templates; the IPv4 run (ten Messages of 8); the IPv6 run (eight Messages of 5).
+        assert_eq!(e.out.transport.runs, [1, 10, 8]);
+        let mut expected = 0;
+        for (seq, _, data) in shape(&e.transport().messages) {
+            assert_eq!(seq, expected);
+            expected += u32::try_from(data).unwrap();
+        }
+        assert_eq!(expected, 120);
+        assert_eq!(e.stats().records, 120);
+    }
+
+    #[test]
     fn messages_of_one_length_leave_in_runs_and_a_failed_run_is_lost_and_renumbered() {
         let mut e = exporter(512, false);
         e.out.transport.run_capacity = 2;

@@ -391,6 +391,20 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_segmented_send_falls_back_to_a_send_a_message_for_good() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut t = udp_to(&sink, true);
+        // Under SO_NO_CHECK the kernel refuses to segment (EINVAL), as an old kernel or a
+        // route narrower than the path MTU would.
+        let socket = socket2::SockRef::from(t.udp.as_ref().unwrap());
+        sys::set_udp_no_check(&socket, true).unwrap();
+        t.send_run(&run(), 300).unwrap();
+        assert!(!t.segmentation);
+        assert_eq!(t.run_capacity(300), 1);
+        assert_eq!(received(&sink, 10), run().chunks(300).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn without_the_checksum_each_message_is_a_send_of_its_own() {
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut t = udp_to(&sink, false);
