@@ -38,6 +38,33 @@ use crate::telemetry::{Counters, DropReason};
 /// Datagrams taken from one socket per wake-up before the worker's other tasks get a turn.
 const DRAIN_MAX: usize = 256;
 
+/// How long a worker under a steady stream of datagrams pauses after emptying a socket before
+/// it looks again (see [`Moderation`]).
+const PAUSE: Duration = Duration::from_micros(250);
+
+/// Interrupt moderation, as a NIC does it, for a worker's UDP socket: under a steady stream the
+/// worker would wake for nearly every datagram (a wake-up costs about as much as decoding a
+/// datagram of 30 records), so after a wake-up that emptied the socket soon after the one
+/// before, it sleeps [`PAUSE`] and then takes what came meanwhile in one go. A stream that
+/// slows below one datagram per two pauses gets a wake-up per datagram, as before; a datagram
+/// waits at most [`PAUSE`] longer; the socket buffer holds a pause of traffic many times over
+/// (250 us at 100,000 datagrams/s is 25 datagrams).
+#[derive(Debug, Default)]
+struct Moderation {
+    previous: Option<Instant>,
+}
+
+impl Moderation {
+    /// A wake-up at `now` emptied the socket: how long to sleep before the next look.
+    fn pause(&mut self, now: Instant) -> Option<Duration> {
+        let steady = self
+            .previous
+            .is_some_and(|p| now.saturating_duration_since(p) < 2 * PAUSE);
+        self.previous = Some(now);
+        steady.then_some(PAUSE)
+    }
+}
+
 /// How often a worker whose rows wait for the archive's queue tries again.
 const RETRY: Duration = Duration::from_millis(5);
 
@@ -240,15 +267,21 @@ async fn receive(
         allow,
         counters,
     };
+    let mut moderation = Moderation::default();
     loop {
         tokio::select! {
             ready = socket.readable() => match ready {
                 Ok(()) => {
+                    let woke = Instant::now();
                     let recv = |batch: &mut Batch| {
                         socket.try_io(Interest::READABLE, || batch.receive(&socket))
                     };
                     if !receiver.drain(recv, &mut pipeline.borrow_mut()) {
                         tokio::task::yield_now().await;
+                    } else if let Some(pause) = moderation.pause(woke) {
+                        // The thread itself sleeps: parked in the runtime's epoll instead,
+                        // it would be woken by the very datagrams it waits for.
+                        std::thread::sleep(pause);
                     }
                 }
                 Err(e) => debug!(error = %e, "UDP receive error."),
@@ -339,5 +372,26 @@ async fn ticks(
             _ = every.tick() => pipeline.borrow_mut().tick(&losses),
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_steady_stream_is_taken_a_pause_at_a_time_and_a_sparse_one_a_datagram_at_a_time() {
+        let start = Instant::now();
+        let at = |us: u64| start + Duration::from_micros(us);
+        let mut m = Moderation::default();
+        // The first wake-up has nothing to go by.
+        assert_eq!(m.pause(at(0)), None);
+        // Datagrams 25 us apart (40,000 a second): every wake-up pauses, including the one
+        // that follows a pause.
+        assert_eq!(m.pause(at(25)), Some(PAUSE));
+        assert_eq!(m.pause(at(25 + 260)), Some(PAUSE));
+        // The stream thins to one datagram a millisecond: a wake-up each, no pause.
+        assert_eq!(m.pause(at(1_300)), None);
+        assert_eq!(m.pause(at(2_300)), None);
     }
 }
