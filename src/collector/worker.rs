@@ -272,11 +272,11 @@ async fn receive(
         tokio::select! {
             ready = socket.readable() => match ready {
                 Ok(()) => {
-                    let woke = Instant::now();
+                    let woke = clock::now();
                     let recv = |batch: &mut Batch| {
                         socket.try_io(Interest::READABLE, || batch.receive(&socket))
                     };
-                    if !receiver.drain(recv, &mut pipeline.borrow_mut()) {
+                    if !receiver.drain(recv, &mut pipeline.borrow_mut(), woke) {
                         tokio::task::yield_now().await;
                     } else if let Some(pause) = moderation.pause(woke) {
                         // The thread itself sleeps: parked in the runtime's epoll instead,
@@ -294,7 +294,7 @@ async fn receive(
     match socket.into_std() {
         Ok(socket) => {
             let recv = |batch: &mut Batch| batch.receive(&socket);
-            while !receiver.drain(recv, &mut pipeline.borrow_mut()) {}
+            while !receiver.drain(recv, &mut pipeline.borrow_mut(), clock::now()) {}
         }
         Err(e) => error!(error = %e, "Cannot drain a UDP socket at shutdown."),
     }
@@ -310,14 +310,14 @@ struct Receiver {
 }
 
 impl Receiver {
-    /// Decodes the datagrams waiting, at most [`DRAIN_MAX`], taken [`BATCH`] to a receive
-    /// call; whether the socket is empty.
+    /// Decodes the datagrams waiting at `now`, at most [`DRAIN_MAX`], taken [`BATCH`] to a
+    /// receive call; whether the socket is empty.
     fn drain(
         &mut self,
         mut recv: impl FnMut(&mut Batch) -> std::io::Result<usize>,
         pipeline: &mut Pipeline,
+        now: Instant,
     ) -> bool {
-        let now = clock::now();
         for _ in 0..DRAIN_MAX / BATCH {
             match recv(&mut self.batch) {
                 Ok(_) => {
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_steady_stream_is_taken_a_pause_at_a_time_and_a_sparse_one_a_datagram_at_a_time() {
-        let start = Instant::now();
+        let start = clock::now();
         let at = |us: u64| start + Duration::from_micros(us);
         let mut m = Moderation::default();
         // The first wake-up has nothing to go by.
