@@ -2,9 +2,9 @@
 //! sockets (one of each SO_REUSEPORT group, so the kernel keeps every exporter address and port
 //! on one worker), takes the Messages of the TCP connections given to it, and decodes both
 //! inline with its own [`Decoder`]: templates, held data and sequence state are the worker's
-//! alone, with no lock on the hot path. A datagram costs one wake-up at most and no copy or
-//! hand-over before it is decoded; the datagrams waiting at a wake-up are taken up to
-//! [`BATCH`] to a system call (`recvmmsg`). Decoded batches go to the worker's archive thread.
+//! alone, with no lock on the hot path. A datagram costs one wake-up at most (under a steady
+//! stream far fewer: `Moderation`) and no copy or hand-over before it is decoded; the
+//! datagrams waiting at a wake-up are taken up to [`BATCH`] to a system call (`recvmmsg`). Decoded batches go to the worker's archive thread.
 //!
 //! When the archive's queue is full, decoded rows wait in the worker and nothing more is
 //! decoded until they are handed over: datagrams received meanwhile are dropped and counted

@@ -2,13 +2,15 @@
 //! decoder.
 //!
 //! Input: record flags (`l2`, `l3`, `l4`), UDP or TCP rules, a path MTU (68 to 1450), template
-//! and flush intervals, and a sequence of steps on a capture clock: export a record, poll the
-//! timers, flush. Each record's key is made by [`FlowKey::new`] from arbitrary header fields, as
+//! and flush intervals, how many Messages a run may carry (1 to 64, as UDP segmentation offload
+//! takes them), and a sequence of steps on a capture clock: export a record, poll the timers,
+//! flush. Each record's key is made by [`FlowKey::new`] from arbitrary header fields, as
 //! the meter makes it; times lie in the range dateTimeNanoseconds can carry (NTP era 0, before
 //! 2036-02-07).
 //!
-//! The [`ExportingProcess`] sends into memory; every Message goes through the collector's
-//! [`Decoder`] as one UDP datagram or one Message of a TCP stream.
+//! The [`ExportingProcess`] sends into memory, a run cut into Messages of the run's length as
+//! the kernel cuts a segmented send; every Message goes through the collector's [`Decoder`] as
+//! one UDP datagram or one Message of a TCP stream, in the order sent.
 //!
 //! Oracle: every Message is accepted (nothing dropped, no template rejected, no record lost by
 //! sequence number, nothing left waiting for a template); the records decoded are as many as
@@ -75,6 +77,7 @@ struct Input {
     l3: bool,
     l4: bool,
     tcp: bool,
+    run_capacity: u8,
     path_mtu: u16,
     template_interval_ms: u16,
     flush_interval_ms: u16,
@@ -88,6 +91,7 @@ struct Memory {
     messages: Vec<Vec<u8>>,
     open: bool,
     tcp: bool,
+    run_capacity: usize,
 }
 
 impl Transport for Memory {
@@ -102,6 +106,10 @@ impl Transport for Memory {
 
     fn unreliable(&self) -> bool {
         !self.tcp
+    }
+
+    fn run_capacity(&self, _: usize) -> usize {
+        self.run_capacity
     }
 }
 
@@ -336,6 +344,7 @@ pub fn check(data: &[u8]) {
     };
     let transport = Memory {
         tcp: input.tcp,
+        run_capacity: usize::from(input.run_capacity % 64) + 1,
         ..Memory::default()
     };
     let mut exporter =
