@@ -66,7 +66,7 @@ pub fn bind_group(
 }
 
 /// The receive buffer size the kernel granted.
-pub fn granted_rcvbuf(socket: &UdpSocket) -> usize {
+pub fn granted_rcvbuf(socket: &impl std::os::fd::AsFd) -> usize {
     socket2::SockRef::from(socket)
         .recv_buffer_size()
         .unwrap_or(0)

@@ -31,37 +31,60 @@ use crate::clock;
 use crate::collector::allow::{AllowList, Refusals};
 use crate::collector::decode::Decoder;
 use crate::collector::session::TransportSession;
-use crate::collector::udp::{BATCH, Batch};
+use crate::collector::udp::{self, BATCH, Batch};
 use crate::collector::{Inbound, Outbound, TICK};
 use crate::telemetry::{Counters, DropReason};
 
 /// Datagrams taken from one socket per wake-up before the worker's other tasks get a turn.
 const DRAIN_MAX: usize = 256;
 
-/// How long a worker under a steady stream of datagrams pauses after emptying a socket before
-/// it looks again (see [`Moderation`]).
-const PAUSE: Duration = Duration::from_micros(250);
+/// The longest a worker under a steady stream of datagrams pauses (see [`Moderation`]).
+const PAUSE_MAX: Duration = Duration::from_millis(1);
+
+/// Datagrams a pause of [`PAUSE_MAX`] must be expected to gather to be worth the wake-up that
+/// ends it.
+const PAUSE_MIN_DATAGRAMS: u128 = 4;
+
+/// Octets of receive buffer the kernel charges a datagram beyond its payload, at most (the
+/// buffer's own overhead; a payload is counted twice besides).
+const DATAGRAM_OVERHEAD: u128 = 1024;
 
 /// Interrupt moderation, as a NIC does it, for a worker's UDP socket: under a steady stream the
 /// worker would wake for nearly every datagram (a wake-up costs about as much as decoding a
-/// datagram of 30 records), so after a wake-up that emptied the socket soon after the one
-/// before, it sleeps [`PAUSE`] and then takes what came meanwhile in one go. A stream that
-/// slows below one datagram per two pauses gets a wake-up per datagram, as before; a datagram
-/// waits at most [`PAUSE`] longer; the socket buffer holds a pause of traffic many times over
-/// (250 us at 100,000 datagrams/s is 25 datagrams).
-#[derive(Debug, Default)]
+/// datagram of 30 records), so after a wake-up that emptied the socket it sleeps, when the
+/// datagrams it took since the wake-up before say the stream brings at least
+/// [`PAUSE_MIN_DATAGRAMS`] in [`PAUSE_MAX`], and then takes what came meanwhile in one go. The
+/// pause is [`PAUSE_MAX`], or shorter if at that rate a quarter of the socket's receive buffer
+/// would fill first; a sparser stream gets a wake-up per datagram, as before. A datagram waits
+/// at most [`PAUSE_MAX`] longer.
+#[derive(Debug)]
 struct Moderation {
     previous: Option<Instant>,
+    /// Octets the socket may take in during a pause: a quarter of its receive buffer.
+    budget: u128,
 }
 
 impl Moderation {
-    /// A wake-up at `now` emptied the socket: how long to sleep before the next look.
-    fn pause(&mut self, now: Instant) -> Option<Duration> {
-        let steady = self
-            .previous
-            .is_some_and(|p| now.saturating_duration_since(p) < 2 * PAUSE);
-        self.previous = Some(now);
-        steady.then_some(PAUSE)
+    fn new(rcvbuf: usize) -> Self {
+        Self {
+            previous: None,
+            budget: u128::try_from(rcvbuf / 4).unwrap_or(0),
+        }
+    }
+
+    /// A wake-up at `now` took `datagrams` datagrams of `octets` octets in all and emptied the
+    /// socket: how long to sleep before the next look.
+    fn pause(&mut self, now: Instant, datagrams: usize, octets: usize) -> Option<Duration> {
+        let since = now.saturating_duration_since(self.previous.replace(now)?);
+        let (since, datagrams) = (since.as_nanos(), datagrams as u128);
+        if since == 0 || datagrams * PAUSE_MAX.as_nanos() < PAUSE_MIN_DATAGRAMS * since {
+            return None;
+        }
+        // The buffer fills at charged / since octets a nanosecond.
+        let charged = 2 * octets as u128 + DATAGRAM_OVERHEAD * datagrams;
+        let fills_in = self.budget * since / charged.max(1);
+        let pause = fills_in.min(PAUSE_MAX.as_nanos());
+        Some(Duration::from_nanos(u64::try_from(pause).unwrap_or(0)))
     }
 }
 
@@ -267,7 +290,7 @@ async fn receive(
         allow,
         counters,
     };
-    let mut moderation = Moderation::default();
+    let mut moderation = Moderation::new(udp::granted_rcvbuf(&socket));
     loop {
         tokio::select! {
             ready = socket.readable() => match ready {
@@ -276,9 +299,12 @@ async fn receive(
                     let recv = |batch: &mut Batch| {
                         socket.try_io(Interest::READABLE, || batch.receive(&socket))
                     };
-                    if !receiver.drain(recv, &mut pipeline.borrow_mut(), woke) {
+                    let taken = receiver.drain(recv, &mut pipeline.borrow_mut(), woke);
+                    if !taken.empty {
                         tokio::task::yield_now().await;
-                    } else if let Some(pause) = moderation.pause(woke) {
+                    } else if let Some(pause) =
+                        moderation.pause(woke, taken.datagrams, taken.octets)
+                    {
                         // The thread itself sleeps: parked in the runtime's epoll instead,
                         // it would be woken by the very datagrams it waits for.
                         std::thread::sleep(pause);
@@ -294,7 +320,10 @@ async fn receive(
     match socket.into_std() {
         Ok(socket) => {
             let recv = |batch: &mut Batch| batch.receive(&socket);
-            while !receiver.drain(recv, &mut pipeline.borrow_mut(), clock::now()) {}
+            while !receiver
+                .drain(recv, &mut pipeline.borrow_mut(), clock::now())
+                .empty
+            {}
         }
         Err(e) => error!(error = %e, "Cannot drain a UDP socket at shutdown."),
     }
@@ -311,17 +340,20 @@ struct Receiver {
 
 impl Receiver {
     /// Decodes the datagrams waiting at `now`, at most [`DRAIN_MAX`], taken [`BATCH`] to a
-    /// receive call; whether the socket is empty.
+    /// receive call.
     fn drain(
         &mut self,
         mut recv: impl FnMut(&mut Batch) -> std::io::Result<usize>,
         pipeline: &mut Pipeline,
         now: Instant,
-    ) -> bool {
+    ) -> Drained {
+        let mut taken = Drained::default();
         for _ in 0..DRAIN_MAX / BATCH {
             match recv(&mut self.batch) {
                 Ok(_) => {
                     for (datagram, exporter) in self.batch.datagrams() {
+                        taken.datagrams += 1;
+                        taken.octets += datagram.len();
                         let Some(exporter) = exporter else {
                             debug!("A datagram without a sender address (not UDP over IP).");
                             continue;
@@ -338,15 +370,29 @@ impl Receiver {
                         pipeline.datagram(session, datagram, now);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    taken.empty = true;
+                    return taken;
+                }
                 Err(e) => {
                     debug!(error = %e, "UDP receive error.");
-                    return true;
+                    taken.empty = true;
+                    return taken;
                 }
             }
         }
-        false
+        taken
     }
+}
+
+/// What one drain of a socket took.
+#[derive(Debug, Default)]
+struct Drained {
+    /// The socket had no more.
+    empty: bool,
+    datagrams: usize,
+    /// Octets of those datagrams.
+    octets: usize,
 }
 
 /// Decodes the Messages of the worker's TCP connections until every connection has closed,
@@ -383,15 +429,28 @@ mod tests {
     fn a_steady_stream_is_taken_a_pause_at_a_time_and_a_sparse_one_a_datagram_at_a_time() {
         let start = clock::now();
         let at = |us: u64| start + Duration::from_micros(us);
-        let mut m = Moderation::default();
+        let mut m = Moderation::new(32 << 20);
         // The first wake-up has nothing to go by.
-        assert_eq!(m.pause(at(0)), None);
-        // Datagrams 25 us apart (40,000 a second): every wake-up pauses, including the one
-        // that follows a pause.
-        assert_eq!(m.pause(at(25)), Some(PAUSE));
-        assert_eq!(m.pause(at(25 + 260)), Some(PAUSE));
-        // The stream thins to one datagram a millisecond: a wake-up each, no pause.
-        assert_eq!(m.pause(at(1_300)), None);
-        assert_eq!(m.pause(at(2_300)), None);
+        assert_eq!(m.pause(at(0), 1, 1400), None);
+        // Datagrams 25 us apart (40,000 a second): every wake-up pauses the longest, including
+        // the one that ends a pause.
+        assert_eq!(m.pause(at(25), 1, 1400), Some(PAUSE_MAX));
+        assert_eq!(m.pause(at(1_035), 40, 40 * 1400), Some(PAUSE_MAX));
+        // The stream thins to one datagram every 500 us: not worth a pause.
+        assert_eq!(m.pause(at(1_535), 1, 1400), None);
+        assert_eq!(m.pause(at(2_035), 1, 1400), None);
+    }
+
+    #[test]
+    fn a_pause_ends_before_a_quarter_of_the_receive_buffer_fills() {
+        let start = clock::now();
+        let at = |us: u64| start + Duration::from_micros(us);
+        // Linux's default buffer (net.core.rmem_max 212,992, doubled by the kernel), 100,000
+        // datagrams of 1,400 octets a second: a quarter, 106,496 octets, is charged
+        // (2 x 1,400 + 1,024 a datagram) in 278 us.
+        let mut m = Moderation::new(425_984);
+        assert_eq!(m.pause(at(0), 1, 1400), None);
+        let pause = m.pause(at(10), 1, 1400).unwrap();
+        assert_eq!(pause.as_micros(), 278);
     }
 }
