@@ -1,8 +1,8 @@
 //! Sending Messages to the collector: UDP (each Message one datagram), TCP (a stream of
 //! Messages) or TLS over TCP (RFC 7011 §11), from a bound source address and port.
 
-use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,7 +160,34 @@ impl Stream {
             Self::Tls(tls) => tls.write_all(message).and_then(|()| tls.flush()),
         }
     }
+
+    /// Ends the session cleanly: TLS's close_notify, the TCP FIN, then whatever the collector
+    /// still sends (a TLS 1.3 server's session tickets, which nothing else reads) read and
+    /// dropped until it closes its side too (at most [`CLOSE_READS`] reads of
+    /// [`CLOSE_TIMEOUT`] each). A socket closed over unread octets is reset instead, and a
+    /// reset can cost the collector the last Messages it had not read yet.
+    fn close(mut self) {
+        if let Self::Tls(tls) = &mut self {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let mut tcp = self.tcp();
+        let _ = tcp.shutdown(Shutdown::Write);
+        let _ = tcp.set_read_timeout(Some(CLOSE_TIMEOUT));
+        let mut unread = [0; 4096];
+        for _ in 0..CLOSE_READS {
+            if matches!(tcp.read(&mut unread), Ok(0) | Err(_)) {
+                break;
+            }
+        }
+    }
 }
+
+/// How long a closing session waits for each read of what the collector still sends.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads a closing session makes at most.
+const CLOSE_READS: usize = 8;
 
 /// A socket to the collector.
 #[derive(Debug)]
@@ -248,6 +275,14 @@ impl SocketTransport {
     /// The collector's address.
     pub fn collector(&self) -> SocketAddr {
         self.config.collector
+    }
+}
+
+impl Drop for SocketTransport {
+    fn drop(&mut self) {
+        if let Some(stream) = self.tcp.take() {
+            stream.close();
+        }
     }
 }
 
@@ -407,6 +442,35 @@ mod tests {
         assert!(!t.segmentation);
         assert_eq!(t.run_capacity(300), 1);
         assert_eq!(received(&sink, 10), run().chunks(300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_session_ends_with_a_fin_even_over_octets_the_collector_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut t = SocketTransport::new(TransportConfig {
+            collector: listener.local_addr().unwrap(),
+            src: None,
+            src_port: 0,
+            protocol: TransportProtocol::Tcp,
+            udp_checksum: true,
+        })
+        .unwrap();
+        assert!(t.open().unwrap());
+        let (mut collector, _) = listener.accept().unwrap();
+        // Octets the exporter never reads, as a TLS 1.3 server's session tickets.
+        collector.write_all(&[7; 100]).unwrap();
+        t.send(&[1; 50]).unwrap();
+        // The exporter reads the collector's octets before it lets go, so that its kernel
+        // closes with a FIN rather than a reset; it waits for the collector's FIN.
+        let closing = std::thread::spawn(move || drop(t));
+        collector
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        collector.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [1; 50]);
+        drop(collector);
+        closing.join().unwrap();
     }
 
     #[test]
