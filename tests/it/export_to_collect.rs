@@ -444,3 +444,63 @@ fn a_cut_capture_exports_what_came_before_the_cut_then_fails_saying_where() {
     assert!(data_sets > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A route whose MTU (576, a veth into a namespace of its own) is below the path MTU (1450):
+/// the kernel refuses the segmented send of a run (EMSGSIZE), the exporter sends each Message
+/// alone from then on, and the kernel fragments them: every Message arrives whole, none lost.
+#[test]
+fn a_route_narrower_than_the_path_mtu_gets_every_message_whole() {
+    let ns = common::netns::NetNs::new("narrow");
+    let (host, _) = ns.veth(576);
+    let sink = std::net::UdpSocket::bind((host, 0)).unwrap();
+    sink.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let collector = sink.local_addr().unwrap().to_string();
+    // Taken as they come (the socket's buffer would not hold them all): Messages and octets.
+    let received = std::thread::spawn(move || {
+        let mut buf = [0; 65_536];
+        let (mut messages, mut octets) = (0, 0);
+        while let Ok(len) = sink.recv(&mut buf) {
+            flowvm_vm::wire::header::Message::decode(&buf[..len]).unwrap();
+            messages += 1;
+            octets += len as u64;
+        }
+        (messages, octets)
+    });
+    let many = pcap("many.pcap");
+    let out = ns
+        .flowvm(
+            &scratch("narrow-route"),
+            &[
+                "export",
+                "--pcap",
+                many.to_str().unwrap(),
+                "--collector",
+                &collector,
+                "--path-mtu",
+                "1450",
+            ],
+        )
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary_number(&summary, "flows "), 2000, "{summary}");
+    assert_eq!(summary_number(&summary, "exported "), 2000, "{summary}");
+    assert!(
+        summary.contains("0 send errors, 0 records lost"),
+        "{summary}"
+    );
+    let (messages, octets) = (
+        summary_number(&summary, " records in "),
+        summary_number(&summary, "over the path MTU), "),
+    );
+    let (got, got_octets) = received.join().unwrap();
+    assert_eq!((got, got_octets), (messages, octets), "{summary}");
+    // Each full Message went as IP fragments of at most 576 octets, reassembled.
+    assert!(got_octets / got > 576, "{summary}");
+}

@@ -22,43 +22,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::flows::{Packet, S, pcap, pcap_frames, read_pcap, reference};
+use common::netns::NetNs;
 use common::{KillOnDrop, read_archive, scratch};
-
-/// A network namespace with its loopback up, deleted when dropped.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(name: &str) -> Self {
-        let ns = format!("flowvm-{}-{name}", std::process::id());
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args:?} (run as root: CI does): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        Self(ns)
-    }
-
-    /// `flowvm ARGS` inside the namespace, in `dir` (`ip netns exec` execs the command, so
-    /// the child's PID is flowvm's own).
-    fn flowvm(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, env!("CARGO_BIN_EXE_flowvm")])
-            .args(args)
-            .current_dir(dir);
-        c
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// Starts `flowvm collect ARGS` and waits (bounded) until its listeners are up; its standard
 /// error keeps draining into a thread.
@@ -143,10 +108,8 @@ fn the_readme_round_trip_works_on_the_defaults() {
     let payload = dir.join("v5.bin");
     std::fs::write(&payload, v5).unwrap();
     let send = "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(open(sys.argv[1], 'rb').read(), ('127.0.0.1', 2055))";
-    let mut python = Command::new("ip");
-    python
-        .args(["netns", "exec", &ns.0, "python3", "-c", send])
-        .arg(&payload);
+    let mut python = ns.exec("python3");
+    python.args(["-c", send]).arg(&payload);
     assert!(run(python).status.success());
     // On SIGTERM the collector reads what its sockets still hold before it completes files.
     terminate(collector);

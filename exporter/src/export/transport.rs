@@ -361,12 +361,18 @@ impl Transport for SocketTransport {
             match sys::send_segmented(udp, messages, segment) {
                 Ok(()) => return Ok(()),
                 // The kernel cannot segment for this socket or route (an old kernel, a device
-                // that cannot checksum, a route whose MTU is below the path MTU): send each
-                // Message alone from now on, as the kernel would fragment them.
+                // that cannot checksum, a route whose MTU is below the path MTU: EMSGSIZE):
+                // send each Message alone from now on, which the kernel fragments as needed.
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
-                        Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                        Some(
+                            libc::EINVAL
+                                | libc::EIO
+                                | libc::EMSGSIZE
+                                | libc::ENOPROTOOPT
+                                | libc::EOPNOTSUPP
+                        )
                     ) =>
                 {
                     tracing::info!(error = %e, "UDP segmentation offload refused: one send a Message");

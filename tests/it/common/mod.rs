@@ -12,6 +12,7 @@
 
 pub(crate) mod biflows;
 pub(crate) mod flows;
+pub(crate) mod netns;
 pub(crate) mod process;
 pub(crate) mod wire_capture;
 
