@@ -453,19 +453,33 @@ fn a_route_narrower_than_the_path_mtu_gets_every_message_whole() {
     let ns = common::netns::NetNs::new("narrow");
     let (host, _) = ns.veth(576);
     let sink = std::net::UdpSocket::bind((host, 0)).unwrap();
-    sink.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+    sink.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    // Room for every Message, whole or in fragments, should this thread be slow to read.
+    socket2::SockRef::from(&sink)
+        .set_recv_buffer_size(4 << 20)
         .unwrap();
     let collector = sink.local_addr().unwrap().to_string();
-    // Taken as they come (the socket's buffer would not hold them all): Messages and octets.
-    let received = std::thread::spawn(move || {
-        let mut buf = [0; 65_536];
-        let (mut messages, mut octets) = (0, 0);
-        while let Ok(len) = sink.recv(&mut buf) {
-            flowvm_vm::wire::header::Message::decode(&buf[..len]).unwrap();
-            messages += 1;
-            octets += len as u64;
+    // Taken as they come (the socket's buffer would not hold them all), until the exporter has
+    // exited and nothing more comes: Messages and octets.
+    let exited = Arc::new(AtomicBool::new(false));
+    let received = std::thread::spawn({
+        let exited = Arc::clone(&exited);
+        move || {
+            let mut buf = [0; 65_536];
+            let (mut messages, mut octets) = (0, 0);
+            loop {
+                match sink.recv(&mut buf) {
+                    Ok(len) => {
+                        flowvm_vm::wire::header::Message::decode(&buf[..len]).unwrap();
+                        messages += 1;
+                        octets += len as u64;
+                    }
+                    Err(_) if exited.load(Ordering::Relaxed) => return (messages, octets),
+                    Err(_) => {}
+                }
+            }
         }
-        (messages, octets)
     });
     let many = pcap("many.pcap");
     let out = ns
@@ -483,6 +497,7 @@ fn a_route_narrower_than_the_path_mtu_gets_every_message_whole() {
         )
         .output()
         .unwrap();
+    exited.store(true, Ordering::Relaxed);
     let summary = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
