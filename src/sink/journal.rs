@@ -18,7 +18,7 @@
 //! whole frame, so the journal never holds a half frame in the middle.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -69,8 +69,11 @@ impl Journal {
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), ArchiveError> {
         let frame = frame(batch)?;
         if let Err(e) = self.file.write_all(&frame) {
-            // A partial frame must not stay in front of the next one.
+            // A partial frame must not stay in front of the next one: cut it, and write the
+            // next where it began (a partial write moved the file's offset past it, and the
+            // next frame would follow a hole that replay reads as a torn tail).
             let _ = self.file.set_len(self.good);
+            let _ = self.file.seek(SeekFrom::Start(self.good));
             return Err(ArchiveError::Io(e));
         }
         self.good += u64::try_from(frame.len()).unwrap_or(u64::MAX);
@@ -221,6 +224,50 @@ mod tests {
         })
         .unwrap();
         (ids, replayed)
+    }
+
+    /// A disk that fills in the middle of a frame: the frame is cut, and the next append,
+    /// once there is room, follows the last whole frame with no hole between (root, as CI:
+    /// a small tmpfs is mounted; skipped without the privilege).
+    #[test]
+    fn an_append_cut_by_a_full_disk_leaves_the_next_frame_right_after_the_last_whole_one() {
+        let dir = std::env::temp_dir().join(format!("flowvm-journal-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: mounting a tmpfs was refused here (root needed, as CI has)");
+            return;
+        }
+        /// Unmounts the tmpfs however the test ends.
+        struct Mounted(PathBuf);
+        impl Drop for Mounted {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _mounted = Mounted(dir.clone());
+        let path = dir.join(".j.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        j.append(&batch(0, 10)).unwrap();
+        // Fill the volume, then free 8 KiB: less than the next frame needs.
+        let filler = dir.join("filler");
+        let mut fill = File::create(&filler).unwrap();
+        while fill.write_all(&[0xa5; 4096]).is_ok() {}
+        let full = fill.metadata().unwrap().len();
+        fill.set_len(full.saturating_sub(8 << 10)).unwrap();
+        drop(fill);
+        assert!(j.append(&batch(10, 20_000)).is_err());
+        std::fs::remove_file(&filler).unwrap();
+        j.append(&batch(20_010, 5)).unwrap();
+        j.sync().unwrap();
+        let (got, replayed) = ids(&path);
+        let expected: Vec<u64> = (0..10).chain(20_010..20_015).collect();
+        assert_eq!((got, replayed.torn), (expected, false));
     }
 
     #[test]
