@@ -225,10 +225,10 @@ pub struct Counters {
     pub rows_written: Counter,
     /// Archive failures (writes, completions, syncs), in all; by reason on the metrics page.
     pub archive_errors: Counter,
-    /// Rows the archive thread holds and retries while the archive cannot write (gauge).
+    /// Rows the archive threads hold and retry while they cannot write (gauge).
     pub archive_rows_waiting: Counter,
-    /// 1 while the archive cannot write (a full disk): the receive side then counts its
-    /// drops as `archive_full` (gauge).
+    /// The archive threads that cannot write (a full disk), each counted once however long
+    /// it retries: the receive side counts its drops as `archive_full` while any is (gauge).
     pub archive_stalled: Counter,
     /// Files made from journals at start-up (what a crash left).
     pub recovered_files: Counter,

@@ -134,8 +134,9 @@ const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Writes `batch` into `sink`, trying again with back-off while it fails (a full disk, an I/O
 /// error), until it is written or `give_up()` says to stop (shutdown). Every failure is
-/// counted by reason; one error line per 10 s is logged; `archive_stalled` and
-/// `archive_rows_waiting` say so meanwhile. Returns whether the batch was written.
+/// counted by reason; one error line per 10 s is logged; meanwhile this archive thread counts
+/// in `archive_stalled` (the archive threads that cannot write) and its batch's rows in
+/// `archive_rows_waiting`. Returns whether the batch was written.
 pub fn write_with_retry(
     sink: &mut dyn Sink,
     batch: &RecordBatch,
@@ -145,19 +146,27 @@ pub fn write_with_retry(
 ) -> bool {
     let mut wait = RETRY_FIRST;
     let mut logged: Option<Instant> = None;
+    let rows = u64::try_from(batch.num_rows()).unwrap_or(0);
+    let mut stalled = false;
+    let stall_ends = |stalled: bool| {
+        if stalled {
+            counters.archive_stalled.sub(1);
+            counters.archive_rows_waiting.sub(rows);
+        }
+    };
     loop {
         match sink.write(batch, now()) {
             Ok(()) => {
-                counters.archive_stalled.set(0);
-                counters.archive_rows_waiting.set(0);
+                stall_ends(stalled);
                 return true;
             }
             Err(e) => {
                 counters.record_archive_error(&e);
-                counters.archive_stalled.set(1);
-                counters
-                    .archive_rows_waiting
-                    .set(u64::try_from(batch.num_rows()).unwrap_or(0));
+                if !stalled {
+                    stalled = true;
+                    counters.archive_stalled.add(1);
+                    counters.archive_rows_waiting.add(rows);
+                }
                 let at = clock::now();
                 if logged.is_none_or(|l| at.saturating_duration_since(l) >= RETRY_LOG_EVERY) {
                     logged = Some(at);
@@ -168,12 +177,108 @@ pub fn write_with_retry(
                         rows = batch.num_rows(),
                         "Shutting down while the archive cannot write: a batch is lost."
                     );
-                    counters.archive_stalled.set(0);
+                    stall_ends(stalled);
                     return false;
                 }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use arrow_array::UInt64Array;
+
+    use super::*;
+
+    /// Refuses every write (no space) until `until` is set; notes the stall gauge it sees.
+    struct Full<'a> {
+        until: &'a AtomicBool,
+        counters: &'a Counters,
+        seen: Vec<u64>,
+    }
+
+    impl Sink for Full<'_> {
+        fn write(&mut self, _: &RecordBatch, _: i64) -> Result<(), ArchiveError> {
+            self.seen.push(self.counters.archive_stalled.get());
+            if self.until.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(ArchiveError::Io(std::io::Error::from(
+                    std::io::ErrorKind::StorageFull,
+                )))
+            }
+        }
+        fn rotate(&mut self, _: i64) -> Result<(), ArchiveError> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), ArchiveError> {
+            Ok(())
+        }
+        fn close(&mut self) -> Result<(), ArchiveError> {
+            Ok(())
+        }
+        fn location(&self) -> String {
+            "full".to_owned()
+        }
+    }
+
+    #[test]
+    fn each_stalled_archive_thread_counts_until_it_writes_and_one_recovery_clears_only_its_own() {
+        let counters = Arc::new(Counters::default());
+        let batch =
+            RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from(vec![1, 2, 3])) as _)])
+                .unwrap();
+        let (a_free, b_free) = (AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                let mut sink = Full {
+                    until: &a_free,
+                    counters: &counters,
+                    seen: Vec::new(),
+                };
+                assert!(write_with_retry(
+                    &mut sink,
+                    &batch,
+                    || 0,
+                    &counters,
+                    || false
+                ));
+                sink.seen
+            });
+            let b = s.spawn(|| {
+                let mut sink = Full {
+                    until: &b_free,
+                    counters: &counters,
+                    seen: Vec::new(),
+                };
+                assert!(write_with_retry(
+                    &mut sink,
+                    &batch,
+                    || 0,
+                    &counters,
+                    || false
+                ));
+            });
+            // Both stall, then B writes: A's stall still shows.
+            while counters.archive_stalled.get() < 2 {
+                std::thread::yield_now();
+            }
+            assert_eq!(counters.archive_rows_waiting.get(), 6);
+            b_free.store(true, Ordering::Relaxed);
+            b.join().unwrap();
+            assert_eq!(counters.archive_stalled.get(), 1);
+            assert_eq!(counters.archive_rows_waiting.get(), 3);
+            a_free.store(true, Ordering::Relaxed);
+            let seen = a.join().unwrap();
+            assert_eq!(seen.last(), Some(&1), "A's last try saw its own stall");
+        });
+        assert_eq!(counters.archive_stalled.get(), 0);
+        assert_eq!(counters.archive_rows_waiting.get(), 0);
     }
 }
