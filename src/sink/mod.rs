@@ -235,36 +235,24 @@ mod tests {
             RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from(vec![1, 2, 3])) as _)])
                 .unwrap();
         let (a_free, b_free) = (AtomicBool::new(false), AtomicBool::new(false));
+        let write = |free: &AtomicBool| {
+            let mut sink = Full {
+                until: free,
+                counters: &counters,
+                seen: Vec::new(),
+            };
+            assert!(write_with_retry(
+                &mut sink,
+                &batch,
+                || 0,
+                &counters,
+                || false
+            ));
+            sink.seen
+        };
         std::thread::scope(|s| {
-            let a = s.spawn(|| {
-                let mut sink = Full {
-                    until: &a_free,
-                    counters: &counters,
-                    seen: Vec::new(),
-                };
-                assert!(write_with_retry(
-                    &mut sink,
-                    &batch,
-                    || 0,
-                    &counters,
-                    || false
-                ));
-                sink.seen
-            });
-            let b = s.spawn(|| {
-                let mut sink = Full {
-                    until: &b_free,
-                    counters: &counters,
-                    seen: Vec::new(),
-                };
-                assert!(write_with_retry(
-                    &mut sink,
-                    &batch,
-                    || 0,
-                    &counters,
-                    || false
-                ));
-            });
+            let a = s.spawn(|| write(&a_free));
+            let b = s.spawn(|| write(&b_free));
             // Both stall, then B writes: A's stall still shows.
             while counters.archive_stalled.get() < 2 {
                 std::thread::yield_now();
