@@ -231,36 +231,22 @@ mod tests {
     /// a small tmpfs is mounted; skipped without the privilege).
     #[test]
     fn an_append_cut_by_a_full_disk_leaves_the_next_frame_right_after_the_last_whole_one() {
-        let dir = std::env::temp_dir().join(format!("flowvm-journal-full-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipped: mounting a tmpfs was refused here (root needed, as CI has)");
+        let Some(tmpfs) = crate::sink::testing::Tmpfs::mount("journal-full", "512k") else {
             return;
-        }
-        /// Unmounts the tmpfs however the test ends.
-        struct Mounted(PathBuf);
-        impl Drop for Mounted {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount").arg(&self.0).status();
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _mounted = Mounted(dir.clone());
+        };
+        let dir = tmpfs.path();
         let path = dir.join(".j.journal");
         let mut j = Journal::create(path.clone()).unwrap();
         j.append(&batch(0, 10)).unwrap();
         // Fill the volume, then free 8 KiB: less than the next frame needs.
-        let filler = dir.join("filler");
-        let mut fill = File::create(&filler).unwrap();
-        while fill.write_all(&[0xa5; 4096]).is_ok() {}
-        let full = fill.metadata().unwrap().len();
-        fill.set_len(full.saturating_sub(8 << 10)).unwrap();
-        drop(fill);
+        let filler = tmpfs.fill();
+        let full = std::fs::metadata(&filler).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&filler)
+            .unwrap()
+            .set_len(full.saturating_sub(8 << 10))
+            .unwrap();
         assert!(j.append(&batch(10, 20_000)).is_err());
         std::fs::remove_file(&filler).unwrap();
         j.append(&batch(20_010, 5)).unwrap();

@@ -156,6 +156,11 @@ impl Archive {
         let size = finish(file, codec)?;
         if let Some(file) = self.open.remove(&key) {
             file.journal.remove()?;
+            // Nothing to complete: the file's first batch never reached its journal (a full
+            // disk) and its encoder went with a failed completion.
+            let Some(size) = size else {
+                return Ok(());
+            };
             self.counters.files_written.add(1);
             info!(path = %file.path.display(), "Completed Parquet file.");
             if let Some(spool) = &self.spool {
@@ -277,18 +282,20 @@ impl Sink for Archive {
 /// Completes `file`: its Parquet footer written (from the encoder in progress, or from the
 /// journal when the encoder failed), the file synced, renamed into place, and the directory
 /// synced; only then may its journal go. On error nothing is renamed and the journal stays.
-/// Returns the file's size.
-fn finish(file: &mut OpenFile, codec: Codec) -> Result<u64, ArchiveError> {
+/// Returns the file's size, or `None` when there is nothing to complete (no encoder, and a
+/// journal with no batch).
+fn finish(file: &mut OpenFile, codec: Codec) -> Result<Option<u64>, ArchiveError> {
     let written = match file.writer.take() {
-        Some(writer) => writer.into_inner().map_err(ArchiveError::from),
+        Some(writer) => writer.into_inner().map(Some).map_err(ArchiveError::from),
         None => parquet_from_journal(file.journal.path(), &file.temporary, codec)
-            .map(|made| made.map(|(f, _)| f))
-            .and_then(|made| {
-                made.ok_or_else(|| ArchiveError::Io(std::io::Error::other("an empty journal")))
-            }),
+            .map(|made| made.map(|(f, _)| f)),
     };
     let parquet = match written {
-        Ok(parquet) => parquet,
+        Ok(Some(parquet)) => parquet,
+        Ok(None) => {
+            let _ = std::fs::remove_file(&file.temporary);
+            return Ok(None);
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&file.temporary);
             return Err(e);
@@ -298,7 +305,7 @@ fn finish(file: &mut OpenFile, codec: Codec) -> Result<u64, ArchiveError> {
     let size = parquet.metadata()?.len();
     std::fs::rename(&file.temporary, &file.path)?;
     sync_directory(&file.path)?;
-    Ok(size)
+    Ok(Some(size))
 }
 
 /// Syncs the directory that holds `path`, so a rename into it survives a crash.
@@ -454,7 +461,72 @@ fn fingerprint(schema: &SchemaRef) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::UInt64Array;
+
     use super::*;
+
+    /// A full disk from the first batch on: the file is created (a tmpfs needs no room for an
+    /// empty file), its journal refuses the batch, and the completion at the window's end fails
+    /// too, taking the encoder with it. When space returns, the next batch is written: the
+    /// file with nothing in it is dropped, not tried again forever (it held every later row
+    /// back, and the full-disk crash test failed on it when a rotation fell inside the stall).
+    #[test]
+    fn a_file_left_with_nothing_by_a_full_disk_does_not_hold_later_rows_back() {
+        let Some(tmpfs) = crate::sink::testing::Tmpfs::mount("archive-full", "256k") else {
+            return;
+        };
+        let out = tmpfs.path().join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let counters = Arc::new(Counters::default());
+        let mut archive = Archive::new(
+            ArchiveConfig {
+                out: out.clone(),
+                rotate_seconds: 1,
+                max_file_bytes: u64::MAX,
+                max_open_files: 16,
+                collector: "test".to_owned(),
+                codec: Codec::default(),
+            },
+            Arc::clone(&counters),
+        );
+        let batch = |ids: std::ops::Range<u64>| {
+            RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
+                .unwrap()
+        };
+        let filler = tmpfs.fill();
+        assert!(archive.write(&batch(0..100), 1_000).is_err());
+        assert!(archive.rotate(1_001).is_err(), "the completion found room");
+        std::fs::remove_file(&filler).unwrap();
+        archive.write(&batch(100..105), 1_002).unwrap();
+        archive.close().unwrap();
+        let mut ids = Vec::new();
+        for entry in walk(&out) {
+            let file = File::open(&entry).unwrap();
+            for b in
+                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap()
+            {
+                let b = b.unwrap();
+                let c = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+                ids.extend(c.values().iter().copied());
+            }
+        }
+        assert_eq!(ids, (100..105).collect::<Vec<_>>());
+        assert_eq!(counters.files_written.get(), 1);
+    }
+
+    /// The files under `dir`, however deep.
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
 
     #[test]
     fn civil_dates_match_known_days() {
