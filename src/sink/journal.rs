@@ -173,7 +173,9 @@ pub fn replay(
         let got = (&mut input)
             .take(u64::try_from(length).unwrap_or(u64::MAX))
             .read_to_end(&mut body)?;
-        if got < length || crc32fast::hash(&body) != crc {
+        // An empty frame is none a journal writes (each holds an IPC stream): zeros where a
+        // frame should start, as a hole an older build left after a cut append, are a tear.
+        if length == 0 || got < length || crc32fast::hash(&body) != crc {
             replayed.torn = true;
             return Ok(replayed);
         }
@@ -282,6 +284,13 @@ mod tests {
                 "cut at {len}"
             );
         }
+        // Zeros where a frame should start (a hole) end the journal there.
+        let mut holed = whole[..usize::try_from(two).unwrap()].to_vec();
+        holed.extend_from_slice(&[0; 64]);
+        holed.extend_from_slice(&whole[usize::try_from(two).unwrap()..]);
+        std::fs::write(&cut, &holed).unwrap();
+        let (got, replayed) = ids(&cut);
+        assert_eq!((got.len(), replayed.torn), (150, true));
         // A flipped bit in the last frame fails its CRC: cut, not read.
         let mut flipped = whole.clone();
         let last = flipped.len() - 3;
