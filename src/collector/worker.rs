@@ -306,8 +306,11 @@ async fn receive(
                         moderation.pause(woke, taken.datagrams, taken.octets)
                     {
                         // The thread itself sleeps: parked in the runtime's epoll instead,
-                        // it would be woken by the very datagrams it waits for.
+                        // it would be woken by the very datagrams it waits for. Then the
+                        // worker's other tasks (TCP, ticks) get their turn before the socket,
+                        // ready again at once, is read.
                         std::thread::sleep(pause);
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(e) => debug!(error = %e, "UDP receive error."),
