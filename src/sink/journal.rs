@@ -108,6 +108,18 @@ impl Journal {
     }
 }
 
+/// Sets aside the journal at `path`, which does not decode back (a checked frame that is not
+/// IPC): renamed to `….journal.unreadable`, where neither the archive nor recovery will try it
+/// again, kept for whoever looks into it. Returns the new name.
+pub fn set_aside(path: &Path, why: &ArchiveError) -> PathBuf {
+    let aside = path.with_extension("journal.unreadable");
+    tracing::error!(journal = %aside.display(), error = %why, "A journal cannot be read back; it is set aside and its file is not completed.");
+    if let Err(e) = std::fs::rename(path, &aside) {
+        tracing::error!(journal = %path.display(), error = %e, "Cannot set the journal aside.");
+    }
+    aside
+}
+
 /// One batch as a frame: length, CRC-32, then the batch as an IPC stream of its own.
 fn frame(batch: &RecordBatch) -> Result<Vec<u8>, ArchiveError> {
     let options =

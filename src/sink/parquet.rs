@@ -26,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tracing::{error, info};
 
-use crate::sink::journal::{Journal, Replayed, replay};
+use crate::sink::journal::{Journal, Replayed, replay, set_aside};
 use crate::sink::spool::Spool;
 use crate::sink::text::{addresses_as_text, is_address};
 use crate::sink::{ArchiveError, Sink};
@@ -153,7 +153,19 @@ impl Archive {
         let Some(file) = self.open.get_mut(&key) else {
             return Ok(());
         };
-        let size = finish(file, codec)?;
+        let size = match finish(file, codec) {
+            // Not a passing failure (the journal does not decode back): trying again would
+            // hold every later row of this archive back for ever. The journal is set aside,
+            // counted and logged, and the archive goes on.
+            Err(e @ ArchiveError::Arrow(_)) => {
+                self.counters.record_archive_error(&e);
+                if let Some(file) = self.open.remove(&key) {
+                    set_aside(file.journal.path(), &e);
+                }
+                return Ok(());
+            }
+            size => size?,
+        };
         if let Some(file) = self.open.remove(&key) {
             file.journal.remove()?;
             // Nothing to complete: the file's first batch never reached its journal (a full
@@ -512,6 +524,47 @@ mod tests {
         }
         assert_eq!(ids, (100..105).collect::<Vec<_>>());
         assert_eq!(counters.files_written.get(), 1);
+    }
+
+    #[test]
+    fn a_journal_that_does_not_decode_back_is_set_aside_and_the_archive_goes_on() {
+        let dir = std::env::temp_dir().join(format!("flowvm-unreadable-{}", std::process::id()));
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let counters = Arc::new(Counters::default());
+        let mut archive = Archive::new(
+            ArchiveConfig {
+                out: out.clone(),
+                rotate_seconds: 1,
+                max_file_bytes: u64::MAX,
+                max_open_files: 16,
+                collector: "test".to_owned(),
+                codec: Codec::default(),
+            },
+            Arc::clone(&counters),
+        );
+        let batch = |ids: std::ops::Range<u64>| {
+            RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
+                .unwrap()
+        };
+        archive.write(&batch(0..10), 1_000).unwrap();
+        // The encoder is gone and the journal holds a checked frame that is not IPC.
+        let file = archive.open.values_mut().next().unwrap();
+        file.writer = None;
+        let body = b"not an IPC stream";
+        let mut frame = u32::try_from(body.len()).unwrap().to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        frame.extend_from_slice(body);
+        std::fs::write(file.journal.path(), &frame).unwrap();
+        let journal = file.journal.path().to_path_buf();
+        archive.rotate(1_001).unwrap();
+        assert!(!journal.exists());
+        assert!(journal.with_extension("journal.unreadable").exists());
+        assert_eq!(counters.archive_errors.get(), 1);
+        archive.write(&batch(10..15), 1_002).unwrap();
+        archive.close().unwrap();
+        assert_eq!(counters.files_written.get(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The files under `dir`, however deep.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use crate::sink::ArchiveError;
+use crate::sink::journal::set_aside;
 use crate::sink::parquet::{Codec, parquet_from_journal, sync_directory};
 
 /// What one recovery did.
@@ -36,6 +37,8 @@ pub struct Recovered {
     pub stale: u64,
     /// Temporary files without a journal, removed.
     pub temporaries: u64,
+    /// Journals that did not decode back, set aside (`….journal.unreadable`).
+    pub unreadable: u64,
 }
 
 /// The archive directory held by one process.
@@ -87,7 +90,14 @@ pub fn recover(out: &Path, _held: &DirectoryLock, codec: Codec) -> Result<Recove
                 .strip_prefix('.')
                 .and_then(|n| n.strip_suffix(".journal"))
             {
-                recover_journal(&dir, target, codec, &mut done)?;
+                match recover_journal(&dir, target, codec, &mut done) {
+                    // One journal that does not decode back must not stop the start.
+                    Err(e @ ArchiveError::Arrow(_)) => {
+                        set_aside(&dir.join(name), &e);
+                        done.unreadable += 1;
+                    }
+                    other => other?,
+                }
             }
         }
         for name in &names {
@@ -108,6 +118,7 @@ pub fn recover(out: &Path, _held: &DirectoryLock, codec: Codec) -> Result<Recove
             rows = done.rows,
             torn = done.torn,
             stale = done.stale,
+            unreadable = done.unreadable,
             "Recovered what a crashed process left."
         );
     }
@@ -248,6 +259,24 @@ mod tests {
             drop(held);
             let _ = std::fs::remove_dir_all(&out);
         }
+        // A journal whose checked frame is not IPC is set aside; the one beside it recovers.
+        let out = root.join("unreadable");
+        let dir = out.join(&partition);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".flows-1.parquet.journal"), &whole).unwrap();
+        let body = b"not an IPC stream";
+        let mut frame = u32::try_from(body.len()).unwrap().to_le_bytes().to_vec();
+        frame.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        frame.extend_from_slice(body);
+        std::fs::write(dir.join(".flows-2.parquet.journal"), &frame).unwrap();
+        std::fs::write(dir.join(".flows-2.parquet.tmp"), b"PAR1 and no footer").unwrap();
+        let held = lock(&out).unwrap();
+        let done = recover(&out, &held, Codec::Zstd).unwrap();
+        assert_eq!((done.files, done.unreadable), (1, 1));
+        let (ids, other) = archived(&out);
+        assert_eq!(ids, (0..123).collect::<Vec<_>>());
+        assert_eq!(other, [".flows-2.parquet.journal.unreadable"]);
+        drop(held);
         // A second process cannot take a directory that is held.
         let out = root.join("held");
         let held = lock(&out).unwrap();
