@@ -489,22 +489,7 @@ mod tests {
         };
         let out = tmpfs.path().join("flows");
         std::fs::create_dir_all(&out).unwrap();
-        let counters = Arc::new(Counters::default());
-        let mut archive = Archive::new(
-            ArchiveConfig {
-                out: out.clone(),
-                rotate_seconds: 1,
-                max_file_bytes: u64::MAX,
-                max_open_files: 16,
-                collector: "test".to_owned(),
-                codec: Codec::default(),
-            },
-            Arc::clone(&counters),
-        );
-        let batch = |ids: std::ops::Range<u64>| {
-            RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
-                .unwrap()
-        };
+        let (mut archive, counters) = archive_in(&out);
         let filler = tmpfs.fill();
         assert!(archive.write(&batch(0..100), 1_000).is_err());
         assert!(archive.rotate(1_001).is_err(), "the completion found room");
@@ -531,22 +516,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("flowvm-unreadable-{}", std::process::id()));
         let out = dir.join("flows");
         std::fs::create_dir_all(&out).unwrap();
-        let counters = Arc::new(Counters::default());
-        let mut archive = Archive::new(
-            ArchiveConfig {
-                out: out.clone(),
-                rotate_seconds: 1,
-                max_file_bytes: u64::MAX,
-                max_open_files: 16,
-                collector: "test".to_owned(),
-                codec: Codec::default(),
-            },
-            Arc::clone(&counters),
-        );
-        let batch = |ids: std::ops::Range<u64>| {
-            RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
-                .unwrap()
-        };
+        let (mut archive, counters) = archive_in(&out);
         archive.write(&batch(0..10), 1_000).unwrap();
         // The encoder is gone and the journal holds a checked frame that is not IPC.
         let file = archive.open.values_mut().next().unwrap();
@@ -565,6 +535,26 @@ mod tests {
         archive.close().unwrap();
         assert_eq!(counters.files_written.get(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An archive into `out` rotating every second, and its counters.
+    fn archive_in(out: &Path) -> (Archive, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let config = ArchiveConfig {
+            out: out.to_path_buf(),
+            rotate_seconds: 1,
+            max_file_bytes: u64::MAX,
+            max_open_files: 16,
+            collector: "test".to_owned(),
+            codec: Codec::default(),
+        };
+        (Archive::new(config, Arc::clone(&counters)), counters)
+    }
+
+    /// A batch of one `id` column.
+    fn batch(ids: std::ops::Range<u64>) -> RecordBatch {
+        RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
+            .unwrap()
     }
 
     /// The files under `dir`, however deep.
