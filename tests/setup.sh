@@ -2,7 +2,8 @@
 # Everything the tests need that cargo does not fetch, installed on a fresh machine.
 #
 # - Debian packages: the IPFIX peers the interoperability tests run against (softflowd, pmacct's
-#   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark, openssl for the TLS tests).
+#   pmacctd, python3-ipfix for Debian's /usr/bin/python3, tshark, openssl for the TLS tests),
+#   and iproute2's `ip` for the tests that make network namespaces and veth pairs.
 # - PyPI packages: DuckDB (with its httpfs extension) and pyarrow for the archive-reader tests
 #   (tests/readers).
 # - crates.io: s3s-fs, an S3 server for the object-storage tests.
@@ -12,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
-for package in softflowd pmacct python3-ipfix tshark openssl; do
+for package in softflowd pmacct python3-ipfix tshark openssl iproute2; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
         || missing="$missing $package"
 done

@@ -240,36 +240,6 @@ mod tests {
         (ids, replayed)
     }
 
-    /// A disk that fills in the middle of a frame: the frame is cut, and the next append,
-    /// once there is room, follows the last whole frame with no hole between (root, as CI:
-    /// a small tmpfs is mounted; skipped without the privilege).
-    #[test]
-    fn an_append_cut_by_a_full_disk_leaves_the_next_frame_right_after_the_last_whole_one() {
-        let Some(tmpfs) = crate::sink::testing::Tmpfs::mount("journal-full", "512k") else {
-            return;
-        };
-        let dir = tmpfs.path();
-        let path = dir.join(".j.journal");
-        let mut j = Journal::create(path.clone()).unwrap();
-        j.append(&batch(0, 10)).unwrap();
-        // Fill the volume, then free 8 KiB: less than the next frame needs.
-        let filler = tmpfs.fill();
-        let full = std::fs::metadata(&filler).unwrap().len();
-        File::options()
-            .write(true)
-            .open(&filler)
-            .unwrap()
-            .set_len(full.saturating_sub(8 << 10))
-            .unwrap();
-        assert!(j.append(&batch(10, 20_000)).is_err());
-        std::fs::remove_file(&filler).unwrap();
-        j.append(&batch(20_010, 5)).unwrap();
-        j.sync().unwrap();
-        let (got, replayed) = ids(&path);
-        let expected: Vec<u64> = (0..10).chain(20_010..20_015).collect();
-        assert_eq!((got, replayed.torn), (expected, false));
-    }
-
     #[test]
     fn a_journal_cut_at_every_offset_of_its_last_frame_gives_the_frames_before_it() {
         let dir = std::env::temp_dir().join(format!("flowvm-journal-{}", std::process::id()));

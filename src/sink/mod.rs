@@ -187,59 +187,6 @@ pub fn write_with_retry(
     }
 }
 
-/// What the sink's tests share.
-#[cfg(test)]
-pub(crate) mod testing {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    /// A small tmpfs mounted for a test (root, as CI runs), unmounted and removed when
-    /// dropped: a disk that fills when the test says.
-    pub(crate) struct Tmpfs(PathBuf);
-
-    impl Tmpfs {
-        /// A tmpfs of `size` (`mount -o size=`) at a fresh directory named after `name`;
-        /// `None` (after saying so) where mounting is refused.
-        pub(crate) fn mount(name: &str, size: &str) -> Option<Self> {
-            let dir = std::env::temp_dir().join(format!("flowvm-{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).ok()?;
-            let mounted = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !mounted {
-                eprintln!("skipped: mounting a tmpfs was refused here (root needed, as CI has)");
-                let _ = std::fs::remove_dir_all(&dir);
-                return None;
-            }
-            Some(Self(dir))
-        }
-
-        /// Where it is mounted.
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-
-        /// Fills it to the last octet with a file called `filler`, which it returns.
-        pub(crate) fn fill(&self) -> PathBuf {
-            use std::io::Write;
-            let filler = self.0.join("filler");
-            if let Ok(mut f) = std::fs::File::create(&filler) {
-                while f.write_all(&[0xa5; 4096]).is_ok() {}
-            }
-            filler
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

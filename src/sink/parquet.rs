@@ -477,40 +477,6 @@ mod tests {
 
     use super::*;
 
-    /// A full disk from the first batch on: the file is created (a tmpfs needs no room for an
-    /// empty file), its journal refuses the batch, and the completion at the window's end fails
-    /// too, taking the encoder with it. When space returns, the next batch is written: the
-    /// file with nothing in it is dropped, not tried again forever (it held every later row
-    /// back, and the full-disk crash test failed on it when a rotation fell inside the stall).
-    #[test]
-    fn a_file_left_with_nothing_by_a_full_disk_does_not_hold_later_rows_back() {
-        let Some(tmpfs) = crate::sink::testing::Tmpfs::mount("archive-full", "256k") else {
-            return;
-        };
-        let out = tmpfs.path().join("flows");
-        std::fs::create_dir_all(&out).unwrap();
-        let (mut archive, counters) = archive_in(&out);
-        let filler = tmpfs.fill();
-        assert!(archive.write(&batch(0..100), 1_000).is_err());
-        assert!(archive.rotate(1_001).is_err(), "the completion found room");
-        std::fs::remove_file(&filler).unwrap();
-        archive.write(&batch(100..105), 1_002).unwrap();
-        archive.close().unwrap();
-        let mut ids = Vec::new();
-        for entry in walk(&out) {
-            let file = File::open(&entry).unwrap();
-            for b in
-                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap()
-            {
-                let b = b.unwrap();
-                let c = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
-                ids.extend(c.values().iter().copied());
-            }
-        }
-        assert_eq!(ids, (100..105).collect::<Vec<_>>());
-        assert_eq!(counters.files_written.get(), 1);
-    }
-
     #[test]
     fn a_journal_that_does_not_decode_back_is_set_aside_and_the_archive_goes_on() {
         let dir = std::env::temp_dir().join(format!("flowvm-unreadable-{}", std::process::id()));
@@ -555,20 +521,6 @@ mod tests {
     fn batch(ids: std::ops::Range<u64>) -> RecordBatch {
         RecordBatch::try_from_iter([("id", Arc::new(UInt64Array::from_iter_values(ids)) as _)])
             .unwrap()
-    }
-
-    /// The files under `dir`, however deep.
-    fn walk(dir: &Path) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files.extend(walk(&path));
-            } else {
-                files.push(path);
-            }
-        }
-        files
     }
 
     #[test]

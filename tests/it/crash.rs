@@ -197,6 +197,14 @@ impl Tmpfs {
             .is_ok_and(|s| s.success());
         ok.then(|| Self(dir.to_path_buf()))
     }
+
+    /// Fills it to the last octet with a file, whose path it returns.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.0.join("filler");
+        let mut fill = std::fs::File::create(&filler).unwrap();
+        while fill.write_all(&[0xa5; 64 << 10]).is_ok() {}
+        filler
+    }
 }
 
 impl Drop for Tmpfs {
@@ -208,17 +216,14 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
     let dir = scratch("crash-disk-full");
-    let Some(_tmpfs) = Tmpfs::mount(&dir, "2m") else {
+    let Some(tmpfs) = Tmpfs::mount(&dir, "2m") else {
         eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
         return;
     };
     let out = dir.join("flows");
     let c = banner(start_with(&out, "1", &[]));
     // Fill the volume: whatever is left goes to one file.
-    let filler = dir.join("filler");
-    let mut fill = std::fs::File::create(&filler).unwrap();
-    while fill.write_all(&[0xa5; 64 << 10]).is_ok() {}
-    drop(fill);
+    let filler = tmpfs.fill();
     let mut s = TcpStream::connect(c.tcp.unwrap()).unwrap();
     s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
         .unwrap();
@@ -292,4 +297,88 @@ fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
         datagrams,
         "every UDP record archived or counted as archive_full or queue_full"
     );
+}
+
+/// One `id` column.
+fn ids(ids: std::ops::Range<u64>) -> arrow_array::RecordBatch {
+    arrow_array::RecordBatch::try_from_iter([(
+        "id",
+        Arc::new(arrow_array::UInt64Array::from_iter_values(ids)) as _,
+    )])
+    .unwrap()
+}
+
+/// A disk that fills in the middle of a journal frame: the frame is cut, and the next append,
+/// once there is room, follows the last whole frame with no hole between.
+#[test]
+fn a_journal_append_cut_by_a_full_disk_leaves_the_next_frame_right_after_the_last_whole_one() {
+    use flowvm::sink::journal::{Journal, replay};
+    let dir = scratch("journal-full");
+    let Some(tmpfs) = Tmpfs::mount(&dir, "512k") else {
+        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
+        return;
+    };
+    let path = dir.join(".j.journal");
+    let mut j = Journal::create(path.clone()).unwrap();
+    j.append(&ids(0..10)).unwrap();
+    // Fill the volume, then free 8 KiB: less than the next frame needs.
+    let filler = tmpfs.fill();
+    let full = std::fs::metadata(&filler).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(full.saturating_sub(8 << 10))
+        .unwrap();
+    assert!(j.append(&ids(10..20_010)).is_err());
+    std::fs::remove_file(&filler).unwrap();
+    j.append(&ids(20_010..20_015)).unwrap();
+    j.sync().unwrap();
+    let mut got = Vec::new();
+    let replayed = replay(&path, |b| {
+        got.extend((0..b.num_rows()).map(|i| uint(b.column(0).as_ref(), i)));
+        Ok(())
+    })
+    .unwrap();
+    let expected: Vec<u64> = (0..10).chain(20_010..20_015).collect();
+    assert_eq!((got, replayed.torn), (expected, false));
+}
+
+/// A full disk from an archive file's first batch on: the file is created (a tmpfs needs no
+/// room for an empty file), its journal refuses the batch, and the completion at the window's
+/// end fails too, taking the encoder with it. When space returns, the next batch is written:
+/// the file with nothing in it is dropped, not tried again forever (it held every later row
+/// back, and the full-disk test above failed on it when a rotation fell inside the stall).
+#[test]
+fn an_archive_file_left_with_nothing_by_a_full_disk_does_not_hold_later_rows_back() {
+    use flowvm::sink::Sink;
+    use flowvm::sink::parquet::{Archive, ArchiveConfig, Codec};
+    let dir = scratch("archive-full");
+    let Some(tmpfs) = Tmpfs::mount(&dir, "256k") else {
+        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
+        return;
+    };
+    let out = dir.join("flows");
+    let counters = Arc::new(flowvm::telemetry::Counters::default());
+    let config = ArchiveConfig {
+        out: out.clone(),
+        rotate_seconds: 1,
+        max_file_bytes: u64::MAX,
+        max_open_files: 16,
+        collector: "test".to_owned(),
+        codec: Codec::default(),
+    };
+    let mut archive = Archive::new(config, Arc::clone(&counters));
+    let filler = tmpfs.fill();
+    assert!(archive.write(&ids(0..100), 1_000).is_err());
+    assert!(archive.rotate(1_001).is_err(), "the completion found room");
+    std::fs::remove_file(&filler).unwrap();
+    archive.write(&ids(100..105), 1_002).unwrap();
+    archive.close().unwrap();
+    let got: Vec<u64> = read_archive(&out)
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(|i| uint(b.column(0).as_ref(), i)))
+        .collect();
+    assert_eq!(got, (100..105).collect::<Vec<_>>());
+    assert_eq!(counters.files_written.get(), 1);
 }

@@ -373,7 +373,12 @@ impl<T: Transport> ExportingProcess<T> {
                 self.out.stats.records_lost += u64::from(records);
             }
         }
-        if let Some(w) = self.writer(which) {
+        if let Some((w, _)) = which.parts(
+            &mut self.open,
+            &mut self.oversize,
+            &mut self.template_messages,
+            &mut self.single,
+        ) {
             w.clear();
         }
     }
@@ -390,30 +395,19 @@ impl<T: Transport> ExportingProcess<T> {
         }
     }
 
-    fn writer(&mut self, which: Which) -> Option<&mut MessageWriter> {
-        match which {
-            Which::Open(i) => self.open.get_mut(i).map(|o| &mut o.writer),
-            Which::Oversize => Some(&mut self.oversize),
-            Which::Template(i) => self.template_messages.get_mut(i).map(|(w, _)| w),
-        }
-    }
-
     /// Finishes the Message in `which` into its run: an open Message's template's run (sent
     /// first if the Message cannot join it, and after if it is then full), or a run of its own
     /// sent at once.
     fn queue(&mut self, which: Which, records: u32, carries: Carries) {
         let export_time = (self.export_time)();
         let domain = self.config.domain;
-        let (w, run) = match which {
-            Which::Open(i) => match self.open.get_mut(i) {
-                Some(o) => (&mut o.writer, &mut o.run),
-                None => return,
-            },
-            Which::Oversize => (&mut self.oversize, &mut self.single),
-            Which::Template(i) => match self.template_messages.get_mut(i) {
-                Some((w, _)) => (w, &mut self.single),
-                None => return,
-            },
+        let Some((w, run)) = which.parts(
+            &mut self.open,
+            &mut self.oversize,
+            &mut self.template_messages,
+            &mut self.single,
+        ) else {
+            return;
         };
         // The sequence number is written as the run leaves.
         let message = w.finish(export_time, 0, domain);
@@ -478,6 +472,25 @@ enum Which {
     Oversize,
     /// The `n`th template Message.
     Template(usize),
+}
+
+impl Which {
+    /// The writer that holds this Message and the run it joins (its template's for an open
+    /// Message, a run of one otherwise), among the Exporting Process's fields, passed apart so
+    /// that the rest of it stays free to borrow.
+    fn parts<'a>(
+        self,
+        open: &'a mut [OpenMessage],
+        oversize: &'a mut MessageWriter,
+        templates: &'a mut [(MessageWriter, bool)],
+        single: &'a mut Run,
+    ) -> Option<(&'a mut MessageWriter, &'a mut Run)> {
+        match self {
+            Self::Open(i) => open.get_mut(i).map(|o| (&mut o.writer, &mut o.run)),
+            Self::Oversize => Some((oversize, single)),
+            Self::Template(i) => templates.get_mut(i).map(|(w, _)| (w, single)),
+        }
+    }
 }
 
 /// The smallest path MTU at which every template and every record fits a Message alone.
