@@ -184,7 +184,8 @@ fn flowvm_recover_completes_what_a_killed_collector_left() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// A tmpfs of `size` mounted on `dir` for the test's life (the tests run as root, as CI does).
+/// A tmpfs of `size` mounted on `dir` for the test's life (the tests run as root, as CI does);
+/// `None`, after saying the test is skipped, where mounting is refused.
 struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
@@ -195,6 +196,11 @@ impl Tmpfs {
             .arg(dir)
             .status()
             .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "skipped: mounting a tmpfs was refused here (the test needs root, as CI has)"
+            );
+        }
         ok.then(|| Self(dir.to_path_buf()))
     }
 
@@ -217,7 +223,6 @@ impl Drop for Tmpfs {
 fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
     let dir = scratch("crash-disk-full");
     let Some(tmpfs) = Tmpfs::mount(&dir, "2m") else {
-        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
         return;
     };
     let out = dir.join("flows");
@@ -315,7 +320,6 @@ fn a_journal_append_cut_by_a_full_disk_leaves_the_next_frame_right_after_the_las
     use flowvm::sink::journal::{Journal, replay};
     let dir = scratch("journal-full");
     let Some(tmpfs) = Tmpfs::mount(&dir, "512k") else {
-        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
         return;
     };
     let path = dir.join(".j.journal");
@@ -355,7 +359,6 @@ fn an_archive_file_left_with_nothing_by_a_full_disk_does_not_hold_later_rows_bac
     use flowvm::sink::parquet::{Archive, ArchiveConfig, Codec};
     let dir = scratch("archive-full");
     let Some(tmpfs) = Tmpfs::mount(&dir, "256k") else {
-        eprintln!("skipped: mounting a tmpfs was refused here (the test needs root, as CI has)");
         return;
     };
     let out = dir.join("flows");
