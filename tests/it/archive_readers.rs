@@ -8,6 +8,7 @@ use crate::common;
 use common::{Running, data_message, scratch, template, template_message};
 use flowvm::config::Config;
 use flowvm::sink::parquet::Codec;
+use std::process::Command;
 use tokio::net::UdpSocket;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,4 +100,70 @@ async fn readers_read(codec: Codec, name: &str) {
         stdout.contains(&format!("\"codecs\": [\"{name}\"]")),
         "{stdout}"
     );
+}
+
+/// A file whose counters are delta-encoded and whose addresses outgrow their dictionary (so
+/// its pages go on in `DELTA_BYTE_ARRAY`): both readers read every value, and find an address
+/// written past the dictionary by its text.
+#[test]
+fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
+    let out = scratch("readers-delta");
+    // 8,000 distinct sources, 10.0.0.0 to 10.0.31.63: about 100 KiB of text, past the
+    // dictionary's 64 KiB; octets near one another (a hash's remainder), as of similar flows.
+    let octets = |i: u32| 1000 + u64::from(i.wrapping_mul(2_654_435_761) >> 24);
+    let records: Vec<Vec<u8>> = (0..8000_u32)
+        .map(|i| {
+            [
+                (0x0a00_0000 | i).to_be_bytes().to_vec(),
+                octets(i).to_be_bytes().to_vec(),
+            ]
+            .concat()
+        })
+        .collect();
+    let mut file = template_message(&[template(256, &[(8, 4), (1, 8)])], 1);
+    for (n, chunk) in records.chunks(2000).enumerate() {
+        file.extend(data_message(
+            256,
+            chunk,
+            u32::try_from(n * 2000).unwrap(),
+            1,
+        ));
+    }
+    let input = out.join("in.ipfix");
+    std::fs::write(&input, &file).unwrap();
+    let archive = out.join("flows");
+    let status = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args([
+            "decode",
+            "--out",
+            archive.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/readers/check_archive.py"
+    );
+    let stdout = common::python(script, &[archive.to_str().unwrap(), "10.0.31.63"]);
+    assert!(stdout.contains("\"duckdb_rows\": 8000"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_rows\": 8000"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_matching\": 1"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_matching\": 1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\"duckdb_octets\": {}", octets(7999))),
+        "{stdout}"
+    );
+    let total: u64 = (0..8000).map(octets).sum();
+    assert!(
+        stdout.contains(&format!("\"per_exporter\": [[\"file:0\", 10, {total}]]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"octetDeltaCount\": [\"DELTA_BINARY_PACKED\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"DELTA_BYTE_ARRAY\""), "{stdout}");
 }

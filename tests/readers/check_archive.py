@@ -2,8 +2,8 @@
 
 Usage: check_archive.py ARCHIVE_DIR ADDRESS
 Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's count of rows whose
-sourceIPv4Address equals ADDRESS (filtering on the address written as text), and the codecs
-the files' pages are compressed with.
+sourceIPv4Address equals ADDRESS (filtering on the address written as text), the codecs
+the files' pages are compressed with, and each column's encodings.
 """
 import json
 import sys
@@ -41,9 +41,18 @@ table = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema
     filter=ds.field("sourceIPv4Address") == address
 )
 every = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table()
-# How the files' pages are compressed (--compression), as the readers see it.
+# How the files' pages are compressed (--compression), as the readers see it, and each
+# column's encodings (dictionary, plain, delta) over every file and row group.
 codecs = sorted({pq.ParquetFile(f).metadata.row_group(0).column(0).compression
                  for f in files.files})
+encodings = {}
+for f in files.files:
+    metadata = pq.ParquetFile(f).metadata
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            encodings.setdefault(chunk.path_in_schema, set()).update(chunk.encodings)
 print(json.dumps({
     "duckdb_rows": rows,
     "duckdb_matching": matching[0],
@@ -54,4 +63,5 @@ print(json.dumps({
     "pyarrow_matching": table.num_rows,
     "pyarrow_columns": sorted(every.column_names),
     "codecs": codecs,
+    "encodings": {column: sorted(e) for column, e in sorted(encodings.items())},
 }))
