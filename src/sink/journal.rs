@@ -16,6 +16,13 @@
 //! A frame is either whole and checked or it is the torn tail of a crash: cut and counted,
 //! never read as data. A failed append (a full disk) truncates the journal back to its last
 //! whole frame, so the journal never holds a half frame in the middle.
+//!
+//! Under load the batches need not be encoded twice: the archive makes the Parquet file's own
+//! row groups durable instead (flushed and synced) and appends a *checkpoint* frame, whose
+//! body is `FVCK`, the length of the file's durable part, and the footer that completes it
+//! (an IPC stream's body starts with `0xFFFFFFFF`, so the two never mix). A checkpoint
+//! supersedes every frame before it: the journal then stands for the file cut at that length
+//! and closed by that footer, plus the batches after the checkpoint.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
@@ -30,6 +37,22 @@ use crate::sink::ArchiveError;
 
 /// Octets of a frame's header: its length and its CRC-32.
 const FRAME_HEADER: usize = 8;
+
+/// How a checkpoint frame's body begins.
+const CHECKPOINT: &[u8; 4] = b"FVCK";
+
+/// The last checkpoint of a journal: the Parquet file's first `length` octets are whole row
+/// groups, made durable before the checkpoint was written, and `footer` (the file metadata of
+/// those row groups, its length and the closing magic) makes them a complete file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Octets of the file that the footer describes.
+    pub length: u64,
+    /// Rows in those row groups.
+    pub rows: u64,
+    /// What completes the file at `length`.
+    pub footer: Vec<u8>,
+}
 
 /// The journal of one open archive file.
 #[derive(Debug)]
@@ -68,6 +91,25 @@ impl Journal {
     /// this append had not happened, and may be appended to again.
     pub fn append(&mut self, batch: &RecordBatch) -> Result<(), ArchiveError> {
         let frame = frame(batch)?;
+        self.write_frame(frame)
+    }
+
+    /// Appends `checkpoint`: the file's first octets are durable row groups, and its footer
+    /// completes them; every frame before it is superseded.
+    ///
+    /// # Errors
+    /// As [`Journal::append`].
+    pub fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), ArchiveError> {
+        let mut frame = vec![0; FRAME_HEADER];
+        frame.extend_from_slice(CHECKPOINT);
+        frame.extend_from_slice(&checkpoint.length.to_le_bytes());
+        frame.extend_from_slice(&checkpoint.rows.to_le_bytes());
+        frame.extend_from_slice(&checkpoint.footer);
+        seal(&mut frame)?;
+        self.write_frame(frame)
+    }
+
+    fn write_frame(&mut self, frame: Vec<u8>) -> Result<(), ArchiveError> {
         if let Err(e) = self.file.write_all(&frame) {
             // A partial frame must not stay in front of the next one: cut it, and write the
             // next where it began (a partial write moved the file's offset past it, and the
@@ -129,11 +171,17 @@ fn frame(batch: &RecordBatch) -> Result<Vec<u8>, ArchiveError> {
     writer.write(batch)?;
     writer.finish()?;
     drop(writer);
+    seal(&mut frame)?;
+    Ok(frame)
+}
+
+/// Writes the length and CRC-32 of the body that follows `frame`'s header into the header.
+fn seal(frame: &mut [u8]) -> Result<(), ArchiveError> {
     let body = frame.get(FRAME_HEADER..).unwrap_or_default();
     let length = u32::try_from(body.len()).map_err(|_| {
         ArchiveError::Io(std::io::Error::new(
             ErrorKind::InvalidInput,
-            "a batch larger than 4 GiB",
+            "a frame larger than 4 GiB",
         ))
     })?;
     let crc = crc32fast::hash(body);
@@ -141,62 +189,122 @@ fn frame(batch: &RecordBatch) -> Result<Vec<u8>, ArchiveError> {
         header[..4].copy_from_slice(&length.to_le_bytes());
         header[4..].copy_from_slice(&crc.to_le_bytes());
     }
-    Ok(frame)
+    Ok(())
 }
 
 /// What replaying a journal found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Replayed {
-    /// Whole frames (batches) read.
+    /// Whole batch frames read after the last checkpoint.
     pub batches: u64,
     /// Rows in them.
     pub rows: u64,
     /// Whether the journal ended in a torn frame, which was cut.
     pub torn: bool,
+    /// The journal's last checkpoint, if it has one.
+    pub checkpoint: Option<Checkpoint>,
 }
 
-/// Reads every whole frame of the journal at `path`, in order, into `each`; stops at the
-/// first frame that is cut short or fails its CRC (the tail a crash tore).
+/// Reads the journal at `path`: its last checkpoint into the result, and every whole batch
+/// frame after it, in order, into `each`; stops at the first frame that is cut short or fails
+/// its CRC (the tail a crash tore).
 ///
 /// # Errors
-/// The file cannot be read, a checked frame does not decode as IPC (not a flowvm journal), or
-/// `each` fails.
+/// The file cannot be read, a checked frame does not decode as IPC or as a checkpoint (not a
+/// flowvm journal), or `each` fails.
 pub fn replay(
     path: &Path,
     mut each: impl FnMut(RecordBatch) -> Result<(), ArchiveError>,
 ) -> Result<Replayed, ArchiveError> {
-    let mut input = BufReader::new(File::open(path)?);
+    // First the last checkpoint and where the frames after it begin, then those frames.
     let mut replayed = Replayed::default();
-    loop {
-        let mut header = [0; FRAME_HEADER];
-        match read_full(&mut input, &mut header)? {
-            0 => return Ok(replayed),
-            n if n < FRAME_HEADER => {
-                replayed.torn = true;
-                return Ok(replayed);
-            }
-            _ => {}
+    let mut start = 0;
+    let mut frames = Frames::open(path, 0)?;
+    while let Some(body) = frames.next_body()? {
+        if let Some(rest) = body.strip_prefix(CHECKPOINT) {
+            let (Some(length), Some(rows), Some(footer)) =
+                (rest.get(..8), rest.get(8..16), rest.get(16..))
+            else {
+                return Err(ArchiveError::Arrow(arrow_schema::ArrowError::ParseError(
+                    "a checkpoint frame too short for its length and rows".into(),
+                )));
+            };
+            let number = |octets: &[u8]| {
+                let mut le = [0; 8];
+                le.copy_from_slice(octets);
+                u64::from_le_bytes(le)
+            };
+            replayed.checkpoint = Some(Checkpoint {
+                length: number(length),
+                rows: number(rows),
+                footer: footer.to_vec(),
+            });
+            start = frames.offset;
         }
-        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
-        let length = usize::try_from(u32::from_le_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
-        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-        let mut body = Vec::new();
-        // A torn length can promise anything: read at most what is there.
-        let got = (&mut input)
-            .take(u64::try_from(length).unwrap_or(u64::MAX))
-            .read_to_end(&mut body)?;
-        // An empty frame is none a journal writes (each holds an IPC stream): zeros where a
-        // frame should start, as a hole an older build left after a cut append, are a tear.
-        if length == 0 || got < length || crc32fast::hash(&body) != crc {
-            replayed.torn = true;
-            return Ok(replayed);
-        }
+    }
+    let mut frames = Frames::open(path, start)?;
+    while let Some(body) = frames.next_body()? {
         for batch in StreamReader::try_new(body.as_slice(), None)? {
             let batch = batch?;
             replayed.batches += 1;
             replayed.rows += u64::try_from(batch.num_rows()).unwrap_or(0);
             each(batch)?;
         }
+    }
+    replayed.torn = frames.torn;
+    Ok(replayed)
+}
+
+/// The whole, checked frames of a journal, from an offset.
+struct Frames {
+    input: BufReader<File>,
+    /// Where the next frame begins.
+    offset: u64,
+    /// Whether reading stopped at a torn frame.
+    torn: bool,
+}
+
+impl Frames {
+    fn open(path: &Path, offset: u64) -> Result<Self, ArchiveError> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Self {
+            input: BufReader::new(file),
+            offset,
+            torn: false,
+        })
+    }
+
+    /// The next frame's body; `None` at the end, or at a torn frame (`torn` then says so).
+    fn next_body(&mut self) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let mut header = [0; FRAME_HEADER];
+        match read_full(&mut self.input, &mut header)? {
+            0 => return Ok(None),
+            n if n < FRAME_HEADER => {
+                self.torn = true;
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let length = u32::from_le_bytes([l0, l1, l2, l3]);
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        let mut body = Vec::new();
+        // A torn length can promise anything: read at most what is there.
+        let got = (&mut self.input)
+            .take(u64::from(length))
+            .read_to_end(&mut body)?;
+        // An empty frame is none a journal writes: zeros where a frame should start, as a
+        // hole an older build left after a cut append, are a tear.
+        if length == 0
+            || got < usize::try_from(length).unwrap_or(usize::MAX)
+            || crc32fast::hash(&body) != crc
+        {
+            self.torn = true;
+            return Ok(None);
+        }
+        self.offset += u64::try_from(FRAME_HEADER).unwrap_or(8) + u64::from(length);
+        Ok(Some(body))
     }
 }
 

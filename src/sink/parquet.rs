@@ -12,9 +12,10 @@
 //! conversion ([`text`](crate::sink::text)) runs here, on the archive thread, beside the
 //! Parquet encoding that dominates it.
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,11 +23,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{
+    FileMetaData, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use tracing::{error, info};
 
-use crate::sink::journal::{Journal, Replayed, replay, set_aside};
+use crate::sink::journal::{Checkpoint, Journal, Replayed, replay, set_aside};
 use crate::sink::spool::Spool;
 use crate::sink::text::{addresses_as_text, is_address};
 use crate::sink::{ArchiveError, Sink};
@@ -87,10 +91,28 @@ impl Codec {
 #[derive(Debug)]
 struct OpenFile {
     /// The Parquet encoding in progress; `None` once it failed (a full disk): the file is then
-    /// written from its journal when it is completed.
+    /// completed from its journal (and the row groups its last checkpoint made durable).
     writer: Option<ArrowWriter<File>>,
-    /// Every batch of the file, durable at each sync: the file's source of truth.
+    /// With the row groups of its last checkpoint, every batch of the file, durable at each
+    /// sync: the file's source of truth.
     journal: Journal,
+    /// The file metadata every checkpoint's footer starts from (schema, Arrow schema, writer).
+    template: FileMetaData,
+    /// Batches given to the encoder that are neither in the journal nor in a row group a
+    /// checkpoint made durable: held until a sync does one or the other.
+    pending: VecDeque<RecordBatch>,
+    /// Rows in `pending`.
+    pending_rows: usize,
+    /// Whether a checkpoint made row groups of the temporary file durable: it then holds rows
+    /// the journal does not, and stays until the file is completed.
+    checkpointed: bool,
+    /// Whether the last sync could not make `pending` durable: the next write tries first.
+    owed: bool,
+    /// Rows written since the last sync.
+    since_sync: usize,
+    /// Whether batches are held back for a checkpoint rather than journaled as they come:
+    /// when the interval before the last sync brought [`CHECKPOINT_ROWS`] or more.
+    checkpointing: bool,
     temporary: PathBuf,
     path: PathBuf,
     window: i64,
@@ -170,10 +192,10 @@ impl Archive {
             file.journal.remove()?;
             // Nothing to complete: the file's first batch never reached its journal (a full
             // disk) and its encoder went with a failed completion.
-            let Some(size) = size else {
+            let Some((size, files)) = size else {
                 return Ok(());
             };
-            self.counters.files_written.add(1);
+            self.counters.files_written.add(files);
             info!(path = %file.path.display(), "Completed Parquet file.");
             if let Some(spool) = &self.spool {
                 spool.completed(size);
@@ -217,10 +239,21 @@ impl Sink for Archive {
             }
         };
         file.last_write = self.writes;
-        // The journal first: once it holds the batch, the batch is the archive's. It keeps
-        // addresses as the decoder gave them (4 octets, not up to 15 of text): a third less to
-        // compress; completion from the journal writes them as text like this writer.
-        file.journal.append(typed)?;
+        if file.owed || file.writer.is_none() {
+            // What the last sync could not make durable goes first, or the batch waits.
+            persist(file)?;
+            file.owed = false;
+        }
+        if file.checkpointing && file.writer.is_some() {
+            // Held until the next sync makes it durable: in a row group, or in the journal.
+            file.pending_rows += typed.num_rows();
+            file.pending.push_back(typed.clone());
+        } else {
+            // Journals keep addresses as the decoder gave them (4 octets, not up to 15 of
+            // text): a third less to compress; completion writes them as text like the writer.
+            file.journal.append(typed)?;
+        }
+        file.since_sync += typed.num_rows();
         file.written += batch.get_array_memory_size();
         self.counters
             .rows_written
@@ -228,13 +261,12 @@ impl Sink for Archive {
         if let Some(writer) = file.writer.as_mut()
             && let Err(e) = writer.write(&batch)
         {
-            // The encoder's state is unknown after a failed flush: drop it and its partial
-            // file; the journal still holds every batch, and completion writes from it.
-            error!(path = %file.temporary.display(), error = %e, "Parquet encoding failed; the file will be written from its journal.");
+            // The encoder's state is unknown after a failed flush: drop it; the batches it
+            // held go to the journal, and completion writes from there.
+            error!(path = %file.temporary.display(), error = %e, "Parquet encoding failed; the file will be completed from its journal.");
             self.counters
                 .record_archive_error(&ArchiveError::Parquet(e));
-            file.writer = None;
-            let _ = std::fs::remove_file(&file.temporary);
+            drop_encoder(file);
         }
         let size = file
             .writer
@@ -267,10 +299,13 @@ impl Sink for Archive {
     }
 
     fn sync(&mut self) -> Result<(), ArchiveError> {
+        let mut first = Ok(());
         for file in self.open.values_mut() {
-            file.journal.sync()?;
+            let made = make_durable(file, &self.counters);
+            file.owed = made.is_err();
+            first = first.and(made);
         }
-        Ok(())
+        first
     }
 
     fn location(&self) -> String {
@@ -289,35 +324,127 @@ impl Sink for Archive {
     }
 }
 
+/// Rows a file must bring between two syncs for its batches to be held back and made durable
+/// as row groups of the file itself (checkpoints) rather than journaled as they come: under
+/// load every batch is then encoded once, and row groups stay large enough to read well.
+/// Below it each batch is journaled as it comes, and a full disk refuses it there and then.
+const CHECKPOINT_ROWS: usize = 65_536;
+
+/// Makes what `file` holds back durable: as a row group of the file and a checkpoint when
+/// there are [`CHECKPOINT_ROWS`] or more (the encoder dropped if that fails), otherwise, or
+/// then, in the journal; then syncs the journal. Whether the next interval's batches are held
+/// back is decided by this one's rows.
+fn make_durable(file: &mut OpenFile, counters: &Counters) -> Result<(), ArchiveError> {
+    file.checkpointing = file.since_sync >= CHECKPOINT_ROWS;
+    file.since_sync = 0;
+    if file.writer.is_some() && file.pending_rows >= CHECKPOINT_ROWS {
+        match checkpoint(file) {
+            Ok(()) => {
+                file.pending.clear();
+                file.pending_rows = 0;
+                file.checkpointed = true;
+            }
+            Err(e) => {
+                error!(path = %file.temporary.display(), error = %e, "Could not make a row group durable; the file will be completed from its journal.");
+                counters.record_archive_error(&e);
+                drop_encoder(file);
+            }
+        }
+    }
+    persist(file)?;
+    Ok(file.journal.sync()?)
+}
+
+/// Makes the row groups of `file` durable in place: the rows in progress flushed as a row
+/// group, the file synced, then a checkpoint appended to the journal with the footer that
+/// completes the file at that length (its page indexes are left out; a reader does not need
+/// them).
+fn checkpoint(file: &mut OpenFile) -> Result<(), ArchiveError> {
+    let Some(writer) = file.writer.as_mut() else {
+        return Ok(());
+    };
+    writer.flush()?;
+    writer.sync()?;
+    writer.inner().sync_data()?;
+    let groups: Vec<RowGroupMetaData> = writer.flushed_row_groups().to_vec();
+    let rows: i64 = groups.iter().map(RowGroupMetaData::num_rows).sum();
+    let t = &file.template;
+    let metadata = ParquetMetaData::new(
+        FileMetaData::new(
+            t.version(),
+            rows,
+            t.created_by().map(str::to_owned),
+            t.key_value_metadata().cloned(),
+            t.schema_descr_ptr(),
+            t.column_orders().cloned(),
+        ),
+        groups,
+    );
+    let mut footer = Vec::new();
+    ParquetMetaDataWriter::new(&mut footer, &metadata)
+        .with_preserve_page_index_locations(false)
+        .finish()?;
+    file.journal.checkpoint(&Checkpoint {
+        length: u64::try_from(writer.bytes_written()).unwrap_or(u64::MAX),
+        rows: u64::try_from(rows).unwrap_or(0),
+        footer,
+    })
+}
+
+/// Appends the batches `file` holds back to its journal, each let go once in.
+fn persist(file: &mut OpenFile) -> Result<(), ArchiveError> {
+    while let Some(batch) = file.pending.front() {
+        file.journal.append(batch)?;
+        file.pending_rows -= batch.num_rows();
+        file.pending.pop_front();
+    }
+    Ok(())
+}
+
+/// Drops the encoder of `file`, whose state is unknown after a failure; its temporary file
+/// goes too unless a checkpoint made some of it durable (completion cuts it back to that).
+fn drop_encoder(file: &mut OpenFile) {
+    file.writer = None;
+    if !file.checkpointed {
+        let _ = std::fs::remove_file(&file.temporary);
+    }
+}
+
 // fsync(2): syncing a file does not sync the directory entry that names it; the directory is
 // synced too, after the rename.
-/// Completes `file`: its Parquet footer written (from the encoder in progress, or from the
-/// journal when the encoder failed), the file synced, renamed into place, and the directory
-/// synced; only then may its journal go. On error nothing is renamed and the journal stays.
-/// Returns the file's size, or `None` when there is nothing to complete (no encoder, and a
-/// journal with no batch).
-fn finish(file: &mut OpenFile, codec: Codec) -> Result<Option<u64>, ArchiveError> {
-    let written = match file.writer.take() {
-        Some(writer) => writer.into_inner().map(Some).map_err(ArchiveError::from),
-        None => parquet_from_journal(file.journal.path(), &file.temporary, codec)
-            .map(|made| made.map(|(f, _)| f)),
-    };
-    let parquet = match written {
-        Ok(Some(parquet)) => parquet,
-        Ok(None) => {
-            let _ = std::fs::remove_file(&file.temporary);
-            return Ok(None);
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&file.temporary);
-            return Err(e);
-        }
-    };
-    parquet.sync_all()?;
-    let size = parquet.metadata()?.len();
-    std::fs::rename(&file.temporary, &file.path)?;
-    sync_directory(&file.path)?;
-    Ok(Some(size))
+/// Completes `file`: its Parquet footer written by the encoder in progress, the file synced,
+/// renamed into place, and the directory synced; or, when the encoder failed, from the journal
+/// ([`complete_from_journal`]). Only then may its journal go. On error nothing is renamed, the
+/// journal stays and holds every row the file has not made durable. Returns the octets and
+/// files written, or `None` when there is nothing to complete (no encoder, and a journal with
+/// no batch and no checkpoint).
+fn finish(file: &mut OpenFile, codec: Codec) -> Result<Option<(u64, u64)>, ArchiveError> {
+    if let Some(writer) = file.writer.take() {
+        let completed = writer
+            .into_inner()
+            .map_err(ArchiveError::from)
+            .and_then(|parquet| {
+                parquet.sync_all()?;
+                let size = parquet.metadata()?.len();
+                std::fs::rename(&file.temporary, &file.path)?;
+                sync_directory(&file.path)?;
+                Ok(size)
+            });
+        return match completed {
+            Ok(size) => Ok(Some((size, 1))),
+            Err(e) => {
+                drop_encoder(file);
+                // The journal must hold what the encoder did not complete.
+                persist(file)?;
+                Err(e)
+            }
+        };
+    }
+    persist(file)?;
+    Ok(
+        complete_from_journal(file.journal.path(), &file.temporary, &file.path, codec)?
+            .map(|c| (c.size, c.files)),
+    )
 }
 
 /// Syncs the directory that holds `path`, so a rename into it survives a crash.
@@ -450,24 +577,43 @@ fn delta_columns(first: &RecordBatch, codec: Codec) -> Result<Vec<usize>, Archiv
         .collect())
 }
 
-/// Writes the batches of the journal at `journal` into a Parquet file at `temporary`, footer
-/// included; `None` when the journal holds no batch (nothing is created then). Returns the
-/// file, not yet synced, and what the replay found.
+/// What [`complete_from_journal`] made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// Octets written in all.
+    pub size: u64,
+    /// Files made: one, or two when the journal had a checkpoint and batches after it.
+    pub files: u64,
+    /// Rows in them.
+    pub rows: u64,
+    /// What the replay found.
+    pub replayed: Replayed,
+}
+
+/// Completes the file at `path` from its journal at `journal` and its temporary file at
+/// `temporary`, each file synced, renamed into place and its directory synced. Without a
+/// checkpoint the journal's batches make the file. With one, the temporary file cut at the
+/// checkpoint's length and closed by its footer makes the file, and the batches after the
+/// checkpoint make a second, `…-tail.parquet` beside it, written first. Either step done
+/// again gives the same file, so a completion cut short by a crash is simply done again.
+/// `None` when there is nothing to complete.
 ///
 /// # Errors
-/// The journal or the file cannot be read or written.
-pub fn parquet_from_journal(
+/// The journal or a file cannot be read or written.
+pub fn complete_from_journal(
     journal: &Path,
     temporary: &Path,
+    path: &Path,
     codec: Codec,
-) -> Result<Option<(File, Replayed)>, ArchiveError> {
+) -> Result<Option<Completed>, ArchiveError> {
+    let replaying = temporary.with_extension("replay.tmp");
     let mut writer: Option<ArrowWriter<File>> = None;
     let replayed = replay(journal, |batch| {
         let batch = addresses_as_text(&batch)?;
         let w = match writer.as_mut() {
             Some(w) => w,
             None => writer.insert(ArrowWriter::try_new(
-                File::create(temporary)?,
+                File::create(&replaying)?,
                 batch.schema(),
                 Some(properties(&batch, codec)?),
             )?),
@@ -475,10 +621,56 @@ pub fn parquet_from_journal(
         w.write(&batch)?;
         Ok(())
     })?;
-    match writer {
-        Some(w) => Ok(Some((w.into_inner()?, replayed))),
-        None => Ok(None),
+    let batches = writer.map(ArrowWriter::into_inner).transpose()?;
+    let mut completed = Completed {
+        size: 0,
+        files: 0,
+        rows: replayed.rows,
+        replayed,
+    };
+    let Some(checkpoint) = completed.replayed.checkpoint.clone() else {
+        // Nothing of the temporary file was made durable: the journal holds every row.
+        let _ = std::fs::remove_file(temporary);
+        let Some(batches) = batches else {
+            return Ok(None);
+        };
+        completed.size = commit(&batches, &replaying, path)?;
+        completed.files = 1;
+        return Ok(Some(completed));
+    };
+    if let Some(batches) = batches {
+        completed.size += commit(&batches, &replaying, &tail_of(path))?;
+        completed.files += 1;
     }
+    let mut prefix = OpenOptions::new().write(true).open(temporary)?;
+    prefix.set_len(checkpoint.length)?;
+    prefix.seek(SeekFrom::Start(checkpoint.length))?;
+    prefix.write_all(&checkpoint.footer)?;
+    completed.size += commit(&prefix, temporary, path)?;
+    completed.files += 1;
+    completed.rows += checkpoint.rows;
+    Ok(Some(completed))
+}
+
+/// Syncs `file`, written at `temporary`, renames it to `path` and syncs the directory; returns
+/// its size.
+fn commit(file: &File, temporary: &Path, path: &Path) -> Result<u64, ArchiveError> {
+    file.sync_all()?;
+    let size = file.metadata()?.len();
+    std::fs::rename(temporary, path)?;
+    sync_directory(path)?;
+    Ok(size)
+}
+
+/// Where the batches after a checkpoint go when a file is completed from its journal:
+/// `NAME.parquet` → `NAME-tail.parquet`.
+fn tail_of(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".parquet").unwrap_or(&name);
+    path.with_file_name(format!("{stem}-tail.parquet"))
 }
 
 fn create(
@@ -496,17 +688,15 @@ fn create(
     let temporary = dir.join(format!(".{name}.tmp"));
     let journal = Journal::create(dir.join(format!(".{name}.journal")))?;
     let path = dir.join(name);
-    let writer = File::create(&temporary)
-        .map_err(ArchiveError::from)
-        .and_then(|f| {
-            Ok(ArrowWriter::try_new(
-                f,
-                first.schema(),
-                Some(properties(first, config.codec)?),
-            )?)
-        });
-    let writer = match writer {
-        Ok(writer) => writer,
+    let made = properties(first, config.codec).and_then(|properties| {
+        let mut empty = ArrowWriter::try_new(Vec::new(), first.schema(), Some(properties.clone()))?;
+        let template = empty.finish()?.file_metadata().clone();
+        let writer =
+            ArrowWriter::try_new(File::create(&temporary)?, first.schema(), Some(properties))?;
+        Ok((writer, template))
+    });
+    let (writer, template) = match made {
+        Ok(made) => made,
         Err(e) => {
             // A full disk: leave nothing behind for the attempt that failed.
             let _ = std::fs::remove_file(&temporary);
@@ -517,6 +707,13 @@ fn create(
     Ok(OpenFile {
         writer: Some(writer),
         journal,
+        template,
+        pending: VecDeque::new(),
+        pending_rows: 0,
+        checkpointed: false,
+        owed: false,
+        since_sync: 0,
+        checkpointing: false,
         temporary,
         path,
         window,
@@ -565,6 +762,7 @@ mod tests {
         std::fs::create_dir_all(&out).unwrap();
         let (mut archive, counters) = archive_in(&out);
         archive.write(&batch(0..10), 1_000).unwrap();
+        archive.sync().unwrap();
         // The encoder is gone and the journal holds a checked frame that is not IPC.
         let file = archive.open.values_mut().next().unwrap();
         file.writer = None;
@@ -647,8 +845,9 @@ mod tests {
     /// The Parquet files under `out`.
     fn parquet_files(out: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for day in std::fs::read_dir(out).unwrap() {
-            for hour in std::fs::read_dir(day.unwrap().path()).unwrap() {
+        let days = std::fs::read_dir(out).unwrap().map(|d| d.unwrap().path());
+        for day in days.filter(|d| d.is_dir()) {
+            for hour in std::fs::read_dir(day).unwrap() {
                 for file in std::fs::read_dir(hour.unwrap().path()).unwrap() {
                     let path = file.unwrap().path();
                     if path.extension().is_some_and(|e| e == "parquet") {
@@ -658,6 +857,111 @@ mod tests {
             }
         }
         files
+    }
+
+    #[test]
+    fn under_load_row_groups_are_made_durable_in_place_and_a_crash_loses_none_of_them() {
+        let dir = std::env::temp_dir().join(format!("flowvm-checkpoint-{}", std::process::id()));
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let (mut archive, _) = archive_in(&out);
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        // A first interval of load, journaled as it comes; the next ones are held back.
+        archive.write(&batch(0..rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert!(file.checkpointing && file.pending.is_empty());
+        let journaled = std::fs::metadata(file.journal.path()).unwrap().len();
+        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert_eq!(file.pending_rows, CHECKPOINT_ROWS);
+        // Nothing of the second batch went to the journal: it is encoded once.
+        assert_eq!(
+            std::fs::metadata(file.journal.path()).unwrap().len(),
+            journaled
+        );
+        archive.sync().unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert!(file.checkpointed && file.pending.is_empty());
+        // The load stops: a trickle is journaled again.
+        archive
+            .write(&batch(2 * rows..2 * rows + 10), 1_000)
+            .unwrap();
+        archive.sync().unwrap();
+        archive
+            .write(&batch(2 * rows + 10..2 * rows + 15), 1_000)
+            .unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert!(!file.checkpointing && file.pending.is_empty());
+        // A crash: the encoder's buffers are lost, nothing is completed.
+        std::mem::forget(archive);
+
+        let lock = crate::sink::recovery::lock(&out).unwrap();
+        let recovered = crate::sink::recovery::recover(&out, &lock, Codec::Zstd).unwrap();
+        assert_eq!((recovered.files, recovered.rows), (2, 2 * rows + 15));
+        let files = parquet_files(&out);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with("-tail.parquet"))
+        );
+        let mut ids = read_ids(&files);
+        ids.sort_unstable();
+        assert_eq!(ids, (0..2 * rows + 15).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_encoder_that_fails_after_a_checkpoint_leaves_a_file_completed_from_both() {
+        let dir =
+            std::env::temp_dir().join(format!("flowvm-checkpoint-fail-{}", std::process::id()));
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let (mut archive, counters) = archive_in(&out);
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        archive.write(&batch(0..rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        archive.write(&batch(2 * rows..3 * rows), 1_000).unwrap();
+        // The encoder dies with a batch held back and part of a row group written after the
+        // checkpoint: completion cuts the file back to the checkpoint, and the journal gets
+        // what was held back.
+        let file = archive.open.values_mut().next().unwrap();
+        assert_eq!(file.pending_rows, CHECKPOINT_ROWS);
+        file.writer.as_mut().unwrap().flush().unwrap();
+        file.writer.as_mut().unwrap().sync().unwrap();
+        drop_encoder(file);
+        assert!(file.temporary.exists(), "the checkpointed row groups stay");
+        archive.close().unwrap();
+        assert_eq!(counters.files_written.get(), 2);
+        let mut ids = read_ids(&parquet_files(&out));
+        ids.sort_unstable();
+        assert_eq!(ids, (0..3 * rows).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The `id` column of every file in `files`, read with parquet's own reader.
+    fn read_ids(files: &[PathBuf]) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for path in files {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(path).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .unwrap();
+                ids.extend(column.values().iter().copied());
+            }
+        }
+        ids
     }
 
     /// An archive into `out` rotating every second, and its counters.

@@ -4,13 +4,17 @@
 //!
 //! For every journal `.NAME.journal`: if `NAME` exists, the file was completed and only the
 //! journal's removal was lost: the journal goes. Otherwise the journal is replayed, up to its
-//! last whole batch, into `.NAME.tmp`, which is synced and renamed to `NAME` (then the directory
-//! is synced), and only then the journal goes. The rename is the commit: a crash before it
-//! leaves the journal to be replayed again, after it leaves a journal that the next recovery
-//! removes; so recovering twice, or crashing while recovering, neither loses nor duplicates a
-//! row. A `.NAME.tmp` without its journal (a process from before journals, or a crash between
-//! a completed rename and the next file) holds no footer and nothing a journal does not: it is
-//! removed.
+//! last whole batch, and completes the file
+//! ([`complete_from_journal`](crate::sink::parquet::complete_from_journal)): without a
+//! checkpoint its batches make `NAME`; with one, `.NAME.tmp` cut at the checkpoint's length and
+//! closed by its footer makes `NAME`, and the batches after it make `NAME-tail.parquet`, written
+//! first. Each file is synced and renamed into place (then the directory is synced), and only
+//! then the journal goes. The rename of `NAME` is the commit: a crash before it leaves the
+//! journal to be replayed again (which writes the same files again), after it leaves a journal
+//! that the next recovery removes; so recovering twice, or crashing while recovering, neither
+//! loses nor duplicates a row. A `.NAME.tmp` without its journal (a process from before
+//! journals, or a crash between a completed rename and the next file) holds no footer and
+//! nothing a journal does not: it is removed.
 //!
 //! A lock file (`.flowvm.lock`, an advisory `flock`) keeps a recovery from touching the
 //! journals of a collector that is running on the same directory.
@@ -22,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::sink::ArchiveError;
 use crate::sink::journal::set_aside;
-use crate::sink::parquet::{Codec, parquet_from_journal, sync_directory};
+use crate::sink::parquet::{Codec, complete_from_journal, sync_directory};
 
 /// What one recovery did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,14 +139,11 @@ fn recover_journal(
     let path = dir.join(target);
     if !path.exists() {
         let temporary = dir.join(format!(".{target}.tmp"));
-        if let Some((file, replayed)) = parquet_from_journal(&journal, &temporary, codec)? {
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            sync_directory(&path)?;
-            done.files += 1;
-            done.rows += replayed.rows;
-            done.torn += u64::from(replayed.torn);
-            info!(path = %path.display(), rows = replayed.rows, torn = replayed.torn, "Recovered a file from its journal.");
+        if let Some(completed) = complete_from_journal(&journal, &temporary, &path, codec)? {
+            done.files += completed.files;
+            done.rows += completed.rows;
+            done.torn += u64::from(completed.replayed.torn);
+            info!(path = %path.display(), rows = completed.rows, files = completed.files, torn = completed.replayed.torn, "Recovered a file from its journal.");
         }
     } else {
         done.stale += 1;
