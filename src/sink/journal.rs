@@ -390,4 +390,52 @@ mod tests {
         assert_eq!((got.len(), replayed.torn), (150, true));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_checkpoint_supersedes_the_frames_before_it_unless_it_is_torn() {
+        let dir = std::env::temp_dir().join(format!("flowvm-journal-cp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".j.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        j.append(&batch(0, 100)).unwrap();
+        let before = usize::try_from(j.good).unwrap();
+        let checkpoint = Checkpoint {
+            length: 4096,
+            rows: 100,
+            footer: b"footer".to_vec(),
+        };
+        j.checkpoint(&checkpoint).unwrap();
+        let after = usize::try_from(j.good).unwrap();
+        j.append(&batch(100, 50)).unwrap();
+        j.sync().unwrap();
+        let (ids_after, replayed) = ids(&path);
+        assert_eq!(ids_after, (100..150).collect::<Vec<_>>());
+        assert_eq!(replayed.checkpoint, Some(checkpoint.clone()));
+        assert_eq!(
+            (replayed.batches, replayed.rows, replayed.torn),
+            (1, 50, false)
+        );
+        // Torn anywhere in the checkpoint: the journal stands as it was before it.
+        let whole = std::fs::read(&path).unwrap();
+        let cut = dir.join(".cut.journal");
+        for len in before + 1..after {
+            std::fs::write(&cut, &whole[..len]).unwrap();
+            let (got, replayed) = ids(&cut);
+            assert_eq!(got, (0..100).collect::<Vec<_>>(), "cut at {len}");
+            assert_eq!(
+                (replayed.checkpoint, replayed.torn),
+                (None, true),
+                "cut at {len}"
+            );
+        }
+        // Torn after it: the checkpoint and nothing of the torn frame.
+        std::fs::write(&cut, &whole[..whole.len() - 1]).unwrap();
+        let (got, replayed) = ids(&cut);
+        assert!(got.is_empty());
+        assert_eq!(
+            (replayed.checkpoint, replayed.torn),
+            (Some(checkpoint), true)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

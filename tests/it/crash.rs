@@ -114,7 +114,12 @@ fn kill_9_loses_nothing_decoded_a_second_before_and_duplicates_nothing() {
         "the load was too light to mean anything: {required}"
     );
     // Every file opens in DuckDB and pyarrow, with the rows Rust read.
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    readers_count(&out, batches.iter().map(|b| b.num_rows()).sum());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Asserts that DuckDB and pyarrow open every file under `out` and count `rows` rows.
+fn readers_count(out: &Path, rows: usize) {
     let script = "import sys, duckdb, pyarrow.parquet as pq, glob\n\
                   d = sys.argv[1]\n\
                   files = glob.glob(d + '/**/*.parquet', recursive=True)\n\
@@ -122,7 +127,7 @@ fn kill_9_loses_nothing_decoded_a_second_before_and_duplicates_nothing() {
                         duckdb.sql(f\"SELECT count(*) FROM read_parquet('{d}/**/*.parquet', union_by_name=true, hive_partitioning=true)\").fetchall()[0][0])";
     let check = Command::new("python3")
         .args(["-c", script])
-        .arg(&out)
+        .arg(out)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&check.stdout).into_owned();
@@ -132,7 +137,77 @@ fn kill_9_loses_nothing_decoded_a_second_before_and_duplicates_nothing() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert_eq!(said.trim(), format!("{rows} {rows}"));
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_of_the_row_groups_made_durable_in_place() {
+    let out = scratch("crash-checkpoint");
+    let c = banner(start(&out, "3600"));
+    // A load over several sync intervals, 150,000 records each (held back for checkpoints
+    // from the second on): Messages of 1,000 records, ids from 0 up.
+    let mut s = TcpStream::connect(c.tcp.unwrap()).unwrap();
+    s.write_all(&template_message(&[template(256, &[(1, 8)])], 1))
+        .unwrap();
+    let sent = 750_000_u64;
+    for first in (0..sent).step_by(1000) {
+        let records: Vec<Vec<u8>> = (first..first + 1000)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        let sequence = u32::try_from(first).unwrap();
+        s.write_all(&data_message(256, &records, sequence, 1))
+            .unwrap();
+        if (first + 1000) % 150_000 == 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    wait_for(c.metrics, "flowvm_rows_written_total ", |n| n == sent);
+    // Handed to the archive and made durable (a sync every 500 ms): then killed.
+    std::thread::sleep(Duration::from_millis(1200));
+    let journal = journals(&out).pop().unwrap();
+    let held = std::fs::read(&journal).unwrap();
+    assert!(
+        held.windows(4).any(|w| w == b"FVCK"),
+        "the load ({sent} records) was too light for a checkpoint"
+    );
+    let mut child = c.child;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let recover = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .arg("recover")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&recover.stdout).into_owned();
+    assert!(recover.status.success(), "{said}");
+    assert!(said.contains(&format!("{sent} rows")), "{said}");
+    let mut ids: Vec<u64> = read_archive(&out)
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name("octetDeltaCount").unwrap().clone();
+            (0..c.len()).map(move |i| uint(c.as_ref(), i))
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..sent).collect::<Vec<_>>(), "every record, once");
+    readers_count(&out, ids.len());
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The journals under `out`.
+fn journals(out: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![out.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "journal") {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 #[test]
