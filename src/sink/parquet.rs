@@ -103,6 +103,8 @@ struct OpenFile {
     pending: VecDeque<RecordBatch>,
     /// Rows in `pending`.
     pending_rows: usize,
+    /// Octets of memory `pending` holds.
+    pending_bytes: usize,
     /// Whether a checkpoint made row groups of the temporary file durable: it then holds rows
     /// the journal does not, and stays until the file is completed.
     checkpointed: bool,
@@ -247,6 +249,7 @@ impl Sink for Archive {
         if file.checkpointing && file.writer.is_some() {
             // Held until the next sync makes it durable: in a row group, or in the journal.
             file.pending_rows += typed.num_rows();
+            file.pending_bytes += typed.get_array_memory_size();
             file.pending.push_back(typed.clone());
         } else {
             // Journals keep addresses as the decoder gave them (4 octets, not up to 15 of
@@ -267,6 +270,15 @@ impl Sink for Archive {
             self.counters
                 .record_archive_error(&ArchiveError::Parquet(e));
             drop_encoder(file);
+        }
+        if file.pending_bytes >= PENDING_MAX_BYTES {
+            // A load that holds back more than the bound between two syncs: made durable now.
+            // The batch is in either way: a failure is owed, and the next write tries first.
+            if let Err(e) = make_durable(file, &self.counters) {
+                error!(path = %file.temporary.display(), error = %e, "Could not make held-back batches durable; the next write tries again.");
+                self.counters.record_archive_error(&e);
+                file.owed = true;
+            }
         }
         let size = file
             .writer
@@ -330,6 +342,10 @@ impl Sink for Archive {
 /// Below it each batch is journaled as it comes, and a full disk refuses it there and then.
 const CHECKPOINT_ROWS: usize = 65_536;
 
+/// Memory a file may hold back between two syncs; past it, the batches are made durable at
+/// once (a checkpoint), so what waits for durability stays bounded at any rate.
+const PENDING_MAX_BYTES: usize = 32 << 20;
+
 /// Makes what `file` holds back durable: as a row group of the file and a checkpoint when
 /// there are [`CHECKPOINT_ROWS`] or more (the encoder dropped if that fails), otherwise, or
 /// then, in the journal; then syncs the journal. Whether the next interval's batches are held
@@ -342,6 +358,7 @@ fn make_durable(file: &mut OpenFile, counters: &Counters) -> Result<(), ArchiveE
             Ok(()) => {
                 file.pending.clear();
                 file.pending_rows = 0;
+                file.pending_bytes = 0;
                 file.checkpointed = true;
             }
             Err(e) => {
@@ -396,6 +413,7 @@ fn persist(file: &mut OpenFile) -> Result<(), ArchiveError> {
     while let Some(batch) = file.pending.front() {
         file.journal.append(batch)?;
         file.pending_rows -= batch.num_rows();
+        file.pending_bytes -= batch.get_array_memory_size();
         file.pending.pop_front();
     }
     Ok(())
@@ -710,6 +728,7 @@ fn create(
         template,
         pending: VecDeque::new(),
         pending_rows: 0,
+        pending_bytes: 0,
         checkpointed: false,
         owed: false,
         since_sync: 0,

@@ -14,7 +14,8 @@
 //! that the next recovery removes; so recovering twice, or crashing while recovering, neither
 //! loses nor duplicates a row. A `.NAME.tmp` without its journal (a process from before
 //! journals, or a crash between a completed rename and the next file) holds no footer and
-//! nothing a journal does not: it is removed.
+//! nothing a journal does not: it is removed, unless its journal was set aside as unreadable
+//! (it may then hold row groups that journal's checkpoint describes, and stays beside it).
 //!
 //! A lock file (`.flowvm.lock`, an advisory `flock`) keeps a recovery from touching the
 //! journals of a collector that is running on the same directory.
@@ -108,7 +109,10 @@ pub fn recover(out: &Path, _held: &DirectoryLock, codec: Codec) -> Result<Recove
             if let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
                 let journal = dir.join(format!(".{target}.journal"));
                 let temporary = dir.join(name);
-                if !journal.exists() && temporary.exists() {
+                // Beside a journal set aside it may hold row groups a checkpoint made
+                // durable: kept with it for whoever looks into it.
+                let aside = journal.with_extension("journal.unreadable");
+                if !journal.exists() && !aside.exists() && temporary.exists() {
                     warn!(path = %temporary.display(), "Removed an unfinished file without a journal (no footer: nothing in it can be read).");
                     std::fs::remove_file(&temporary)?;
                     done.temporaries += 1;
@@ -276,7 +280,15 @@ mod tests {
         assert_eq!((done.files, done.unreadable), (1, 1));
         let (ids, other) = archived(&out);
         assert_eq!(ids, (0..123).collect::<Vec<_>>());
-        assert_eq!(other, [".flows-2.parquet.journal.unreadable"]);
+        // Its unfinished file stays beside it: it could hold row groups a checkpoint made
+        // durable, which the journal set aside describes.
+        assert_eq!(
+            other,
+            [
+                ".flows-2.parquet.journal.unreadable",
+                ".flows-2.parquet.tmp"
+            ]
+        );
         drop(held);
         // A second process cannot take a directory that is held.
         let out = root.join("held");
