@@ -960,6 +960,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn what_a_file_holds_back_between_syncs_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("flowvm-held-{}", std::process::id()));
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let (mut archive, _) = archive_in(&out);
+        let with_text = |ids: std::ops::Range<u64>, width: usize| {
+            let text = arrow_array::StringArray::from_iter_values(
+                ids.clone().map(|i| format!("{i:0width$}")),
+            );
+            let ids = UInt64Array::from_iter_values(ids);
+            RecordBatch::try_from_iter([("id", Arc::new(ids) as _), ("text", Arc::new(text) as _)])
+                .unwrap()
+        };
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        archive.write(&with_text(0..rows, 8), 1_000).unwrap();
+        archive.sync().unwrap();
+        // One batch past the bound (64 Ki rows of 512 octets of text): made durable at once.
+        let wide = with_text(rows..2 * rows, 512);
+        assert!(wide.get_array_memory_size() >= PENDING_MAX_BYTES);
+        archive.write(&wide, 1_000).unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert!(file.pending.is_empty() && file.checkpointed);
+        archive.close().unwrap();
+        let mut ids = read_ids(&parquet_files(&out));
+        ids.sort_unstable();
+        assert_eq!(ids, (0..2 * rows).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The `id` column of every file in `files`, read with parquet's own reader.
     fn read_ids(files: &[PathBuf]) -> Vec<u64> {
         let mut ids = Vec::new();
