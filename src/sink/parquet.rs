@@ -1,11 +1,15 @@
 //! The Parquet archive: one file per output schema per rotation window, under
 //! `<out>/date=YYYY-MM-DD/hour=HH/`, written under a hidden temporary name and renamed into
 //! place when complete, so a reader never sees half a file. Beside each open file, its
-//! [`Journal`](crate::sink::journal::Journal) holds every batch it will contain, synced on the
+//! [`Journal`](crate::sink::journal::Journal) holds, with the row groups its last checkpoint
+//! made durable in the file itself, every batch the file will contain, synced on the
 //! collector's interval: a crash loses at most that interval, and
-//! [`recovery`](crate::sink::recovery) makes the file from the journal. A file is completed in
-//! this order: footer, fsync, rename, fsync of the directory, and only then the journal is
-//! removed, so at every instant one of the two holds every row, and never both as complete.
+//! [`recovery`](crate::sink::recovery) completes the file from the two. At a trickle each
+//! batch is journaled as it comes; under load ([`CHECKPOINT_ROWS`] an interval) batches are
+//! held back and each interval ends with a checkpoint, so each batch is encoded once. A file
+//! is completed in this order: footer, fsync, rename, fsync of the directory, and only then the
+//! journal is removed, so at every instant one of the two holds every row, and never both as
+//! complete.
 //!
 //! Addresses are written as text (`192.0.2.1`, `2001:db8::1`, `00:11:22:33:44:55`) so a user
 //! can filter on an address as written; the decoder keeps them binary for speed, and the
