@@ -660,6 +660,20 @@ pub fn complete_from_journal(
         completed.files = 1;
         return Ok(Some(completed));
     };
+    // The durable row groups first: a file shorter than its checkpoint says (or gone) is not
+    // what a checkpoint leaves, which syncs the file before it is written; the journal is then
+    // set aside, with the file beside it.
+    let held = std::fs::metadata(temporary).map_or(0, |m| m.len());
+    if held < checkpoint.length {
+        let _ = std::fs::remove_file(&replaying);
+        return Err(ArchiveError::Arrow(arrow_schema::ArrowError::ParseError(
+            format!(
+                "{} holds {held} octets, fewer than the {} its journal's checkpoint describes",
+                temporary.display(),
+                checkpoint.length
+            ),
+        )));
+    }
     if let Some(batches) = batches {
         completed.size += commit(&batches, &replaying, &tail_of(path))?;
         completed.files += 1;
@@ -931,6 +945,37 @@ mod tests {
         let mut ids = read_ids(&files);
         ids.sort_unstable();
         assert_eq!(ids, (0..2 * rows + 15).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_whose_file_is_gone_sets_its_journal_aside_and_recovery_goes_on() {
+        let dir =
+            std::env::temp_dir().join(format!("flowvm-checkpoint-gone-{}", std::process::id()));
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        let (mut archive, _) = archive_in(&out);
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        archive.write(&batch(0..rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        let file = archive.open.values().next().unwrap();
+        assert!(file.checkpointed);
+        // Cut short behind the collector's back, then a crash.
+        let temporary = file.temporary.clone();
+        let journal = file.journal.path().to_path_buf();
+        std::mem::forget(archive);
+        File::options()
+            .write(true)
+            .open(&temporary)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        let lock = crate::sink::recovery::lock(&out).unwrap();
+        let recovered = crate::sink::recovery::recover(&out, &lock, Codec::Zstd).unwrap();
+        assert_eq!((recovered.files, recovered.unreadable), (0, 1));
+        assert!(journal.with_extension("journal.unreadable").exists() && temporary.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
