@@ -794,9 +794,7 @@ mod tests {
 
     #[test]
     fn a_journal_that_does_not_decode_back_is_set_aside_and_the_archive_goes_on() {
-        let dir = std::env::temp_dir().join(format!("flowvm-unreadable-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
+        let (dir, out) = scratch("unreadable");
         let (mut archive, counters) = archive_in(&out);
         archive.write(&batch(0..10), 1_000).unwrap();
         archive.sync().unwrap();
@@ -822,9 +820,7 @@ mod tests {
     #[test]
     fn counters_close_to_their_neighbours_are_delta_encoded_and_scattered_or_empty_ones_stay_plain()
     {
-        let dir = std::env::temp_dir().join(format!("flowvm-delta-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
+        let (dir, out) = scratch("delta");
         let (mut archive, _) = archive_in(&out);
         let rows = 20_000_u64;
         // Octets near one another (a hash's low bits), as of similar flows; the full hash
@@ -898,9 +894,7 @@ mod tests {
 
     #[test]
     fn under_load_row_groups_are_made_durable_in_place_and_a_crash_loses_none_of_them() {
-        let dir = std::env::temp_dir().join(format!("flowvm-checkpoint-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
+        let (dir, out) = scratch("checkpoint");
         let (mut archive, _) = archive_in(&out);
         let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
         // A first interval of load, journaled as it comes; the next ones are held back.
@@ -933,8 +927,7 @@ mod tests {
         // A crash: the encoder's buffers are lost, nothing is completed.
         std::mem::forget(archive);
 
-        let lock = crate::sink::recovery::lock(&out).unwrap();
-        let recovered = crate::sink::recovery::recover(&out, &lock, Codec::Zstd).unwrap();
+        let recovered = recover(&out);
         assert_eq!((recovered.files, recovered.rows), (2, 2 * rows + 15));
         let files = parquet_files(&out);
         assert!(
@@ -950,18 +943,9 @@ mod tests {
 
     #[test]
     fn a_checkpoint_whose_file_is_gone_sets_its_journal_aside_and_recovery_goes_on() {
-        let dir =
-            std::env::temp_dir().join(format!("flowvm-checkpoint-gone-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
-        let (mut archive, _) = archive_in(&out);
-        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
-        archive.write(&batch(0..rows), 1_000).unwrap();
-        archive.sync().unwrap();
-        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
-        archive.sync().unwrap();
+        let (dir, out) = scratch("checkpoint-gone");
+        let (archive, _) = checkpointed(&out);
         let file = archive.open.values().next().unwrap();
-        assert!(file.checkpointed);
         // Cut short behind the collector's back, then a crash.
         let temporary = file.temporary.clone();
         let journal = file.journal.path().to_path_buf();
@@ -972,8 +956,7 @@ mod tests {
             .unwrap()
             .set_len(100)
             .unwrap();
-        let lock = crate::sink::recovery::lock(&out).unwrap();
-        let recovered = crate::sink::recovery::recover(&out, &lock, Codec::Zstd).unwrap();
+        let recovered = recover(&out);
         assert_eq!((recovered.files, recovered.unreadable), (0, 1));
         assert!(journal.with_extension("journal.unreadable").exists() && temporary.exists());
         let _ = std::fs::remove_dir_all(&dir);
@@ -981,16 +964,9 @@ mod tests {
 
     #[test]
     fn an_encoder_that_fails_after_a_checkpoint_leaves_a_file_completed_from_both() {
-        let dir =
-            std::env::temp_dir().join(format!("flowvm-checkpoint-fail-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
-        let (mut archive, counters) = archive_in(&out);
+        let (dir, out) = scratch("checkpoint-fail");
+        let (mut archive, counters) = checkpointed(&out);
         let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
-        archive.write(&batch(0..rows), 1_000).unwrap();
-        archive.sync().unwrap();
-        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
-        archive.sync().unwrap();
         archive.write(&batch(2 * rows..3 * rows), 1_000).unwrap();
         // The encoder dies with a batch held back and part of a row group written after the
         // checkpoint: completion cuts the file back to the checkpoint, and the journal gets
@@ -1011,9 +987,7 @@ mod tests {
 
     #[test]
     fn what_a_file_holds_back_between_syncs_is_bounded() {
-        let dir = std::env::temp_dir().join(format!("flowvm-held-{}", std::process::id()));
-        let out = dir.join("flows");
-        std::fs::create_dir_all(&out).unwrap();
+        let (dir, out) = scratch("held");
         let (mut archive, _) = archive_in(&out);
         let with_text = |ids: std::ops::Range<u64>, width: usize| {
             let text = arrow_array::StringArray::from_iter_values(
@@ -1060,6 +1034,34 @@ mod tests {
             }
         }
         ids
+    }
+
+    /// A fresh directory for a test, and the archive's root in it.
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("flowvm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.join("flows");
+        std::fs::create_dir_all(&out).unwrap();
+        (dir, out)
+    }
+
+    /// An archive into `out` with one file under load: a first interval journaled, a second
+    /// made durable by a checkpoint.
+    fn checkpointed(out: &Path) -> (Archive, Arc<Counters>) {
+        let (mut archive, counters) = archive_in(out);
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        archive.write(&batch(0..rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        archive.write(&batch(rows..2 * rows), 1_000).unwrap();
+        archive.sync().unwrap();
+        assert!(archive.open.values().next().unwrap().checkpointed);
+        (archive, counters)
+    }
+
+    /// Recovers what a crash left under `out`.
+    fn recover(out: &Path) -> crate::sink::recovery::Recovered {
+        let lock = crate::sink::recovery::lock(out).unwrap();
+        crate::sink::recovery::recover(out, &lock, Codec::Zstd).unwrap()
     }
 
     /// An archive into `out` rotating every second, and its counters.

@@ -172,25 +172,36 @@ fn kill_9_under_load_loses_nothing_of_the_row_groups_made_durable_in_place() {
     let mut child = c.child;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
+    let said = recover(&out);
+    assert!(said.contains(&format!("{sent} rows")), "{said}");
+    let mut ids = archived_ids(&out);
+    ids.sort_unstable();
+    assert_eq!(ids, (0..sent).collect::<Vec<_>>(), "every record, once");
+    readers_count(&out, ids.len());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Runs `flowvm recover` on `out`, which must succeed; returns what it said.
+fn recover(out: &Path) -> String {
     let recover = Command::new(env!("CARGO_BIN_EXE_flowvm"))
         .arg("recover")
-        .arg(&out)
+        .arg(out)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&recover.stdout).into_owned();
     assert!(recover.status.success(), "{said}");
-    assert!(said.contains(&format!("{sent} rows")), "{said}");
-    let mut ids: Vec<u64> = read_archive(&out)
+    said
+}
+
+/// The ids (`octetDeltaCount`) of every record archived under `out`, in the files' order.
+fn archived_ids(out: &Path) -> Vec<u64> {
+    read_archive(out)
         .iter()
         .flat_map(|b| {
             let c = b.column_by_name("octetDeltaCount").unwrap().clone();
             (0..c.len()).map(move |i| uint(c.as_ref(), i))
         })
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, (0..sent).collect::<Vec<_>>(), "every record, once");
-    readers_count(&out, ids.len());
-    let _ = std::fs::remove_dir_all(&out);
+        .collect()
 }
 
 /// The journals under `out`.
@@ -231,30 +242,13 @@ fn flowvm_recover_completes_what_a_killed_collector_left() {
     let mut child = c.child;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    let recover = Command::new(env!("CARGO_BIN_EXE_flowvm"))
-        .arg("recover")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&recover.stdout).into_owned();
-    assert!(recover.status.success(), "{said}");
+    let said = recover(&out);
     assert!(said.contains("500 rows"), "{said}");
-    let again = Command::new(env!("CARGO_BIN_EXE_flowvm"))
-        .arg("recover")
-        .arg(&out)
-        .output()
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&again.stdout).contains("0 files made from journals"),
+        recover(&out).contains("0 files made from journals"),
         "a second recovery has nothing to do"
     );
-    let ids: Vec<u64> = read_archive(&out)
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name("octetDeltaCount").unwrap().clone();
-            (0..c.len()).map(move |i| uint(c.as_ref(), i))
-        })
-        .collect();
+    let ids = archived_ids(&out);
     assert_eq!(ids, (0..500).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -358,13 +352,7 @@ fn a_full_disk_holds_records_back_and_loses_nothing_when_space_returns() {
         .status()
         .unwrap();
     assert!(child.0.wait().unwrap().success());
-    let mut ids: Vec<u64> = read_archive(&out)
-        .iter()
-        .flat_map(|b| {
-            let c = b.column_by_name("octetDeltaCount").unwrap().clone();
-            (0..c.len()).map(move |i| uint(c.as_ref(), i))
-        })
-        .collect();
+    let mut ids = archived_ids(&out);
     ids.sort_unstable();
     let udp_ids = ids.split_off(ids.partition_point(|&i| i < 1_000_000));
     assert_eq!(
