@@ -27,6 +27,9 @@ use crate::telemetry::Counters;
 
 /// Decodes `paths` in order into `archive`, then completes every file. In captures, UDP
 /// datagrams that do not start with a version flowvm collects (10, 9, 5) are passed over.
+/// The archive is synced every `sync_every` of the clock, as the collector's is: a decode that
+/// is killed leaves what it read that long before in journals and checkpoints, and under load
+/// each batch is encoded once.
 ///
 /// # Errors
 /// An input that cannot be read, or an archive write failure.
@@ -35,6 +38,7 @@ pub fn decode_files(
     decoder: &mut Decoder,
     archive: &mut Archive,
     base: Instant,
+    sync_every: Duration,
 ) -> Result<(), String> {
     let total: u64 = paths
         .iter()
@@ -47,6 +51,10 @@ pub fn decode_files(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut batches = Vec::new();
+    let mut syncs = Syncs {
+        every: sync_every,
+        last: crate::clock::now(),
+    };
     let mut clock = Clock {
         base,
         first: None,
@@ -78,7 +86,13 @@ pub fn decode_files(
                     collector: d.destination,
                 };
                 decoder.handle(session, d.payload, now, &mut batches);
-                drain(&mut batches, archive, clock.last_unix, decoder.counters());
+                drain(
+                    &mut batches,
+                    archive,
+                    clock.last_unix,
+                    decoder.counters(),
+                    &mut syncs,
+                );
                 true
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -99,7 +113,13 @@ pub fn decode_files(
                             .unwrap_or(0);
                         let now = clock.at_nanos(i64::from(export) * 1_000_000_000);
                         decoder.handle(session, message, now, &mut batches);
-                        drain(&mut batches, archive, clock.last_unix, decoder.counters());
+                        drain(
+                            &mut batches,
+                            archive,
+                            clock.last_unix,
+                            decoder.counters(),
+                            &mut syncs,
+                        );
                     }
                     Err(e) => {
                         decoder.counters().messages_dropped.add(1);
@@ -113,7 +133,13 @@ pub fn decode_files(
         decoder.expire(clock.now());
     }
     decoder.finish(&mut batches);
-    drain(&mut batches, archive, clock.last_unix, decoder.counters());
+    drain(
+        &mut batches,
+        archive,
+        clock.last_unix,
+        decoder.counters(),
+        &mut syncs,
+    );
     let closed = archive.close();
     progress.finish_and_clear();
     closed.map_err(|e| format!("completing the archive: {e}"))?;
@@ -144,14 +170,29 @@ impl Clock {
     }
 }
 
+/// When the archive was last synced, and how often it is.
+struct Syncs {
+    every: Duration,
+    last: Instant,
+}
+
 fn drain(
     batches: &mut Vec<RecordBatch>,
     archive: &mut Archive,
     unix: i64,
     counters: &Arc<Counters>,
+    syncs: &mut Syncs,
 ) {
     for batch in batches.drain(..) {
         // A full disk holds the decode until space returns: nothing read is dropped.
         sink::write_with_retry(archive, &batch, || unix, counters, || false);
+    }
+    let now = crate::clock::now();
+    if now.saturating_duration_since(syncs.last) >= syncs.every {
+        if let Err(e) = archive.sync() {
+            tracing::error!(error = %e, "Failed to sync the archive; what it holds back is tried again at the next sync.");
+            counters.record_archive_error(&e);
+        }
+        syncs.last = now;
     }
 }

@@ -41,7 +41,13 @@ pub(super) fn decode(
         }
         None => None,
     };
-    offline::decode_files(files, &mut decoder, &mut archive, clock::now())?;
+    offline::decode_files(
+        files,
+        &mut decoder,
+        &mut archive,
+        clock::now(),
+        Duration::from_millis(config.sync_interval_ms),
+    )?;
     let left = match shipper {
         Some(shipper) => shipper.finish(SHIP_AT_END).ok_or_else(|| {
             format!(
