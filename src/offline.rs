@@ -51,9 +51,10 @@ pub fn decode_files(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut batches = Vec::new();
-    let mut syncs = Syncs {
+    let mut out = Out {
+        archive,
         every: sync_every,
-        last: crate::clock::now(),
+        synced: crate::clock::now(),
     };
     let mut clock = Clock {
         base,
@@ -86,13 +87,7 @@ pub fn decode_files(
                     collector: d.destination,
                 };
                 decoder.handle(session, d.payload, now, &mut batches);
-                drain(
-                    &mut batches,
-                    archive,
-                    clock.last_unix,
-                    decoder.counters(),
-                    &mut syncs,
-                );
+                out.drain(&mut batches, clock.last_unix, decoder.counters());
                 true
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -113,13 +108,7 @@ pub fn decode_files(
                             .unwrap_or(0);
                         let now = clock.at_nanos(i64::from(export) * 1_000_000_000);
                         decoder.handle(session, message, now, &mut batches);
-                        drain(
-                            &mut batches,
-                            archive,
-                            clock.last_unix,
-                            decoder.counters(),
-                            &mut syncs,
-                        );
+                        out.drain(&mut batches, clock.last_unix, decoder.counters());
                     }
                     Err(e) => {
                         decoder.counters().messages_dropped.add(1);
@@ -133,14 +122,8 @@ pub fn decode_files(
         decoder.expire(clock.now());
     }
     decoder.finish(&mut batches);
-    drain(
-        &mut batches,
-        archive,
-        clock.last_unix,
-        decoder.counters(),
-        &mut syncs,
-    );
-    let closed = archive.close();
+    out.drain(&mut batches, clock.last_unix, decoder.counters());
+    let closed = out.archive.close();
     progress.finish_and_clear();
     closed.map_err(|e| format!("completing the archive: {e}"))?;
     Ok(())
@@ -170,29 +153,27 @@ impl Clock {
     }
 }
 
-/// When the archive was last synced, and how often it is.
-struct Syncs {
+/// Where decoded batches go: the archive, synced every `every` (last at `synced`).
+struct Out<'a> {
+    archive: &'a mut Archive,
     every: Duration,
-    last: Instant,
+    synced: Instant,
 }
 
-fn drain(
-    batches: &mut Vec<RecordBatch>,
-    archive: &mut Archive,
-    unix: i64,
-    counters: &Arc<Counters>,
-    syncs: &mut Syncs,
-) {
-    for batch in batches.drain(..) {
-        // A full disk holds the decode until space returns: nothing read is dropped.
-        sink::write_with_retry(archive, &batch, || unix, counters, || false);
-    }
-    let now = crate::clock::now();
-    if now.saturating_duration_since(syncs.last) >= syncs.every {
-        if let Err(e) = archive.sync() {
-            tracing::error!(error = %e, "Failed to sync the archive; what it holds back is tried again at the next sync.");
-            counters.record_archive_error(&e);
+impl Out<'_> {
+    /// Writes `batches` into the archive, and syncs it when that is due.
+    fn drain(&mut self, batches: &mut Vec<RecordBatch>, unix: i64, counters: &Arc<Counters>) {
+        for batch in batches.drain(..) {
+            // A full disk holds the decode until space returns: nothing read is dropped.
+            sink::write_with_retry(self.archive, &batch, || unix, counters, || false);
         }
-        syncs.last = now;
+        let now = crate::clock::now();
+        if now.saturating_duration_since(self.synced) >= self.every {
+            if let Err(e) = self.archive.sync() {
+                tracing::error!(error = %e, "Failed to sync the archive; what it holds back is tried again at the next sync.");
+                counters.record_archive_error(&e);
+            }
+            self.synced = now;
+        }
     }
 }
