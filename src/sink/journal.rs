@@ -19,10 +19,12 @@
 //!
 //! Under load the batches need not be encoded twice: the archive makes the Parquet file's own
 //! row groups durable instead (flushed and synced) and appends a *checkpoint* frame, whose
-//! body is `FVCK`, the length of the file's durable part, and the footer that completes it
-//! (an IPC stream's body starts with `0xFFFFFFFF`, so the two never mix). A checkpoint
-//! supersedes every frame before it: the journal then stands for the file cut at that length
-//! and closed by that footer, plus the batches after the checkpoint.
+//! body is `FVCK`, the length of the file's durable part, the rows and a Parquet footer of the
+//! row groups made durable since the checkpoint before (an IPC stream's body starts with
+//! `0xFFFFFFFF`, so the two never mix; each frame holds only its own row groups, so the
+//! journal grows with the file, not with its square). A checkpoint supersedes every batch
+//! frame before it: the journal then stands for the file cut at the last checkpoint's length
+//! and closed by the footer of all its checkpoints' row groups, plus the batches after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
@@ -41,14 +43,14 @@ const FRAME_HEADER: usize = 8;
 /// How a checkpoint frame's body begins.
 const CHECKPOINT: &[u8; 4] = b"FVCK";
 
-/// The last checkpoint of a journal: the Parquet file's first `length` octets are whole row
-/// groups, made durable before the checkpoint was written, and `footer` (the file metadata of
-/// those row groups, its length and the closing magic) makes them a complete file.
+/// A checkpoint of a journal: the Parquet file's first `length` octets are whole row groups,
+/// made durable before the checkpoint was written; `footer` (a Parquet footer: file metadata,
+/// its length, the closing magic) describes those made durable since the checkpoint before.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// Octets of the file that the footer describes.
+    /// Octets of the file made durable, this checkpoint's row groups and all before them.
     pub length: u64,
-    /// Rows in those row groups.
+    /// Rows in this checkpoint's row groups.
     pub rows: u64,
     /// What completes the file at `length`.
     pub footer: Vec<u8>,
@@ -94,8 +96,8 @@ impl Journal {
         self.write_frame(frame)
     }
 
-    /// Appends `checkpoint`: the file's first octets are durable row groups, and its footer
-    /// completes them; every frame before it is superseded.
+    /// Appends `checkpoint`: the file's first octets are durable row groups, its footer
+    /// describes the newest of them; every batch frame before it is superseded.
     ///
     /// # Errors
     /// As [`Journal::append`].
@@ -201,11 +203,11 @@ pub struct Replayed {
     pub rows: u64,
     /// Whether the journal ended in a torn frame, which was cut.
     pub torn: bool,
-    /// The journal's last checkpoint, if it has one.
-    pub checkpoint: Option<Checkpoint>,
+    /// The journal's checkpoints, in order.
+    pub checkpoints: Vec<Checkpoint>,
 }
 
-/// Reads the journal at `path`: its last checkpoint into the result, and every whole batch
+/// Reads the journal at `path`: its checkpoints into the result, and every whole batch
 /// frame after it, in order, into `each`; stops at the first frame that is cut short or fails
 /// its CRC (the tail a crash tore).
 ///
@@ -234,7 +236,7 @@ pub fn replay(
                 le.copy_from_slice(octets);
                 u64::from_le_bytes(le)
             };
-            replayed.checkpoint = Some(Checkpoint {
+            replayed.checkpoints.push(Checkpoint {
                 length: number(length),
                 rows: number(rows),
                 footer: footer.to_vec(),
@@ -410,7 +412,7 @@ mod tests {
         j.sync().unwrap();
         let (ids_after, replayed) = ids(&path);
         assert_eq!(ids_after, (100..150).collect::<Vec<_>>());
-        assert_eq!(replayed.checkpoint, Some(checkpoint.clone()));
+        assert_eq!(replayed.checkpoints, std::slice::from_ref(&checkpoint));
         assert_eq!(
             (replayed.batches, replayed.rows, replayed.torn),
             (1, 50, false)
@@ -423,8 +425,8 @@ mod tests {
             let (got, replayed) = ids(&cut);
             assert_eq!(got, (0..100).collect::<Vec<_>>(), "cut at {len}");
             assert_eq!(
-                (replayed.checkpoint, replayed.torn),
-                (None, true),
+                (replayed.checkpoints.len(), replayed.torn),
+                (0, true),
                 "cut at {len}"
             );
         }
@@ -433,8 +435,8 @@ mod tests {
         let (got, replayed) = ids(&cut);
         assert!(got.is_empty());
         assert_eq!(
-            (replayed.checkpoint, replayed.torn),
-            (Some(checkpoint), true)
+            (replayed.checkpoints, replayed.torn),
+            (vec![checkpoint], true)
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

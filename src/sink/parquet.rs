@@ -28,7 +28,7 @@ use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{
-    FileMetaData, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
+    FileMetaData, ParquetMetaData, ParquetMetaDataReader, ParquetMetaDataWriter, RowGroupMetaData,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -112,6 +112,9 @@ struct OpenFile {
     /// Whether a checkpoint made row groups of the temporary file durable: it then holds rows
     /// the journal does not, and stays until the file is completed.
     checkpointed: bool,
+    /// Row groups of the encoder's that checkpoints made durable: the next checkpoint's are
+    /// those after them.
+    durable_groups: usize,
     /// Whether the last sync could not make `pending` durable: the next write tries first.
     owed: bool,
     /// Rows written since the last sync.
@@ -377,9 +380,8 @@ fn make_durable(file: &mut OpenFile, counters: &Counters) -> Result<(), ArchiveE
 }
 
 /// Makes the row groups of `file` durable in place: the rows in progress flushed as a row
-/// group, the file synced, then a checkpoint appended to the journal with the footer that
-/// completes the file at that length (its page indexes are left out; a reader does not need
-/// them).
+/// group, the file synced, then a checkpoint appended to the journal with the footer of the row
+/// groups since the last one (completion puts the footers together: [`footer`]).
 fn checkpoint(file: &mut OpenFile) -> Result<(), ArchiveError> {
     let Some(writer) = file.writer.as_mut() else {
         return Ok(());
@@ -387,17 +389,35 @@ fn checkpoint(file: &mut OpenFile) -> Result<(), ArchiveError> {
     writer.flush()?;
     writer.sync()?;
     writer.inner().sync_data()?;
-    let groups: Vec<RowGroupMetaData> = writer.flushed_row_groups().to_vec();
-    let rows: i64 = groups.iter().map(RowGroupMetaData::num_rows).sum();
-    let t = &file.template;
+    let groups = writer.flushed_row_groups();
+    let new = groups
+        .get(file.durable_groups..)
+        .unwrap_or_default()
+        .to_vec();
+    let rows: i64 = new.iter().map(RowGroupMetaData::num_rows).sum();
+    let durable = groups.len();
+    file.journal.checkpoint(&Checkpoint {
+        length: u64::try_from(writer.bytes_written()).unwrap_or(u64::MAX),
+        rows: u64::try_from(rows).unwrap_or(0),
+        footer: footer(&file.template, new)?,
+    })?;
+    file.durable_groups = durable;
+    Ok(())
+}
+
+/// A Parquet footer (file metadata, its length, the closing magic) for `groups`, whose file
+/// metadata is `template`'s with their rows; page indexes are left out (a reader does not
+/// need them).
+fn footer(template: &FileMetaData, groups: Vec<RowGroupMetaData>) -> Result<Vec<u8>, ArchiveError> {
+    let rows = groups.iter().map(RowGroupMetaData::num_rows).sum();
     let metadata = ParquetMetaData::new(
         FileMetaData::new(
-            t.version(),
+            template.version(),
             rows,
-            t.created_by().map(str::to_owned),
-            t.key_value_metadata().cloned(),
-            t.schema_descr_ptr(),
-            t.column_orders().cloned(),
+            template.created_by().map(str::to_owned),
+            template.key_value_metadata().cloned(),
+            template.schema_descr_ptr(),
+            template.column_orders().cloned(),
         ),
         groups,
     );
@@ -405,11 +425,36 @@ fn checkpoint(file: &mut OpenFile) -> Result<(), ArchiveError> {
     ParquetMetaDataWriter::new(&mut footer, &metadata)
         .with_preserve_page_index_locations(false)
         .finish()?;
-    file.journal.checkpoint(&Checkpoint {
-        length: u64::try_from(writer.bytes_written()).unwrap_or(u64::MAX),
-        rows: u64::try_from(rows).unwrap_or(0),
-        footer,
-    })
+    Ok(footer)
+}
+
+/// The footer that completes a file at its last checkpoint: the row groups of all of
+/// `checkpoints`, under the file metadata they carry.
+///
+/// # Errors
+/// A checkpoint's footer does not decode ([`ArchiveError::Arrow`]: not what flowvm writes,
+/// the journal is set aside).
+fn footer_of(checkpoints: &[Checkpoint]) -> Result<Vec<u8>, ArchiveError> {
+    let mut groups = Vec::new();
+    let mut template = None;
+    for checkpoint in checkpoints {
+        // The file metadata, without its length and magic.
+        let body = checkpoint
+            .footer
+            .get(..checkpoint.footer.len().saturating_sub(8))
+            .unwrap_or_default();
+        let metadata = ParquetMetaDataReader::decode_metadata(body).map_err(|e| {
+            ArchiveError::Arrow(arrow_schema::ArrowError::ParseError(format!(
+                "a checkpoint's footer does not decode: {e}"
+            )))
+        })?;
+        groups.extend(metadata.row_groups().iter().cloned());
+        template = Some(metadata.file_metadata().clone());
+    }
+    match template {
+        Some(template) => footer(&template, groups),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Appends the batches `file` holds back to its journal, each let go once in.
@@ -614,9 +659,9 @@ pub struct Completed {
 
 /// Completes the file at `path` from its journal at `journal` and its temporary file at
 /// `temporary`, each file synced, renamed into place and its directory synced. Without a
-/// checkpoint the journal's batches make the file. With one, the temporary file cut at the
-/// checkpoint's length and closed by its footer makes the file, and the batches after the
-/// checkpoint make a second, `…-tail.parquet` beside it, written first. Either step done
+/// checkpoint the journal's batches make the file. With checkpoints, the temporary file cut at
+/// the last one's length and closed by a footer of all their row groups makes the file, and
+/// the batches after the last make a second, `…-tail.parquet` beside it, written first. Either step done
 /// again gives the same file, so a completion cut short by a crash is simply done again.
 /// `None` when there is nothing to complete.
 ///
@@ -650,7 +695,7 @@ pub fn complete_from_journal(
         rows: replayed.rows,
         replayed,
     };
-    let Some(checkpoint) = completed.replayed.checkpoint.clone() else {
+    let Some(last) = completed.replayed.checkpoints.last() else {
         // Nothing of the temporary file was made durable: the journal holds every row.
         let _ = std::fs::remove_file(temporary);
         let Some(batches) = batches else {
@@ -663,28 +708,39 @@ pub fn complete_from_journal(
     // The durable row groups first: a file shorter than its checkpoint says (or gone) is not
     // what a checkpoint leaves, which syncs the file before it is written; the journal is then
     // set aside, with the file beside it.
+    let (length, rows) = (
+        last.length,
+        completed
+            .replayed
+            .checkpoints
+            .iter()
+            .map(|c| c.rows)
+            .sum::<u64>(),
+    );
     let held = std::fs::metadata(temporary).map_or(0, |m| m.len());
-    if held < checkpoint.length {
+    if held < length {
         let _ = std::fs::remove_file(&replaying);
         return Err(ArchiveError::Arrow(arrow_schema::ArrowError::ParseError(
             format!(
-                "{} holds {held} octets, fewer than the {} its journal's checkpoint describes",
-                temporary.display(),
-                checkpoint.length
+                "{} holds {held} octets, fewer than the {length} its journal's checkpoint describes",
+                temporary.display()
             ),
         )));
     }
+    let footer = footer_of(&completed.replayed.checkpoints).inspect_err(|_| {
+        let _ = std::fs::remove_file(&replaying);
+    })?;
     if let Some(batches) = batches {
         completed.size += commit(&batches, &replaying, &tail_of(path))?;
         completed.files += 1;
     }
     let mut prefix = OpenOptions::new().write(true).open(temporary)?;
-    prefix.set_len(checkpoint.length)?;
-    prefix.seek(SeekFrom::Start(checkpoint.length))?;
-    prefix.write_all(&checkpoint.footer)?;
+    prefix.set_len(length)?;
+    prefix.seek(SeekFrom::Start(length))?;
+    prefix.write_all(&footer)?;
     completed.size += commit(&prefix, temporary, path)?;
     completed.files += 1;
-    completed.rows += checkpoint.rows;
+    completed.rows += rows;
     Ok(Some(completed))
 }
 
@@ -748,6 +804,7 @@ fn create(
         pending_rows: 0,
         pending_bytes: 0,
         checkpointed: false,
+        durable_groups: 0,
         owed: false,
         since_sync: 0,
         checkpointing: false,
@@ -914,21 +971,39 @@ mod tests {
         archive.sync().unwrap();
         let file = archive.open.values().next().unwrap();
         assert!(file.checkpointed && file.pending.is_empty());
+        // Two more intervals of load: a checkpoint each, holding its own row group only (the
+        // journal grows with the file, not with its square).
+        for interval in 2..4 {
+            archive
+                .write(&batch(interval * rows..(interval + 1) * rows), 1_000)
+                .unwrap();
+            archive.sync().unwrap();
+        }
+        let file = archive.open.values().next().unwrap();
+        let replayed = replay(file.journal.path(), |_| Ok(())).unwrap();
+        // The first row group holds the journaled interval too.
+        let held: Vec<(usize, u64)> = replayed
+            .checkpoints
+            .iter()
+            .map(|c| {
+                let body = &c.footer[..c.footer.len() - 8];
+                let metadata = ParquetMetaDataReader::decode_metadata(body).unwrap();
+                (metadata.num_row_groups(), c.rows)
+            })
+            .collect();
+        assert_eq!(held, [(1, 2 * rows), (1, rows), (1, rows)]);
         // The load stops: a trickle is journaled again.
-        archive
-            .write(&batch(2 * rows..2 * rows + 10), 1_000)
-            .unwrap();
+        let last = 4 * rows;
+        archive.write(&batch(last..last + 10), 1_000).unwrap();
         archive.sync().unwrap();
-        archive
-            .write(&batch(2 * rows + 10..2 * rows + 15), 1_000)
-            .unwrap();
+        archive.write(&batch(last + 10..last + 15), 1_000).unwrap();
         let file = archive.open.values().next().unwrap();
         assert!(!file.checkpointing && file.pending.is_empty());
         // A crash: the encoder's buffers are lost, nothing is completed.
         std::mem::forget(archive);
 
         let recovered = recover(&out);
-        assert_eq!((recovered.files, recovered.rows), (2, 2 * rows + 15));
+        assert_eq!((recovered.files, recovered.rows), (2, 4 * rows + 15));
         let files = parquet_files(&out);
         assert!(
             files
@@ -937,7 +1012,7 @@ mod tests {
         );
         let mut ids = read_ids(&files);
         ids.sort_unstable();
-        assert_eq!(ids, (0..2 * rows + 15).collect::<Vec<_>>());
+        assert_eq!(ids, (0..4 * rows + 15).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
