@@ -1,7 +1,7 @@
 //! The Parquet archive: one file per output schema per rotation window, under
 //! `<out>/date=YYYY-MM-DD/hour=HH/`, written under a hidden temporary name and renamed into
 //! place when complete, so a reader never sees half a file. Beside each open file, its
-//! [`Journal`](crate::sink::journal::Journal) holds, with the row groups its last checkpoint
+//! [`Journal`](crate::sink::journal::Journal) holds, with the row groups its checkpoints
 //! made durable in the file itself, every batch the file will contain, synced on the
 //! collector's interval: a crash loses at most that interval, and
 //! [`recovery`](crate::sink::recovery) completes the file from the two. At a trickle each
@@ -95,9 +95,9 @@ impl Codec {
 #[derive(Debug)]
 struct OpenFile {
     /// The Parquet encoding in progress; `None` once it failed (a full disk): the file is then
-    /// completed from its journal (and the row groups its last checkpoint made durable).
+    /// completed from its journal (and the row groups its checkpoints made durable).
     writer: Option<ArrowWriter<File>>,
-    /// With the row groups of its last checkpoint, every batch of the file, durable at each
+    /// With the row groups its checkpoints made durable, every batch of the file, durable at each
     /// sync: the file's source of truth.
     journal: Journal,
     /// The file metadata every checkpoint's footer starts from (schema, Arrow schema, writer).

@@ -6,9 +6,9 @@
 //! journal's removal was lost: the journal goes. Otherwise the journal is replayed, up to its
 //! last whole batch, and completes the file
 //! ([`complete_from_journal`](crate::sink::parquet::complete_from_journal)): without a
-//! checkpoint its batches make `NAME`; with one, `.NAME.tmp` cut at the checkpoint's length and
-//! closed by its footer makes `NAME`, and the batches after it make `NAME-tail.parquet`, written
-//! first. Each file is synced and renamed into place (then the directory is synced), and only
+//! checkpoint its batches make `NAME`; with checkpoints, `.NAME.tmp` cut at the last one's
+//! length and closed by a footer of all their row groups makes `NAME`, and the batches after it
+//! make `NAME-tail.parquet`, written first. Each file is synced and renamed into place (then the directory is synced), and only
 //! then the journal goes. The rename of `NAME` is the commit: a crash before it leaves the
 //! journal to be replayed again (which writes the same files again), after it leaves a journal
 //! that the next recovery removes; so recovering twice, or crashing while recovering, neither
