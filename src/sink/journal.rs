@@ -52,7 +52,7 @@ pub struct Checkpoint {
     pub length: u64,
     /// Rows in this checkpoint's row groups.
     pub rows: u64,
-    /// What completes the file at `length`.
+    /// A Parquet footer of this checkpoint's row groups.
     pub footer: Vec<u8>,
 }
 
@@ -208,7 +208,7 @@ pub struct Replayed {
 }
 
 /// Reads the journal at `path`: its checkpoints into the result, and every whole batch
-/// frame after it, in order, into `each`; stops at the first frame that is cut short or fails
+/// frame after the last of them, in order, into `each`; stops at the first frame that is cut short or fails
 /// its CRC (the tail a crash tore).
 ///
 /// # Errors
@@ -218,7 +218,7 @@ pub fn replay(
     path: &Path,
     mut each: impl FnMut(RecordBatch) -> Result<(), ArchiveError>,
 ) -> Result<Replayed, ArchiveError> {
-    // First the last checkpoint and where the frames after it begin, then those frames.
+    // First the checkpoints and where the frames after the last begin, then those frames.
     let mut replayed = Replayed::default();
     let mut start = 0;
     let mut frames = Frames::open(path, 0)?;
