@@ -109,11 +109,9 @@ struct OpenFile {
     pending_rows: usize,
     /// Octets of memory `pending` holds.
     pending_bytes: usize,
-    /// Whether a checkpoint made row groups of the temporary file durable: it then holds rows
-    /// the journal does not, and stays until the file is completed.
-    checkpointed: bool,
     /// Row groups of the encoder's that checkpoints made durable: the next checkpoint's are
-    /// those after them.
+    /// those after them. Once there are any, the temporary file holds rows the journal does
+    /// not, and stays until the file is completed.
     durable_groups: usize,
     /// Whether the last sync could not make `pending` durable: the next write tries first.
     owed: bool,
@@ -130,6 +128,13 @@ struct OpenFile {
     last_write: u64,
     /// Octets of the batches written, for the size bound when the writer is gone.
     written: usize,
+}
+
+impl OpenFile {
+    /// Whether a checkpoint made row groups of the temporary file durable.
+    fn checkpointed(&self) -> bool {
+        self.durable_groups > 0
+    }
 }
 
 /// Writes batches into the archive; owned by the archive thread.
@@ -366,7 +371,6 @@ fn make_durable(file: &mut OpenFile, counters: &Counters) -> Result<(), ArchiveE
                 file.pending.clear();
                 file.pending_rows = 0;
                 file.pending_bytes = 0;
-                file.checkpointed = true;
             }
             Err(e) => {
                 error!(path = %file.temporary.display(), error = %e, "Could not make a row group durable; the file will be completed from its journal.");
@@ -472,7 +476,7 @@ fn persist(file: &mut OpenFile) -> Result<(), ArchiveError> {
 /// goes too unless a checkpoint made some of it durable (completion cuts it back to that).
 fn drop_encoder(file: &mut OpenFile) {
     file.writer = None;
-    if !file.checkpointed {
+    if !file.checkpointed() {
         let _ = std::fs::remove_file(&file.temporary);
     }
 }
@@ -803,7 +807,6 @@ fn create(
         pending: VecDeque::new(),
         pending_rows: 0,
         pending_bytes: 0,
-        checkpointed: false,
         durable_groups: 0,
         owed: false,
         since_sync: 0,
@@ -970,7 +973,7 @@ mod tests {
         );
         archive.sync().unwrap();
         let file = archive.open.values().next().unwrap();
-        assert!(file.checkpointed && file.pending.is_empty());
+        assert!(file.checkpointed() && file.pending.is_empty());
         // Two more intervals of load: a checkpoint each, holding its own row group only (the
         // journal grows with the file, not with its square).
         for interval in 2..4 {
@@ -1010,9 +1013,7 @@ mod tests {
                 .iter()
                 .any(|f| f.to_string_lossy().ends_with("-tail.parquet"))
         );
-        let mut ids = read_ids(&files);
-        ids.sort_unstable();
-        assert_eq!(ids, (0..4 * rows + 15).collect::<Vec<_>>());
+        assert_eq!(sorted_ids(&out), (0..4 * rows + 15).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1031,9 +1032,7 @@ mod tests {
         std::mem::forget(archive);
         // Recovery cuts the file at its checkpoint; the journal has the rest.
         assert_eq!(recover(&out).rows, 3 * rows);
-        let mut ids = read_ids(&parquet_files(&out));
-        ids.sort_unstable();
-        assert_eq!(ids, (0..3 * rows).collect::<Vec<_>>());
+        assert_eq!(sorted_ids(&out), (0..3 * rows).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1075,9 +1074,7 @@ mod tests {
         assert!(file.temporary.exists(), "the checkpointed row groups stay");
         archive.close().unwrap();
         assert_eq!(counters.files_written.get(), 2);
-        let mut ids = read_ids(&parquet_files(&out));
-        ids.sort_unstable();
-        assert_eq!(ids, (0..3 * rows).collect::<Vec<_>>());
+        assert_eq!(sorted_ids(&out), (0..3 * rows).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1101,18 +1098,16 @@ mod tests {
         assert!(wide.get_array_memory_size() >= PENDING_MAX_BYTES);
         archive.write(&wide, 1_000).unwrap();
         let file = archive.open.values().next().unwrap();
-        assert!(file.pending.is_empty() && file.checkpointed);
+        assert!(file.pending.is_empty() && file.checkpointed());
         archive.close().unwrap();
-        let mut ids = read_ids(&parquet_files(&out));
-        ids.sort_unstable();
-        assert_eq!(ids, (0..2 * rows).collect::<Vec<_>>());
+        assert_eq!(sorted_ids(&out), (0..2 * rows).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The `id` column of every file in `files`, read with parquet's own reader.
-    fn read_ids(files: &[PathBuf]) -> Vec<u64> {
+    /// The `id` column of every file under `out`, read with parquet's own reader, sorted.
+    fn sorted_ids(out: &Path) -> Vec<u64> {
         let mut ids = Vec::new();
-        for path in files {
+        for path in parquet_files(out) {
             let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
                 File::open(path).unwrap(),
             )
@@ -1129,6 +1124,7 @@ mod tests {
                 ids.extend(column.values().iter().copied());
             }
         }
+        ids.sort_unstable();
         ids
     }
 
@@ -1150,7 +1146,7 @@ mod tests {
         archive.sync().unwrap();
         archive.write(&batch(rows..2 * rows), 1_000).unwrap();
         archive.sync().unwrap();
-        assert!(archive.open.values().next().unwrap().checkpointed);
+        assert!(archive.open.values().next().unwrap().checkpointed());
         (archive, counters)
     }
 
@@ -1163,15 +1159,15 @@ mod tests {
     /// An archive into `out` rotating every second, and its counters.
     fn archive_in(out: &Path) -> (Archive, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
-        let config = ArchiveConfig {
+        let config = crate::config::Config {
             out: out.to_path_buf(),
-            rotate_seconds: 1,
-            max_file_bytes: u64::MAX,
-            max_open_files: 16,
-            collector: "test".to_owned(),
-            codec: Codec::default(),
+            rotate: 1,
+            ..crate::config::Config::default()
         };
-        (Archive::new(config, Arc::clone(&counters)), counters)
+        (
+            Archive::new(config.archive(), Arc::clone(&counters)),
+            counters,
+        )
     }
 
     /// A batch of one `id` column.

@@ -435,24 +435,24 @@ fn an_archive_file_left_with_nothing_by_a_full_disk_does_not_hold_later_rows_bac
     assert_eq!(counters.files_written.get(), 1);
 }
 
-/// An archive into `out`, rotating every second, and its counters.
+/// An archive into `out` as the collector's defaults make it, rotating every second, and its
+/// counters.
 fn archive_in(
     out: &Path,
 ) -> (
     flowvm::sink::parquet::Archive,
     Arc<flowvm::telemetry::Counters>,
 ) {
-    use flowvm::sink::parquet::{Archive, ArchiveConfig, Codec};
     let counters = Arc::new(flowvm::telemetry::Counters::default());
-    let config = ArchiveConfig {
+    let config = flowvm::config::Config {
         out: out.to_path_buf(),
-        rotate_seconds: 1,
-        max_file_bytes: u64::MAX,
-        max_open_files: 16,
-        collector: "test".to_owned(),
-        codec: Codec::default(),
+        rotate: 1,
+        ..flowvm::config::Config::default()
     };
-    (Archive::new(config, Arc::clone(&counters)), counters)
+    (
+        flowvm::sink::parquet::Archive::new(config.archive(), Arc::clone(&counters)),
+        counters,
+    )
 }
 
 /// Under load a full disk fails the checkpoint: the encoder goes, what it held back cannot be
