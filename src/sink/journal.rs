@@ -207,9 +207,9 @@ pub struct Replayed {
     pub checkpoints: Vec<Checkpoint>,
 }
 
-/// Reads the journal at `path`: its checkpoints into the result, and every whole batch
-/// frame after the last of them, in order, into `each`; stops at the first frame that is cut short or fails
-/// its CRC (the tail a crash tore).
+/// Reads the journal at `path`: its checkpoints into the result, and every whole batch frame
+/// after the last of them, in order, into `each`; stops at the first frame that is cut short or
+/// fails its CRC (the tail a crash tore).
 ///
 /// # Errors
 /// The file cannot be read, a checked frame does not decode as IPC or as a checkpoint (not a
@@ -218,11 +218,13 @@ pub fn replay(
     path: &Path,
     mut each: impl FnMut(RecordBatch) -> Result<(), ArchiveError>,
 ) -> Result<Replayed, ArchiveError> {
-    // First the checkpoints and where the frames after the last begin, then those frames.
+    // First the checkpoints and where the frames after the last begin, passing over the batch
+    // frames unread (a checkpoint supersedes those before it, and those after the last are
+    // checked as they are read), then those frames.
     let mut replayed = Replayed::default();
     let mut start = 0;
     let mut frames = Frames::open(path, 0)?;
-    while let Some(body) = frames.next_body()? {
+    while let Some(body) = frames.next_body(Some(CHECKPOINT))? {
         if let Some(rest) = body.strip_prefix(CHECKPOINT) {
             let (Some(length), Some(rows), Some(footer)) =
                 (rest.get(..8), rest.get(8..16), rest.get(16..))
@@ -245,7 +247,7 @@ pub fn replay(
         }
     }
     let mut frames = Frames::open(path, start)?;
-    while let Some(body) = frames.next_body()? {
+    while let Some(body) = frames.next_body(None)? {
         for batch in StreamReader::try_new(body.as_slice(), None)? {
             let batch = batch?;
             replayed.batches += 1;
@@ -278,7 +280,9 @@ impl Frames {
     }
 
     /// The next frame's body; `None` at the end, or at a torn frame (`torn` then says so).
-    fn next_body(&mut self) -> Result<Option<Vec<u8>>, ArchiveError> {
+    /// With `only`, a frame whose body does not begin with it is passed over unread and
+    /// unchecked, and given as an empty body.
+    fn next_body(&mut self, only: Option<&[u8]>) -> Result<Option<Vec<u8>>, ArchiveError> {
         let mut header = [0; FRAME_HEADER];
         match read_full(&mut self.input, &mut header)? {
             0 => return Ok(None),
@@ -291,17 +295,29 @@ impl Frames {
         let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
         let length = u32::from_le_bytes([l0, l1, l2, l3]);
         let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-        let mut body = Vec::new();
-        // A torn length can promise anything: read at most what is there.
-        let got = (&mut self.input)
-            .take(u64::from(length))
-            .read_to_end(&mut body)?;
         // An empty frame is none a journal writes: zeros where a frame should start, as a
         // hole an older build left after a cut append, are a tear.
-        if length == 0
-            || got < usize::try_from(length).unwrap_or(usize::MAX)
-            || crc32fast::hash(&body) != crc
-        {
+        if length == 0 {
+            self.torn = true;
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        // A torn length can promise anything: read at most what is there.
+        let mut input = (&mut self.input).take(u64::from(length));
+        if let Some(prefix) = only {
+            let mut first = vec![0; prefix.len()];
+            let got = read_full(&mut input, &mut first)?;
+            if first.get(..got) != Some(prefix) {
+                let rest = u64::from(length).saturating_sub(u64::try_from(got).unwrap_or(0));
+                self.input
+                    .seek_relative(i64::try_from(rest).unwrap_or(i64::MAX))?;
+                self.offset += u64::try_from(FRAME_HEADER).unwrap_or(8) + u64::from(length);
+                return Ok(Some(Vec::new()));
+            }
+            body = first;
+        }
+        let got = body.len() + input.read_to_end(&mut body)?;
+        if got < usize::try_from(length).unwrap_or(usize::MAX) || crc32fast::hash(&body) != crc {
             self.torn = true;
             return Ok(None);
         }
