@@ -189,7 +189,7 @@ impl Archive {
         let Some(file) = self.open.get_mut(&key) else {
             return Ok(());
         };
-        let size = match finish(file, codec) {
+        let size = match finish(file, codec, &self.counters) {
             // Not a passing failure (the journal does not decode back): trying again would
             // hold every later row of this archive back for ever. The journal is set aside,
             // counted and logged, and the archive goes on.
@@ -286,7 +286,7 @@ impl Sink for Archive {
         if file.pending_bytes >= PENDING_MAX_BYTES {
             // A load that holds back more than the bound between two syncs: made durable now.
             // The batch is in either way: a failure is owed, and the next write tries first.
-            if let Err(e) = make_durable(file, &self.counters) {
+            if let Err(e) = make_durable(file, &self.counters, CHECKPOINT_ROWS) {
                 error!(path = %file.temporary.display(), error = %e, "Could not make held-back batches durable; the next write tries again.");
                 self.counters.record_archive_error(&e);
                 file.owed = true;
@@ -325,7 +325,7 @@ impl Sink for Archive {
     fn sync(&mut self) -> Result<(), ArchiveError> {
         let mut first = Ok(());
         for file in self.open.values_mut() {
-            let made = make_durable(file, &self.counters);
+            let made = make_durable(file, &self.counters, CHECKPOINT_ROWS);
             file.owed = made.is_err();
             first = first.and(made);
         }
@@ -359,13 +359,17 @@ const CHECKPOINT_ROWS: usize = 65_536;
 const PENDING_MAX_BYTES: usize = 32 << 20;
 
 /// Makes what `file` holds back durable: as a row group of the file and a checkpoint when
-/// there are [`CHECKPOINT_ROWS`] or more (the encoder dropped if that fails), otherwise, or
-/// then, in the journal; then syncs the journal. Whether the next interval's batches are held
-/// back is decided by this one's rows.
-fn make_durable(file: &mut OpenFile, counters: &Counters) -> Result<(), ArchiveError> {
+/// there are `least_rows` or more (the encoder dropped if that fails), otherwise, or then, in
+/// the journal; then syncs the journal. Whether the next interval's batches are held back is
+/// decided by this one's rows.
+fn make_durable(
+    file: &mut OpenFile,
+    counters: &Counters,
+    least_rows: usize,
+) -> Result<(), ArchiveError> {
     file.checkpointing = file.since_sync >= CHECKPOINT_ROWS;
     file.since_sync = 0;
-    if file.writer.is_some() && file.pending_rows >= CHECKPOINT_ROWS {
+    if file.writer.is_some() && file.pending_rows >= least_rows.max(1) {
         match checkpoint(file) {
             Ok(()) => {
                 file.pending.clear();
@@ -489,10 +493,15 @@ fn drop_encoder(file: &mut OpenFile) {
 /// journal stays and holds every row the file has not made durable. Returns the octets and
 /// files written, or `None` when there is nothing to complete (no encoder, and a journal with
 /// no batch and no checkpoint).
-fn finish(file: &mut OpenFile, codec: Codec) -> Result<Option<(u64, u64)>, ArchiveError> {
-    // What is held back goes to the journal first: a crash after the footer but before the
-    // rename leaves the file to recovery, which cuts it at its last checkpoint.
-    persist(file)?;
+fn finish(
+    file: &mut OpenFile,
+    codec: Codec,
+    counters: &Counters,
+) -> Result<Option<(u64, u64)>, ArchiveError> {
+    // What is held back is made durable first, as a checkpoint (or, failing that, in the
+    // journal): a crash after the footer but before the rename leaves the file to recovery,
+    // which cuts it at its last checkpoint. Encoded once, it is not journaled as well.
+    make_durable(file, counters, 1)?;
     if let Some(writer) = file.writer.take() {
         let completed = writer
             .into_inner()
@@ -1026,12 +1035,17 @@ mod tests {
         // Completion as `finish` does it, up to the footer synced; then a crash.
         let file = archive.open.values_mut().next().unwrap();
         assert_eq!(file.pending_rows, CHECKPOINT_ROWS);
-        persist(file).unwrap();
+        make_durable(file, &Counters::default(), 1).unwrap();
+        assert!(
+            file.pending.is_empty(),
+            "held back rows checkpointed, not journaled"
+        );
         let written = file.writer.take().unwrap().into_inner().unwrap();
         written.sync_all().unwrap();
         std::mem::forget(archive);
-        // Recovery cuts the file at its checkpoint; the journal has the rest.
-        assert_eq!(recover(&out).rows, 3 * rows);
+        // Recovery cuts the file at its last checkpoint, which holds every row.
+        let recovered = recover(&out);
+        assert_eq!((recovered.rows, recovered.files), (3 * rows, 1));
         assert_eq!(sorted_ids(&out), (0..3 * rows).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
