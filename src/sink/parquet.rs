@@ -16,14 +16,15 @@
 //! conversion ([`text`](crate::sink::text)) runs here, on the archive thread, beside the
 //! Parquet encoding that dominates it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -549,20 +550,21 @@ const ZSTD_LEVEL: i32 = 1;
 /// names) keep theirs. Files are smaller for it on both bench loads (README, Figures).
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
-/// The encoding a file gets, chosen from its first batch: pages compressed by `codec`;
-/// dictionaries for text columns only, bounded. Numbers (counters, times, ports, flags) are
-/// written plain for the codec to compress (interning them cost an eighth of the archive
-/// thread's time for files 4-5 % smaller, README, Figures), or delta-encoded where the first
-/// batch shows that pays ([`delta_columns`]). Address columns carry no statistics: their
-/// minimum and maximum, compared as text value by value, were a twentieth of the instructions
-/// a record, and over a network's mixed addresses span nearly every value, so a reader could
-/// skip almost no row group or page by them. Past its dictionary, an address column is
-/// written `DELTA_BYTE_ARRAY` (each value as the length of the prefix it shares with the one
-/// before, and the rest): neighbouring addresses share their first octets' digits, and the
-/// codec then has a sixth fewer octets to work through (softflowd's 280,000 distinct flows:
-/// files 7 % smaller, 3 % fewer instructions a record).
+/// The encoding a file gets, chosen from its first batch ([`choose`]): pages compressed by
+/// `codec` where that pays; dictionaries for text columns only, bounded, and none for address
+/// columns of many values. Numbers (counters, times, ports, flags) are written plain for the
+/// codec to compress (interning them cost an eighth of the archive thread's time for files
+/// 4-5 % smaller, README, Figures), or delta-encoded where the first batch shows that pays.
+/// Address columns carry no statistics: their minimum and maximum, compared as text value by
+/// value, were a twentieth of the instructions a record, and over a network's mixed addresses
+/// span nearly every value, so a reader could skip almost no row group or page by them. Past
+/// its dictionary (or without one), an address column is written `DELTA_BYTE_ARRAY` (each
+/// value as the length of the prefix it shares with the one before, and the rest):
+/// neighbouring addresses share their first octets' digits, and the codec then has a sixth
+/// fewer octets to work through (softflowd's 280,000 distinct flows: files 7 % smaller, 3 %
+/// fewer instructions a record).
 fn properties(first: &RecordBatch, codec: Codec) -> Result<WriterProperties, ArchiveError> {
-    let delta = delta_columns(first, codec)?;
+    let choices = choose(first, codec)?;
     let schema = first.schema_ref();
     let mut builder = WriterProperties::builder()
         .set_compression(codec.compression()?)
@@ -578,40 +580,75 @@ fn properties(first: &RecordBatch, codec: Codec) -> Result<WriterProperties, Arc
             field.data_type(),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Dictionary(..)
         );
-        if !text {
+        if !text || choices.without_dictionary.contains(&index) {
             builder = builder.set_column_dictionary_enabled(column(), false);
         }
-        if delta.contains(&index) {
+        if choices.delta.contains(&index) {
             builder = builder.set_column_encoding(column(), Encoding::DELTA_BINARY_PACKED);
+        }
+        if choices.uncompressed.contains(&index) {
+            builder = builder.set_column_compression(column(), Compression::UNCOMPRESSED);
         }
     }
     Ok(builder.build())
 }
 
-/// Rows of a first batch tried both ways by [`delta_columns`], at most.
-const DELTA_SAMPLE_ROWS: usize = 16_384;
+/// Rows of a first batch [`choose`] tries, at most.
+const SAMPLE_ROWS: usize = 16_384;
 
-/// Below this many rows a first batch says too little to choose by; its file stays plain.
-const DELTA_MIN_ROWS: usize = 1024;
+/// Below this many rows a first batch says too little to choose by; its file stays plain,
+/// compressed, and with a dictionary for every text column.
+const SAMPLE_MIN_ROWS: usize = 1024;
 
-/// The integer and time columns (by index) that `first` shows are better delta-encoded
-/// (`DELTA_BINARY_PACKED`: differences between neighbours, bit-packed, then compressed) than
-/// plain. Each is written both ways over up to [`DELTA_SAMPLE_ROWS`] rows, and delta-encoded
-/// when that comes out at least 5 % smaller, unless plain already compresses it to under an
-/// eighth of an octet a row (zeros, say: nothing to gain). Values near one another (counters
-/// of similar flows, times in order) pack into a few bits a row and leave the codec far fewer
-/// octets to work through: softflowd's counters and source ports, Cisco's uptimes, files 6 %
-/// smaller and softflowd's replay 9.5 % less CPU a record (README, Figures). Values that
-/// vary widely from row to row (Cisco's AVC counters and response times) come out larger
-/// delta-encoded and stay plain; delta-encoding every integer column made Cisco's files 24 %
-/// larger.
+/// What [`choose`] found for each column (by index) of a file.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Choices {
+    /// Integer and time columns delta-encoded.
+    delta: Vec<usize>,
+    /// Integer and time columns whose pages the codec leaves uncompressed.
+    uncompressed: Vec<usize>,
+    /// Address columns written without a dictionary.
+    without_dictionary: Vec<usize>,
+}
+
+/// How the columns of `first`'s file are best written, from up to [`SAMPLE_ROWS`] of its
+/// rows.
+///
+/// - Each integer and time column is written both plain and `DELTA_BINARY_PACKED`
+///   (differences between neighbours, bit-packed) and compressed; delta-encoded when that
+///   comes out at least 5 % smaller, unless plain already compresses it to under an eighth of
+///   an octet a row (zeros, say: nothing to gain). Values near one another (counters of
+///   similar flows, times in order) pack into a few bits a row and leave the codec far fewer
+///   octets to work through: softflowd's counters and source ports, Cisco's uptimes, files 6 %
+///   smaller and softflowd's replay 9.5 % less CPU a record (README, Figures). Values that
+///   vary widely from row to row (Cisco's AVC counters and response times) come out larger
+///   delta-encoded and stay plain; delta-encoding every integer column made Cisco's files 24 %
+///   larger.
+/// - Such a column is left uncompressed when the codec takes less than 5 % off its pages:
+///   bit-packed differences of wide counters or random ports are as dense as the codec makes
+///   them, and compressing them anyway cost a quarter of their time (README, Figures).
+/// - An address column whose distinct values in the sample would fill its dictionary
+///   ([`DICTIONARY_PAGE_LIMIT`]) has none: it would fall back within the sample's rows at
+///   every row group, after hashing every value for nothing.
 ///
 /// # Errors
 /// Encoding the sample failed.
-fn delta_columns(first: &RecordBatch, codec: Codec) -> Result<Vec<usize>, ArchiveError> {
-    let candidates: Vec<usize> = first
-        .schema_ref()
-        .fields()
+fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
+    let rows = first.num_rows().min(SAMPLE_ROWS);
+    let mut choices = Choices::default();
+    if rows < SAMPLE_MIN_ROWS {
+        return Ok(choices);
+    }
+    let sample = first.slice(0, rows);
+    let fields = sample.schema_ref().fields();
+    choices.without_dictionary = fields
+        .iter()
+        .zip(sample.columns())
+        .enumerate()
+        .filter(|(_, (field, column))| is_address(field) && fills_dictionary(column))
+        .map(|(index, _)| index)
+        .collect();
+    let candidates: Vec<usize> = fields
         .iter()
         .enumerate()
         .filter(|(_, f)| {
@@ -619,20 +656,20 @@ fn delta_columns(first: &RecordBatch, codec: Codec) -> Result<Vec<usize>, Archiv
         })
         .map(|(index, _)| index)
         .collect();
-    let rows = first.num_rows().min(DELTA_SAMPLE_ROWS);
-    if rows < DELTA_MIN_ROWS || candidates.is_empty() {
-        return Ok(Vec::new());
+    if candidates.is_empty() {
+        return Ok(choices);
     }
-    let sample = first.project(&candidates)?.slice(0, rows);
-    let sizes = |encoding: Encoding| -> Result<Vec<i64>, ArchiveError> {
+    let numbers = sample.project(&candidates)?;
+    // (compressed, uncompressed) octets of each candidate's column chunk.
+    let sizes = |encoding: Encoding| -> Result<Vec<(i64, i64)>, ArchiveError> {
         let properties = WriterProperties::builder()
             .set_compression(codec.compression()?)
             .set_dictionary_enabled(false)
             .set_statistics_enabled(EnabledStatistics::None)
             .set_encoding(encoding)
             .build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), sample.schema(), Some(properties))?;
-        writer.write(&sample)?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), numbers.schema(), Some(properties))?;
+        writer.write(&numbers)?;
         let metadata = writer.close()?;
         Ok(metadata
             .row_groups()
@@ -641,7 +678,7 @@ fn delta_columns(first: &RecordBatch, codec: Codec) -> Result<Vec<usize>, Archiv
                 group
                     .columns()
                     .iter()
-                    .map(|c| c.compressed_size())
+                    .map(|c| (c.compressed_size(), c.uncompressed_size()))
                     .collect()
             })
             .unwrap_or_default())
@@ -649,12 +686,37 @@ fn delta_columns(first: &RecordBatch, codec: Codec) -> Result<Vec<usize>, Archiv
     let plain = sizes(Encoding::PLAIN)?;
     let delta = sizes(Encoding::DELTA_BINARY_PACKED)?;
     let least_size = i64::try_from(rows / 8).unwrap_or(i64::MAX);
-    Ok(candidates
-        .into_iter()
-        .zip(plain.into_iter().zip(delta))
-        .filter(|(_, (plain, delta))| *plain >= least_size && delta * 20 <= plain * 19)
-        .map(|(index, _)| index)
-        .collect())
+    for (index, (plain, delta)) in candidates.into_iter().zip(plain.into_iter().zip(delta)) {
+        let chosen = if plain.0 >= least_size && delta.0 * 20 <= plain.0 * 19 {
+            choices.delta.push(index);
+            delta
+        } else {
+            plain
+        };
+        if chosen.0 * 20 > chosen.1 * 19 {
+            choices.uncompressed.push(index);
+        }
+    }
+    Ok(choices)
+}
+
+/// Whether the distinct values of the text `column` would fill a dictionary page
+/// ([`DICTIONARY_PAGE_LIMIT`]: each value and its 4-octet length).
+fn fills_dictionary(column: &ArrayRef) -> bool {
+    let Some(texts) = column.as_string_opt::<i32>() else {
+        return false;
+    };
+    let mut distinct = HashSet::new();
+    let mut size = 0;
+    for text in texts.iter().flatten() {
+        if distinct.insert(text) {
+            size += text.len() + 4;
+            if size > DICTIONARY_PAGE_LIMIT {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// What [`complete_from_journal`] made.
@@ -857,7 +919,8 @@ fn fingerprint(schema: &SchemaRef) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::UInt64Array;
+    use arrow_array::{UInt32Array, UInt64Array};
+    use arrow_schema::{Field, Schema};
 
     use super::*;
 
@@ -887,36 +950,76 @@ mod tests {
     }
 
     #[test]
-    fn counters_close_to_their_neighbours_are_delta_encoded_and_scattered_or_empty_ones_stay_plain()
-    {
-        let (dir, out) = scratch("delta");
+    fn each_column_is_written_as_its_first_batch_shows_pays() {
+        let (dir, out) = scratch("choices");
         let (mut archive, _) = archive_in(&out);
         let rows = 20_000_u64;
-        // Octets near one another (a hash's low bits), as of similar flows; the full hash
-        // (splitmix64's finaliser) scatters the second column over all of u64, where
-        // differences are as wide as the values; the third is all zeros, which the codec makes
-        // nothing of either way.
+        // Octets near one another (a hash's low bits), as of similar flows; times that grow
+        // by uniform random steps, whose bit-packed differences the codec cannot shrink; the
+        // full hash (splitmix64's finaliser) scatters the third column over all of u64, where
+        // differences are as wide as the values; the fourth is all zeros, which the codec
+        // makes nothing of either way. Addresses of many hosts, and of four.
         let hash = |i: u64| {
             let z = (i ^ (i >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
         let near = UInt64Array::from_iter_values((0..rows).map(|i| 1500 + hash(i) % 97));
+        let walk = UInt64Array::from_iter_values((0..rows).scan(0, |t, i| {
+            *t += hash(i) % 128;
+            Some(*t)
+        }));
         let scattered = UInt64Array::from_iter_values((0..rows).map(hash));
         let constant = UInt64Array::from_iter_values((0..rows).map(|_| 0));
-        let first = RecordBatch::try_from_iter([
-            ("octetDeltaCount", Arc::new(near) as _),
-            ("scattered", Arc::new(scattered) as _),
-            ("constant", Arc::new(constant) as _),
-        ])
+        let hosts = |count: u64| {
+            UInt32Array::from_iter_values(
+                (0..rows)
+                    .map(move |i| 0x0a00_0000 | u32::try_from(hash(i) % count).unwrap_or_default()),
+            )
+        };
+        let address = |name: &str| {
+            Field::new(name, DataType::UInt32, false).with_metadata(HashMap::from([(
+                "ipfix.data_type".to_owned(),
+                "ipv4Address".to_owned(),
+            )]))
+        };
+        let first = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("octetDeltaCount", DataType::UInt64, false),
+                Field::new("flowEndMilliseconds", DataType::UInt64, false),
+                Field::new("scattered", DataType::UInt64, false),
+                Field::new("constant", DataType::UInt64, false),
+                address("destinationIPv4Address"),
+                address("sourceIPv4Address"),
+            ])),
+            vec![
+                Arc::new(near),
+                Arc::new(walk),
+                Arc::new(scattered),
+                Arc::new(constant),
+                Arc::new(hosts(1 << 20)),
+                Arc::new(hosts(4)),
+            ],
+        )
         .unwrap();
-        assert_eq!(delta_columns(&first, Codec::Zstd).unwrap(), vec![0]);
-        assert_eq!(delta_columns(&first, Codec::Lz4).unwrap(), vec![0]);
+        let text = addresses_as_text(&first).unwrap();
+        // Bit-packed differences of the walk, and the scattered counters, are as dense as the
+        // codec makes them; those of the near counters zstd's entropy coding shrinks, LZ4's
+        // matches do not.
+        for (codec, uncompressed) in [(Codec::Zstd, vec![1, 2]), (Codec::Lz4, vec![0, 1, 2])] {
+            assert_eq!(
+                choose(&text, codec).unwrap(),
+                Choices {
+                    delta: vec![0, 1],
+                    uncompressed,
+                    without_dictionary: vec![4],
+                }
+            );
+        }
         // Too few rows to choose by.
-        assert!(
-            delta_columns(&first.slice(0, DELTA_MIN_ROWS - 1), Codec::Zstd)
-                .unwrap()
-                .is_empty()
+        assert_eq!(
+            choose(&text.slice(0, SAMPLE_MIN_ROWS - 1), Codec::Zstd).unwrap(),
+            Choices::default()
         );
 
         archive.write(&first, 1_000).unwrap();
@@ -927,20 +1030,29 @@ mod tests {
         )
         .unwrap();
         let chunk = reader.metadata().row_group(0).columns().to_vec();
-        let encoded = |i: usize| {
+        let delta = |i: usize| {
             chunk[i]
                 .encodings()
                 .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         };
-        assert!(encoded(0));
-        assert!(!encoded(1) && !encoded(2));
+        assert!(delta(0) && delta(1) && !delta(2) && !delta(3));
+        let compressed: Vec<bool> = chunk
+            .iter()
+            .map(|c| c.compression() != Compression::UNCOMPRESSED)
+            .collect();
+        assert_eq!(compressed, [true, false, false, true, true, true]);
+        let dictionary: Vec<bool> = chunk
+            .iter()
+            .map(|c| c.dictionary_page_offset().is_some())
+            .collect();
+        assert_eq!(dictionary, [false, false, false, false, false, true]);
         let read: Vec<RecordBatch> = reader
             .with_batch_size(first.num_rows())
             .build()
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(read, [first]);
+        assert_eq!(read, [text]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
