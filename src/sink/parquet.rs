@@ -551,7 +551,7 @@ const ZSTD_LEVEL: i32 = 1;
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
 /// The encoding a file gets, chosen from its first batch ([`choose`]): pages compressed by
-/// `codec` where that pays; dictionaries for text columns only, bounded, and none for address
+/// `codec` where that pays; dictionaries for text columns only, bounded, and none for text
 /// columns of many values. Numbers (counters, times, ports, flags) are written plain for the
 /// codec to compress (interning them cost an eighth of the archive thread's time for files
 /// 4-5 % smaller, README, Figures), or delta-encoded where the first batch shows that pays.
@@ -610,7 +610,7 @@ struct Choices {
     delta: Vec<usize>,
     /// Integer and time columns whose pages the codec leaves uncompressed.
     uncompressed: Vec<usize>,
-    /// Address columns written without a dictionary.
+    /// Text columns written without a dictionary.
     without_dictionary: Vec<usize>,
 }
 
@@ -630,9 +630,9 @@ struct Choices {
 /// - Such a column is left uncompressed when the codec takes less than 5 % off its pages:
 ///   bit-packed differences of wide counters or random ports are as dense as the codec makes
 ///   them, and compressing them anyway cost a quarter of their time (README, Figures).
-/// - An address column whose distinct values in the sample would fill its dictionary
-///   ([`DICTIONARY_PAGE_LIMIT`]) has none: it would fall back within the sample's rows at
-///   every row group, after hashing every value for nothing.
+/// - A text column (addresses, names, URLs) whose distinct values in the sample would fill its
+///   dictionary ([`DICTIONARY_PAGE_LIMIT`]) has none: it would fall back within the sample's
+///   rows at every row group, after hashing every value for nothing.
 ///
 /// # Errors
 /// Encoding the sample failed.
@@ -648,7 +648,7 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
         .iter()
         .zip(sample.columns())
         .enumerate()
-        .filter(|(_, (field, column))| is_address(field) && fills_dictionary(column))
+        .filter(|(_, (_, column))| fills_dictionary(column))
         .map(|(index, _)| index)
         .collect();
     let candidates: Vec<usize> = fields
@@ -922,7 +922,7 @@ fn fingerprint(schema: &SchemaRef) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::{UInt32Array, UInt64Array};
+    use arrow_array::{StringArray, UInt32Array, UInt64Array};
     use arrow_schema::{Field, Schema};
 
     use super::*;
@@ -961,7 +961,8 @@ mod tests {
         // by uniform random steps, whose bit-packed differences the codec cannot shrink; the
         // full hash (splitmix64's finaliser) scatters the third column over all of u64, where
         // differences are as wide as the values; the fourth is all zeros, which the codec
-        // makes nothing of either way. Addresses of many hosts, and of four.
+        // makes nothing of either way. Addresses of many hosts, and of four; names of many
+        // pages.
         let hash = |i: u64| {
             let z = (i ^ (i >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -994,6 +995,7 @@ mod tests {
                 Field::new("constant", DataType::UInt64, false),
                 address("destinationIPv4Address"),
                 address("sourceIPv4Address"),
+                Field::new("httpUrl", DataType::Utf8, false),
             ])),
             vec![
                 Arc::new(near),
@@ -1002,6 +1004,9 @@ mod tests {
                 Arc::new(constant),
                 Arc::new(hosts(1 << 20)),
                 Arc::new(hosts(4)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("/page/{}", hash(i) % 100_000)),
+                )),
             ],
         )
         .unwrap();
@@ -1015,7 +1020,7 @@ mod tests {
                 Choices {
                     delta: vec![0, 1],
                     uncompressed,
-                    without_dictionary: vec![4],
+                    without_dictionary: vec![4, 6],
                 }
             );
         }
@@ -1043,12 +1048,12 @@ mod tests {
             .iter()
             .map(|c| c.compression() != Compression::UNCOMPRESSED)
             .collect();
-        assert_eq!(compressed, [true, false, false, true, true, true]);
+        assert_eq!(compressed, [true, false, false, true, true, true, true]);
         let dictionary: Vec<bool> = chunk
             .iter()
             .map(|c| c.dictionary_page_offset().is_some())
             .collect();
-        assert_eq!(dictionary, [false, false, false, false, false, true]);
+        assert_eq!(dictionary, [false, false, false, false, false, true, false]);
         let read: Vec<RecordBatch> = reader
             .with_batch_size(first.num_rows())
             .build()
@@ -1212,9 +1217,7 @@ mod tests {
         let (dir, out) = scratch("held");
         let (mut archive, _) = archive_in(&out);
         let with_text = |ids: std::ops::Range<u64>, width: usize| {
-            let text = arrow_array::StringArray::from_iter_values(
-                ids.clone().map(|i| format!("{i:0width$}")),
-            );
+            let text = StringArray::from_iter_values(ids.clone().map(|i| format!("{i:0width$}")));
             let ids = UInt64Array::from_iter_values(ids);
             RecordBatch::try_from_iter([("id", Arc::new(ids) as _), ("text", Arc::new(text) as _)])
                 .unwrap()
