@@ -79,12 +79,13 @@ pub fn is_address(field: &Field) -> bool {
     kind(field).is_some()
 }
 
-/// The most octets each kind's writer stores (its longest text, and for IPv4 and MAC the
-/// separator after the last part; for IPv6, eight four-digit groups, 39 octets, and one more),
-/// and so the room each row is given in the column while it is written.
+/// The most octets each kind's writer stores, and so the room each row is given in the column
+/// while it is written: for IPv4 and MAC the longest text and the separator after its last
+/// part; for IPv6 eight four-digit groups and seven colons (an IPv4-mapped address stores at
+/// most 7 + 16).
 const IPV4_WIDTH: usize = 16;
 const MAC_WIDTH: usize = 18;
-const IPV6_WIDTH: usize = 40;
+const IPV6_WIDTH: usize = 39;
 
 /// `text(column, kind)`: the column's addresses as a text column with its nulls.
 fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
