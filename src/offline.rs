@@ -167,13 +167,6 @@ impl Out<'_> {
             // A full disk holds the decode until space returns: nothing read is dropped.
             sink::write_with_retry(self.archive, &batch, || unix, counters, || false);
         }
-        let now = crate::clock::now();
-        if now.saturating_duration_since(self.synced) >= self.every {
-            if let Err(e) = self.archive.sync() {
-                tracing::error!(error = %e, "Failed to sync the archive; what it holds back is tried again at the next sync.");
-                counters.record_archive_error(&e);
-            }
-            self.synced = now;
-        }
+        sink::sync_when_due(self.archive, &mut self.synced, self.every, counters);
     }
 }

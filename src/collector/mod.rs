@@ -478,13 +478,7 @@ fn archive_loop(
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if clock::now().saturating_duration_since(last_sync) >= sync_every {
-            if let Err(e) = archive.sync() {
-                error!(error = %e, "Failed to sync the archive's journals.");
-                counters.record_archive_error(&e);
-            }
-            last_sync = clock::now();
-        }
+        sink::sync_when_due(archive, &mut last_sync, sync_every, counters);
     }
     if let Err(e) = archive.close() {
         error!(error = %e, "Failed to complete a Parquet file at shutdown; its journal stays for recovery.");

@@ -132,6 +132,25 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// At most one error line per this interval while a write keeps failing.
 const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Syncs `sink` when `every` has passed since `last` (then `last` is now): what it holds back
+/// is made durable. A failure is counted and logged, and the next sync tries again.
+pub fn sync_when_due(
+    sink: &mut dyn Sink,
+    last: &mut Instant,
+    every: Duration,
+    counters: &Counters,
+) {
+    let now = clock::now();
+    if now.saturating_duration_since(*last) < every {
+        return;
+    }
+    if let Err(e) = sink.sync() {
+        error!(location = %sink.location(), error = %e, "Failed to sync the archive; what it holds back is tried again at the next sync.");
+        counters.record_archive_error(&e);
+    }
+    *last = now;
+}
+
 /// Writes `batch` into `sink`, trying again with back-off while it fails (a full disk, an I/O
 /// error), until it is written or `give_up()` says to stop (shutdown). Every failure is
 /// counted by reason; one error line per 10 s is logged; meanwhile this archive thread counts

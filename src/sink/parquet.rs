@@ -1149,13 +1149,13 @@ mod tests {
     #[test]
     fn a_crash_between_the_footer_and_the_rename_loses_nothing_held_back() {
         let (dir, out) = scratch("checkpoint-footer");
-        let (mut archive, _) = checkpointed(&out);
+        let (mut archive, counters) = checkpointed(&out);
         let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
         archive.write(&batch(2 * rows..3 * rows), 1_000).unwrap();
         // Completion as `finish` does it, up to the footer synced; then a crash.
         let file = archive.open.values_mut().next().unwrap();
         assert_eq!(file.pending_rows, CHECKPOINT_ROWS);
-        make_durable(file, &Counters::default(), 1).unwrap();
+        make_durable(file, &counters, 1).unwrap();
         assert!(
             file.pending.is_empty(),
             "held back rows checkpointed, not journaled"

@@ -8,10 +8,10 @@
 //! ([`complete_from_journal`](crate::sink::parquet::complete_from_journal)): without a
 //! checkpoint its batches make `NAME`; with checkpoints, `.NAME.tmp` cut at the last one's
 //! length and closed by a footer of all their row groups makes `NAME`, and the batches after it
-//! make `NAME-tail.parquet`, written first. Each file is synced and renamed into place (then the directory is synced), and only
-//! then the journal goes. The rename of `NAME` is the commit: a crash before it leaves the
-//! journal to be replayed again (which writes the same files again), after it leaves a journal
-//! that the next recovery removes; so recovering twice, or crashing while recovering, neither
+//! make `NAME-tail.parquet`, written first. Each file is synced and renamed into place (then
+//! the directory is synced), and only then the journal goes. The rename of `NAME` is the
+//! commit: a crash before it leaves the journal to be replayed again (which writes the same
+//! files again), after it leaves a journal that the next recovery removes; so recovering twice, or crashing while recovering, neither
 //! loses nor duplicates a row. A `.NAME.tmp` without its journal (a process from before
 //! journals, or a crash between a completed rename and the next file) holds no footer and
 //! nothing a journal does not: it is removed, unless its journal was set aside as unreadable
