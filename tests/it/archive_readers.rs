@@ -103,24 +103,28 @@ async fn readers_read(codec: Codec, name: &str) {
 }
 
 /// A file whose counters are delta-encoded and whose addresses outgrow their dictionary (so
-/// its pages go on in `DELTA_BYTE_ARRAY`): both readers read every value, and find an address
-/// written past the dictionary by its text.
+/// its pages go on front-coded, `DELTA_BYTE_ARRAY`, where neighbours share their beginnings,
+/// and `DELTA_LENGTH_BYTE_ARRAY` where they do not): both readers read every value, and find
+/// an address of each written past the dictionary by its text.
 #[test]
 fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
     let out = scratch("readers-delta");
-    // 8,000 distinct sources, 10.0.0.0 to 10.0.31.63: about 100 KiB of text, past the
+    // 8,000 distinct sources, 10.0.0.0 to 10.0.31.63, and as many destinations scattered over
+    // all of IPv4 (a multiplicative hash, one to one): each about 100 KiB of text, past the
     // dictionary's 64 KiB; octets near one another (a hash's remainder), as of similar flows.
-    let octets = |i: u32| 1000 + u64::from(i.wrapping_mul(2_654_435_761) >> 24);
+    let scattered = |i: u32| i.wrapping_mul(2_654_435_761);
+    let octets = |i: u32| 1000 + u64::from(scattered(i) >> 24);
     let records: Vec<Vec<u8>> = (0..8000_u32)
         .map(|i| {
             [
                 (0x0a00_0000 | i).to_be_bytes().to_vec(),
+                scattered(i).to_be_bytes().to_vec(),
                 octets(i).to_be_bytes().to_vec(),
             ]
             .concat()
         })
         .collect();
-    let mut file = template_message(&[template(256, &[(8, 4), (1, 8)])], 1);
+    let mut file = template_message(&[template(256, &[(8, 4), (12, 4), (1, 8)])], 1);
     for (n, chunk) in records.chunks(2000).enumerate() {
         file.extend(data_message(
             256,
@@ -165,5 +169,27 @@ fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
         stdout.contains("\"octetDeltaCount\": [\"DELTA_BINARY_PACKED\""),
         "{stdout}"
     );
-    assert!(stdout.contains("\"DELTA_BYTE_ARRAY\""), "{stdout}");
+    assert!(
+        stdout.contains("\"sourceIPv4Address\": [\"DELTA_BYTE_ARRAY\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"destinationIPv4Address\": [\"DELTA_LENGTH_BYTE_ARRAY\""),
+        "{stdout}"
+    );
+    let destination = std::net::Ipv4Addr::from(scattered(4321)).to_string();
+    let stdout = common::python(
+        script,
+        &[
+            archive.to_str().unwrap(),
+            &destination,
+            "destinationIPv4Address",
+        ],
+    );
+    assert!(stdout.contains("\"duckdb_matching\": 1"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_matching\": 1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("\"duckdb_octets\": {}", octets(4321))),
+        "{stdout}"
+    );
 }

@@ -1,9 +1,9 @@
 """Opens a flowvm archive as users do, with DuckDB and pyarrow, and prints what it found.
 
-Usage: check_archive.py ARCHIVE_DIR ADDRESS
-Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's count of rows whose
-sourceIPv4Address equals ADDRESS (filtering on the address written as text), the codecs
-the files' pages are compressed with, and each column's encodings.
+Usage: check_archive.py ARCHIVE_DIR ADDRESS [COLUMN]
+Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's and pyarrow's counts of rows
+whose COLUMN (sourceIPv4Address unless given) equals ADDRESS (filtering on the address written
+as text), the codecs the files' pages are compressed with, and each column's encodings.
 """
 import json
 import sys
@@ -14,6 +14,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 archive, address = sys.argv[1], sys.argv[2]
+column = sys.argv[3] if len(sys.argv) > 3 else "sourceIPv4Address"
 con = duckdb.connect()
 # The README's query.
 rows = con.execute(
@@ -22,7 +23,7 @@ rows = con.execute(
 matching = con.execute(
     f"""SELECT count(*), min(date), min(hour), sum(octetDeltaCount)
         FROM read_parquet('{archive}/**/*.parquet', union_by_name=true, hive_partitioning=true)
-        WHERE sourceIPv4Address = ?""",
+        WHERE "{column}" = ?""",
     [address],
 ).fetchone()
 # The README's pyarrow recipe: files differ in schema (one per template shape and protocol, a
@@ -38,7 +39,7 @@ per_exporter = con.execute(
         GROUP BY ALL ORDER BY exporter"""
 ).fetchall()
 table = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table(
-    filter=ds.field("sourceIPv4Address") == address
+    filter=ds.field(column) == address
 )
 every = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table()
 # How the files' pages are compressed (--compression), as the readers see it, and each
