@@ -703,41 +703,57 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
             })
             .unwrap_or_default())
     };
-    // Whether `chosen` (compressed, uncompressed) is compressed by less than 5 %.
-    let incompressible = |chosen: (i64, i64)| chosen.0 * 20 > chosen.1 * 19;
-    if !numbers.is_empty() {
-        let plain = sizes(&numbers, Encoding::PLAIN)?;
-        let delta = sizes(&numbers, Encoding::DELTA_BINARY_PACKED)?;
-        let least_size = i64::try_from(rows / 8).unwrap_or(i64::MAX);
-        for (&index, (plain, delta)) in numbers.iter().zip(plain.into_iter().zip(delta)) {
-            let chosen = if plain.0 >= least_size && delta.0 * 20 <= plain.0 * 19 {
-                choices.delta.push(index);
-                delta
-            } else {
-                plain
-            };
-            if incompressible(chosen) {
-                choices.uncompressed.push(index);
-            }
+    // For each of `columns`: whether `other` is chosen over `usual` (it comes out at least 5 %
+    // smaller, where `usual` comes to `least` octets or more), and whether the codec takes less
+    // than 5 % off the one chosen.
+    let compare = |columns: &[usize], usual: Encoding, other: Encoding, least: i64| {
+        if columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let usual = sizes(columns, usual)?;
+        let other = sizes(columns, other)?;
+        Ok::<_, ArchiveError>(
+            columns
+                .iter()
+                .zip(usual.into_iter().zip(other))
+                .map(|(&index, (usual, other))| {
+                    let better = usual.0 >= least && other.0 * 20 <= usual.0 * 19;
+                    let chosen = if better { other } else { usual };
+                    (index, better, chosen.0 * 20 > chosen.1 * 19)
+                })
+                .collect(),
+        )
+    };
+    let least_size = i64::try_from(rows / 8).unwrap_or(i64::MAX);
+    let numbers = compare(
+        &numbers,
+        Encoding::PLAIN,
+        Encoding::DELTA_BINARY_PACKED,
+        least_size,
+    )?;
+    let texts = compare(
+        &choices.without_dictionary,
+        Encoding::DELTA_LENGTH_BYTE_ARRAY,
+        Encoding::DELTA_BYTE_ARRAY,
+        0,
+    )?;
+    for (index, delta, uncompressed) in numbers {
+        if delta {
+            choices.delta.push(index);
+        }
+        if uncompressed {
+            choices.uncompressed.push(index);
         }
     }
-    if !choices.without_dictionary.is_empty() {
-        let texts = &choices.without_dictionary;
-        let prefixed = sizes(texts, Encoding::DELTA_BYTE_ARRAY)?;
-        let lengths = sizes(texts, Encoding::DELTA_LENGTH_BYTE_ARRAY)?;
-        for (&index, (prefixed, lengths)) in texts.iter().zip(prefixed.into_iter().zip(lengths)) {
-            let chosen = if prefixed.0 * 20 <= lengths.0 * 19 {
-                choices.prefixed.push(index);
-                prefixed
-            } else {
-                lengths
-            };
-            if incompressible(chosen) {
-                choices.uncompressed.push(index);
-            }
+    for (index, prefixed, uncompressed) in texts {
+        if prefixed {
+            choices.prefixed.push(index);
         }
-        choices.uncompressed.sort_unstable();
+        if uncompressed {
+            choices.uncompressed.push(index);
+        }
     }
+    choices.uncompressed.sort_unstable();
     Ok(choices)
 }
 
