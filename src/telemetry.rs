@@ -14,6 +14,8 @@ use crate::collector::tls;
 use crate::sink::ArchiveError;
 use crate::sink::store::{UPLOAD_ERRORS, UploadError};
 
+pub mod process;
+
 /// Why input was dropped or repaired: one counter each (`flowvm_dropped_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {

@@ -301,6 +301,7 @@ impl Collector {
                 None => archive,
             };
             threads.push(spawn_archive(
+                index,
                 archive,
                 outbound_rx,
                 Arc::clone(&counters),
@@ -398,8 +399,9 @@ impl Collector {
     }
 }
 
-/// Starts an archive thread.
+/// Starts worker `index`'s archive thread.
 fn spawn_archive(
+    index: usize,
     mut archive: Archive,
     outbound: std_mpsc::Receiver<Outbound>,
     counters: Arc<Counters>,
@@ -408,7 +410,7 @@ fn spawn_archive(
     stopping: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, CollectError> {
     std::thread::Builder::new()
-        .name("flowvm-archive".into())
+        .name(format!("flowvm-sink-{index}"))
         .spawn(move || {
             archive_loop(
                 &mut archive,
@@ -548,6 +550,7 @@ async fn serve_metrics(
         };
         let mut body = counters.render();
         body.push_str(&render_losses(&losses));
+        crate::telemetry::process::render(&mut body);
         tokio::spawn(async move {
             let mut request = [0_u8; 1024];
             let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;

@@ -1,5 +1,6 @@
 //! `--workers N`: exporters spread over the workers' sockets by the kernel, each record archived
-//! once, the counters one view; a port another socket holds still refuses the start.
+//! once, the counters one view, each worker's CPU time by name; a port another socket holds
+//! still refuses the start.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +78,15 @@ async fn exporters_spread_over_four_workers_each_record_archived_once() {
         page.contains(&format!("flowvm_records_decoded_total {}", 16 * 150 + 40)),
         "{page}"
     );
+    // The process's CPU, and each worker's and archive thread's by name.
+    assert!(page.contains("\nprocess_cpu_seconds_total "), "{page}");
+    for worker in 0..4 {
+        for thread in ["worker", "sink"] {
+            let name =
+                format!("flowvm_thread_cpu_seconds_total{{thread=\"flowvm-{thread}-{worker}\"}} ");
+            assert!(page.contains(&name), "{name} missing from {page}");
+        }
+    }
 
     let mut archived = BTreeMap::new();
     for source in column(&read_archive(&out), "sourceIPv4Address") {
