@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Linux's `USER_HZ`: the clock ticks a second of the times in `/proc`, 100 on every
 /// architecture the kernel exposes them to user space on.
@@ -86,12 +87,18 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The most `other` has shown: it is the difference of two readings a moment apart, which a
+/// tick landing between them can make one short of the last scrape's, and a counter must
+/// never go down (Prometheus would take it for a restart).
+static OTHER_SHOWN: AtomicU64 = AtomicU64::new(0);
+
 /// CPU ticks of each of `threads` (name, ticks) summed by name; flowvm's own by theirs, the
 /// rest, and whatever `process_ticks` holds beyond all of them (threads that have ended),
-/// under `other`.
+/// under `other`, never less than `other_shown` held, which it raises.
 fn by_thread<'a>(
     threads: impl IntoIterator<Item = (&'a str, u64)>,
     process_ticks: u64,
+    other_shown: &AtomicU64,
 ) -> BTreeMap<&'a str, u64> {
     let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
     let mut own = 0_u64;
@@ -101,7 +108,9 @@ fn by_thread<'a>(
             own += ticks;
         }
     }
-    sums.insert("other", process_ticks.saturating_sub(own));
+    let other = process_ticks.saturating_sub(own);
+    let shown = other_shown.fetch_max(other, Ordering::Relaxed).max(other);
+    sums.insert("other", shown);
     sums
 }
 
@@ -153,7 +162,7 @@ pub fn render(out: &mut String) {
         .filter_map(|line| parse_stat(line))
         .map(|stat| (stat.name, stat.ticks));
     let _ = writeln!(out, "# TYPE flowvm_thread_cpu_seconds_total counter");
-    for (name, ticks) in by_thread(threads, process.ticks) {
+    for (name, ticks) in by_thread(threads, process.ticks, &OTHER_SHOWN) {
         let _ = writeln!(
             out,
             "flowvm_thread_cpu_seconds_total{{thread=\"{}\"}} {}",
@@ -198,7 +207,8 @@ mod tests {
             ("flowvm", 1),
         ];
         // 150 for the process: 5 more than its threads now have (threads that ended).
-        let sums = by_thread(threads, 150);
+        let shown = AtomicU64::new(0);
+        let sums = by_thread(threads, 150, &shown);
         assert_eq!(
             sums.into_iter().collect::<Vec<_>>(),
             [
@@ -208,6 +218,11 @@ mod tests {
                 ("other", 15),
             ]
         );
+        // The process read a tick before its threads were: `other` stays at what it showed.
+        let sums = by_thread(threads, 149, &shown);
+        assert_eq!(sums.get("other"), Some(&15));
+        let sums = by_thread(threads, 160, &shown);
+        assert_eq!(sums.get("other"), Some(&25));
     }
 
     #[test]
