@@ -18,7 +18,9 @@ completed), and read its own user + system CPU time from the kernel (os.wait4), 
 Records archived are counted from the files: nfdump's summary of nfcapd's files, the Parquet
 row counts of flowvm's (pyarrow or duckdb, installed by tests/setup.sh).
 
-Prints, per collector, the median over the rounds of: records archived, records expected
+Each flowvm round line ends with its CPU by thread (`flowvm_thread_cpu_seconds_total`,
+scraped once the collector is idle): the workers' receive and decode, the archive threads'
+Parquet encoding. Prints, per collector, the median over the rounds of: records archived, records expected
 (N x the records of one pass, as `flowvm decode` counts them offline), % kept, CPU nanoseconds
 per archived record and output bytes; then the ratio flowvm / nfcapd of CPU per record.
 
@@ -338,8 +340,17 @@ class Flowvm:
         names = ["records_decoded_total", "dropped_total", "udp_kernel_drops",
                  "records_lost_total", "messages_reordered_total", "exporter_restarts_total",
                  "sequence_untracked_total"]
-        return "metrics: " + ", ".join("%s %d" % (n, metric(page, "flowvm_" + n))
+        line = "metrics: " + ", ".join("%s %d" % (n, metric(page, "flowvm_" + n))
                                        for n in names)
+        # Where the CPU went, by thread (builds that export it): each worker's receive and
+        # decode, each archive thread's Parquet encoding, and the rest.
+        threads = re.findall(r'^flowvm_thread_cpu_seconds_total\{thread="([^"]*)"\} (\S+)$', page,
+                             re.M)
+        if threads:
+            line += "; CPU by thread until idle: " + ", ".join(
+                "%s %.2f s" % (name, float(value)) for name, value in threads
+                if float(value) > 0 or name == "other")
+        return line
 
     def count(self, out):
         files = parquet_files(out)
