@@ -1,5 +1,5 @@
-//! Logging set-up, the shared counters, and a limiter that keeps warnings about bad input to
-//! one line per (exporter, reason) per interval.
+//! Logging set-up, the shared counters, a limiter that keeps warnings about bad input to
+//! one line per (exporter, reason) per interval, and the process's own figures ([`process`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
