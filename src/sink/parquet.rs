@@ -1140,6 +1140,61 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn text_without_a_dictionary_keeps_nulls_empty_and_long_values_under_either_encoding() {
+        // Two nullable text columns of many distinct values (past the dictionary), with nulls,
+        // empty strings and values of up to 3,000 octets: one whose neighbours share their
+        // beginnings, one whose neighbours share nothing.
+        let rows = 12_000_u64;
+        let hash = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7;
+        let value = |i: u64, shared: bool| match i % 10 {
+            0..=2 => None,
+            3 => Some(String::new()),
+            4 if i % 100 == 4 => Some(format!("{:x}", hash(i)).repeat(200)),
+            _ if shared => Some(format!("/a/common/beginning/{i:08}")),
+            _ => Some(format!("{:x}/{i}", hash(i))),
+        };
+        let first = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("shared", DataType::Utf8, true),
+                Field::new("scattered", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter((0..rows).map(|i| value(i, true)))),
+                Arc::new(StringArray::from_iter((0..rows).map(|i| value(i, false)))),
+            ],
+        )
+        .unwrap();
+        let choices = choose(&first, Codec::Zstd).unwrap();
+        assert_eq!(choices.without_dictionary, [0, 1]);
+        assert_eq!(choices.prefixed, [0]);
+        let (dir, _) = scratch("text-encodings");
+        for codec in [Codec::Zstd, Codec::Lz4] {
+            let path = dir.join(format!("{codec:?}.parquet"));
+            let properties = properties(&first, codec).unwrap();
+            let mut writer = ArrowWriter::try_new(
+                File::create(&path).unwrap(),
+                first.schema(),
+                Some(properties),
+            )
+            .unwrap();
+            writer.write(&first).unwrap();
+            writer.close().unwrap();
+            let read: Vec<RecordBatch> =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    File::open(&path).unwrap(),
+                )
+                .unwrap()
+                .with_batch_size(first.num_rows())
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(read, [first.clone()], "{codec:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The Parquet files under `out`.
     fn parquet_files(out: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();
