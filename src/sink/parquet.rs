@@ -1190,7 +1190,7 @@ mod tests {
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();
-            assert_eq!(read, [first.clone()], "{codec:?}");
+            assert_eq!(read, std::slice::from_ref(&first), "{codec:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
