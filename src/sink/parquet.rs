@@ -575,29 +575,30 @@ pub fn properties(first: &RecordBatch, codec: Codec) -> Result<WriterProperties,
         .set_write_batch_size(8192);
     for (index, field) in schema.fields().iter().enumerate() {
         let column = || ColumnPath::from(field.name().as_str());
-        if is_address(field) {
-            builder = builder
-                .set_column_statistics_enabled(column(), EnabledStatistics::None)
-                .set_column_encoding(column(), Encoding::DELTA_BYTE_ARRAY);
+        let address = is_address(field);
+        if address {
+            builder = builder.set_column_statistics_enabled(column(), EnabledStatistics::None);
         }
         let text = matches!(
             field.data_type(),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Dictionary(..)
         );
-        if choices.without_dictionary.contains(&index) {
-            let encoding = if choices.prefixed.contains(&index) {
-                Encoding::DELTA_BYTE_ARRAY
-            } else {
-                Encoding::DELTA_LENGTH_BYTE_ARRAY
-            };
-            builder = builder
-                .set_column_dictionary_enabled(column(), false)
-                .set_column_encoding(column(), encoding);
-        } else if !text {
+        let without_dictionary = choices.without_dictionary.contains(&index);
+        if without_dictionary || !text {
             builder = builder.set_column_dictionary_enabled(column(), false);
         }
-        if choices.delta.contains(&index) {
-            builder = builder.set_column_encoding(column(), Encoding::DELTA_BINARY_PACKED);
+        // The encoding of the values, or past the dictionary of a text column that has one.
+        let encoding = if choices.delta.contains(&index) {
+            Some(Encoding::DELTA_BINARY_PACKED)
+        } else if choices.prefixed.contains(&index) || (address && !without_dictionary) {
+            Some(Encoding::DELTA_BYTE_ARRAY)
+        } else if without_dictionary {
+            Some(Encoding::DELTA_LENGTH_BYTE_ARRAY)
+        } else {
+            None
+        };
+        if let Some(encoding) = encoding {
+            builder = builder.set_column_encoding(column(), encoding);
         }
         if choices.uncompressed.contains(&index) {
             builder = builder.set_column_compression(column(), Compression::UNCOMPRESSED);

@@ -11,11 +11,12 @@
 //! make `NAME-tail.parquet`, written first. Each file is synced and renamed into place (then
 //! the directory is synced), and only then the journal goes. The rename of `NAME` is the
 //! commit: a crash before it leaves the journal to be replayed again (which writes the same
-//! files again), after it leaves a journal that the next recovery removes; so recovering twice, or crashing while recovering, neither
-//! loses nor duplicates a row. A `.NAME.tmp` without its journal (a process from before
-//! journals, or a crash between a completed rename and the next file) holds no footer and
-//! nothing a journal does not: it is removed, unless its journal was set aside as unreadable
-//! (it may then hold row groups that journal's checkpoint describes, and stays beside it).
+//! files again), after it leaves a journal that the next recovery removes; so recovering
+//! twice, or crashing while recovering, neither loses nor duplicates a row. A `.NAME.tmp`
+//! without its journal (a process from before journals, or a crash between a completed rename
+//! and the next file) holds no footer and nothing a journal does not: it is removed, unless
+//! its journal was set aside as unreadable (it may then hold row groups that journal's
+//! checkpoint describes, and stays beside it).
 //!
 //! A lock file (`.flowvm.lock`, an advisory `flock`) keeps a recovery from touching the
 //! journals of a collector that is running on the same directory.
