@@ -8,6 +8,8 @@
 //! file to the [`store`] (an S3 bucket) and removes it. A sink of another format (Kafka, say)
 //! is another implementation of the trait.
 
+pub mod chunk;
+pub mod encoder;
 pub mod journal;
 pub mod parquet;
 pub mod recovery;

@@ -1,0 +1,249 @@
+//! The archive's Parquet encoder: arrow-rs's `ArrowWriter` in shape (batches in, row groups
+//! out, the footer at the end), with the integer and time columns encoded by
+//! [`IntegerChunk`] and the rest (text, dictionaries, anything else) by arrow-rs's column
+//! writers, each chunk spliced into its row group in the schema's order. The file's schema,
+//! the Arrow schema it carries for readers and every column's encoding and codec come from
+//! the same `WriterProperties` an `ArrowWriter` takes.
+
+use std::io::Write;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::basic::Encoding;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+
+use crate::sink::chunk::{self, IntegerChunk};
+
+/// How one leaf column of the row group in progress is being encoded.
+enum Leaf {
+    Integers(Box<IntegerChunk>),
+    Arrow(Box<ArrowColumnWriter>),
+}
+
+/// A Parquet file being written from record batches of one schema.
+pub struct Encoder<W: Write + Send> {
+    file: SerializedFileWriter<W>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    properties: WriterProperties,
+    /// For each leaf column (in the file's order), its field's type when [`IntegerChunk`]
+    /// writes it.
+    integers: Vec<Option<DataType>>,
+    /// The row group in progress, leaf by leaf.
+    leaves: Vec<Leaf>,
+    rows: usize,
+    max_rows: usize,
+}
+
+impl<W: Write + Send> std::fmt::Debug for Encoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("rows_in_progress", &self.rows)
+            .field("row_groups", &self.file.flushed_row_groups().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> Encoder<W> {
+    /// A file of `schema` written to `writer`: the Parquet magic now, row groups as they fill
+    /// or are flushed, the footer at [`Self::into_inner`] or [`Self::finish`].
+    ///
+    /// # Errors
+    /// The schema has no Parquet form, or writing the magic failed.
+    pub fn try_new(writer: W, schema: SchemaRef, properties: WriterProperties) -> Result<Self> {
+        let (file, factory) =
+            ArrowWriter::try_new(writer, schema.clone(), Some(properties.clone()))?
+                .into_serialized_writer()?;
+        // A primitive field is one leaf; a nested one (lists, structs) is several and is left
+        // to arrow-rs whole.
+        let descriptors = file.schema_descr();
+        let mut integers = Vec::with_capacity(descriptors.num_columns());
+        for field in schema.fields() {
+            let leaf = integers.len();
+            let encoding = descriptors
+                .columns()
+                .get(leaf)
+                .map(|d| properties.encoding(d.path()).unwrap_or(Encoding::PLAIN));
+            if chunk::supported(field.data_type())
+                && matches!(
+                    encoding,
+                    Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
+                )
+            {
+                integers.push(Some(field.data_type().clone()));
+            } else {
+                let empty = arrow_array::new_empty_array(field.data_type());
+                let leaves = compute_leaves(field, &empty)?.len();
+                integers.extend(std::iter::repeat_n(None, leaves));
+            }
+        }
+        Ok(Self {
+            max_rows: properties
+                .max_row_group_row_count()
+                .unwrap_or(usize::MAX)
+                .max(1),
+            file,
+            factory,
+            schema,
+            properties,
+            integers,
+            leaves: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Encodes `batch` into the row group in progress, which is written out each time it
+    /// reaches the properties' row limit.
+    ///
+    /// # Errors
+    /// `batch` is not of the file's schema, or encoding or writing failed.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema_ref().fields() != self.schema.fields() {
+            return Err(ParquetError::General(
+                "a batch's schema is not the file's".to_owned(),
+            ));
+        }
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let take = (self.max_rows - self.rows).min(batch.num_rows() - start);
+            self.encode(&batch.slice(start, take))?;
+            start += take;
+            if self.rows >= self.max_rows {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.leaves.is_empty() {
+            self.leaves = self.start_row_group()?;
+        }
+        let mut leaf = 0;
+        for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+            if let Some(Leaf::Integers(chunk)) = self.leaves.get_mut(leaf) {
+                chunk.write(column.as_ref())?;
+                leaf += 1;
+                continue;
+            }
+            for values in compute_leaves(field, column)? {
+                let Some(Leaf::Arrow(writer)) = self.leaves.get_mut(leaf) else {
+                    return Err(ParquetError::General(
+                        "a batch's columns do not match the file's leaves".to_owned(),
+                    ));
+                };
+                writer.write(&values)?;
+                leaf += 1;
+            }
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// The leaves of a new row group.
+    fn start_row_group(&self) -> Result<Vec<Leaf>> {
+        let index = self.file.flushed_row_groups().len();
+        let writers = self.factory.create_column_writers(index)?;
+        let descriptors = self.file.schema_descr();
+        let mut leaves = Vec::with_capacity(writers.len());
+        for ((writer, data_type), descriptor) in writers
+            .into_iter()
+            .zip(&self.integers)
+            .zip(descriptors.columns())
+        {
+            leaves.push(match data_type {
+                Some(data_type) => Leaf::Integers(Box::new(IntegerChunk::new(
+                    descriptor.clone(),
+                    data_type,
+                    self.properties
+                        .encoding(descriptor.path())
+                        .unwrap_or(Encoding::PLAIN),
+                    self.properties.compression(descriptor.path()),
+                )?)),
+                None => Leaf::Arrow(Box::new(writer)),
+            });
+        }
+        Ok(leaves)
+    }
+
+    /// Writes the row group in progress out, if it has rows.
+    ///
+    /// # Errors
+    /// Encoding or writing failed.
+    pub fn flush(&mut self) -> Result<()> {
+        let leaves = std::mem::take(&mut self.leaves);
+        if self.rows == 0 {
+            return Ok(());
+        }
+        self.rows = 0;
+        let mut group = self.file.next_row_group()?;
+        for leaf in leaves {
+            match leaf {
+                Leaf::Integers(chunk) => {
+                    let (bytes, close) = chunk.finish()?;
+                    group.append_column(&bytes, close)?;
+                }
+                Leaf::Arrow(writer) => writer.close()?.append_to_row_group(&mut group)?,
+            }
+        }
+        group.close()?;
+        Ok(())
+    }
+
+    /// Pushes what is buffered on its way to the underlying writer into it.
+    ///
+    /// # Errors
+    /// Writing failed.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    /// The underlying writer.
+    pub fn inner(&self) -> &W {
+        self.file.inner()
+    }
+
+    /// The row groups written so far.
+    pub fn flushed_row_groups(&self) -> &[RowGroupMetaData] {
+        self.file.flushed_row_groups()
+    }
+
+    /// Octets written to the underlying writer so far.
+    pub fn bytes_written(&self) -> usize {
+        self.file.bytes_written()
+    }
+
+    /// Octets the row group in progress holds, about.
+    pub fn in_progress_size(&self) -> usize {
+        self.leaves
+            .iter()
+            .map(|leaf| match leaf {
+                Leaf::Integers(chunk) => chunk.size(),
+                Leaf::Arrow(writer) => writer.get_estimated_total_bytes(),
+            })
+            .sum()
+    }
+
+    /// Writes the row group in progress and the footer.
+    ///
+    /// # Errors
+    /// Encoding or writing failed.
+    pub fn finish(&mut self) -> Result<ParquetMetaData> {
+        self.flush()?;
+        self.file.finish()
+    }
+
+    /// Writes the row group in progress and the footer, and gives the underlying writer back.
+    ///
+    /// # Errors
+    /// Encoding or writing failed.
+    pub fn into_inner(mut self) -> Result<W> {
+        self.flush()?;
+        self.file.into_inner()
+    }
+}
