@@ -12,7 +12,7 @@
 //! [`PAGE_VALUES`] values; the chunk's statistics (minimum, maximum and nulls, in the order of
 //! the column's logical type: unsigned types compare unsigned) go in its metadata. The chunk is
 //! spliced into its row group whole ([`IntegerChunk::finish`]), beside the chunks arrow-rs
-//! writes for the other columns.
+//! writes for the other columns ([`Encoder`](crate::sink::encoder::Encoder)).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -236,7 +236,7 @@ impl IntegerChunk {
                     && self.values.is_empty()
                     && self.valid.is_none()
                     && self.run.is_none_or(|v| v == bits(first))
-                    && values.iter().all(|&v| v == first)
+                    && all_equal(values, first)
                 {
                     // The page's values so far are all this one: counted, not copied.
                     self.run = Some(bits(first));
@@ -379,11 +379,12 @@ impl IntegerChunk {
     }
 
     /// The chunk's octets and what its row group needs to take them in
-    /// (`SerializedRowGroupWriter::append_column`).
+    /// (`SerializedRowGroupWriter::append_column`); the next row group's chunk begins, with
+    /// the same codec context and buffers.
     ///
     /// # Errors
     /// Compressing the last page or building the metadata failed.
-    pub fn finish(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+    pub fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.write_page()?;
         // As arrow-rs's writer: the deprecated `min` and `max` fields too where the column
         // sorts signed, for readers older than `min_value` and `max_value`.
@@ -410,16 +411,16 @@ impl IntegerChunk {
         if self.nullable {
             encodings.push(Encoding::RLE);
         }
-        let rows = self.chunk_rows;
-        let uncompressed = self.uncompressed;
-        let descr = Arc::clone(&self.descr);
-        let compression = self.compression;
-        let mut pages = self.pages;
+        let rows = std::mem::take(&mut self.chunk_rows);
+        let uncompressed = std::mem::take(&mut self.uncompressed);
+        self.nulls = 0;
+        (self.least, self.greatest) = (None, None);
+        let mut pages = std::mem::replace(&mut self.pages, TrackedWrite::new(Vec::new()));
         pages.flush()?;
         let pages = pages.into_inner()?;
         let written = pages.len() as u64;
-        let metadata = ColumnChunkMetaData::builder(descr)
-            .set_compression(compression)
+        let metadata = ColumnChunkMetaData::builder(Arc::clone(&self.descr))
+            .set_compression(self.compression)
             .set_encodings(encodings)
             .set_num_values(i64::try_from(rows).unwrap_or(i64::MAX))
             .set_total_compressed_size(i64::try_from(written).unwrap_or(i64::MAX))
@@ -439,6 +440,14 @@ impl IntegerChunk {
             },
         ))
     }
+}
+
+/// Whether every one of `values` is `first`: compared a block at a time without stopping
+/// early inside a block, which the compiler turns into vector compares.
+fn all_equal<T: PartialEq + Copy>(values: &[T], first: T) -> bool {
+    values
+        .chunks(64)
+        .all(|block| block.iter().fold(true, |same, &v| same & (v == first)))
 }
 
 /// The least and greatest of `values` in the order of their keys (`key`: the logical type's

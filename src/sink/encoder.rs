@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Encoding;
@@ -19,23 +19,17 @@ use parquet::file::writer::SerializedFileWriter;
 
 use crate::sink::chunk::{self, IntegerChunk};
 
-/// How one leaf column of the row group in progress is being encoded.
-enum Leaf {
-    Integers(Box<IntegerChunk>),
-    Arrow(Box<ArrowColumnWriter>),
-}
-
 /// A Parquet file being written from record batches of one schema.
 pub struct Encoder<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    properties: WriterProperties,
-    /// For each leaf column (in the file's order), its field's type when [`IntegerChunk`]
-    /// writes it.
-    integers: Vec<Option<DataType>>,
-    /// The row group in progress, leaf by leaf.
-    leaves: Vec<Leaf>,
+    /// For each leaf column (in the file's order), its [`IntegerChunk`] when it is an integer
+    /// or time column: kept from one row group to the next, with its codec's context.
+    integers: Vec<Option<IntegerChunk>>,
+    /// arrow-rs's writers of the row group in progress, one for each leaf (those of the
+    /// integer leaves unused); empty between row groups.
+    writers: Vec<ArrowColumnWriter>,
     rows: usize,
     max_rows: usize,
 }
@@ -54,7 +48,8 @@ impl<W: Write + Send> Encoder<W> {
     /// or are flushed, the footer at [`Self::into_inner`] or [`Self::finish`].
     ///
     /// # Errors
-    /// The schema has no Parquet form, or writing the magic failed.
+    /// The schema has no Parquet form, a column's codec has no such level, or writing the
+    /// magic failed.
     pub fn try_new(writer: W, schema: SchemaRef, properties: WriterProperties) -> Result<Self> {
         let (file, factory) =
             ArrowWriter::try_new(writer, schema.clone(), Some(properties.clone()))?
@@ -64,22 +59,29 @@ impl<W: Write + Send> Encoder<W> {
         let descriptors = file.schema_descr();
         let mut integers = Vec::with_capacity(descriptors.num_columns());
         for field in schema.fields() {
-            let leaf = integers.len();
-            let encoding = descriptors
-                .columns()
-                .get(leaf)
-                .map(|d| properties.encoding(d.path()).unwrap_or(Encoding::PLAIN));
-            if chunk::supported(field.data_type())
-                && matches!(
-                    encoding,
-                    Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
-                )
-            {
-                integers.push(Some(field.data_type().clone()));
-            } else {
-                let empty = arrow_array::new_empty_array(field.data_type());
-                let leaves = compute_leaves(field, &empty)?.len();
-                integers.extend(std::iter::repeat_n(None, leaves));
+            let descriptor = descriptors.columns().get(integers.len());
+            let encoding =
+                descriptor.map(|d| properties.encoding(d.path()).unwrap_or(Encoding::PLAIN));
+            match descriptor {
+                Some(descriptor)
+                    if chunk::supported(field.data_type())
+                        && matches!(
+                            encoding,
+                            Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
+                        ) =>
+                {
+                    integers.push(Some(IntegerChunk::new(
+                        descriptor.clone(),
+                        field.data_type(),
+                        encoding.unwrap_or(Encoding::PLAIN),
+                        properties.compression(descriptor.path()),
+                    )?));
+                }
+                _ => {
+                    let empty = arrow_array::new_empty_array(field.data_type());
+                    let leaves = compute_leaves(field, &empty)?.len();
+                    integers.extend(std::iter::repeat_with(|| None).take(leaves));
+                }
             }
         }
         Ok(Self {
@@ -90,9 +92,8 @@ impl<W: Write + Send> Encoder<W> {
             file,
             factory,
             schema,
-            properties,
             integers,
-            leaves: Vec::new(),
+            writers: Vec::new(),
             rows: 0,
         })
     }
@@ -121,22 +122,21 @@ impl<W: Write + Send> Encoder<W> {
     }
 
     fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.leaves.is_empty() {
-            self.leaves = self.start_row_group()?;
+        if self.writers.is_empty() {
+            let index = self.file.flushed_row_groups().len();
+            self.writers = self.factory.create_column_writers(index)?;
         }
         let mut leaf = 0;
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
-            if let Some(Leaf::Integers(chunk)) = self.leaves.get_mut(leaf) {
+            if let Some(Some(chunk)) = self.integers.get_mut(leaf) {
                 chunk.write(column.as_ref())?;
                 leaf += 1;
                 continue;
             }
             for values in compute_leaves(field, column)? {
-                let Some(Leaf::Arrow(writer)) = self.leaves.get_mut(leaf) else {
-                    return Err(ParquetError::General(
-                        "a batch's columns do not match the file's leaves".to_owned(),
-                    ));
-                };
+                let writer = self.writers.get_mut(leaf).ok_or_else(|| {
+                    ParquetError::General("a batch has more leaves than the file".to_owned())
+                })?;
                 writer.write(&values)?;
                 leaf += 1;
             }
@@ -145,50 +145,24 @@ impl<W: Write + Send> Encoder<W> {
         Ok(())
     }
 
-    /// The leaves of a new row group.
-    fn start_row_group(&self) -> Result<Vec<Leaf>> {
-        let index = self.file.flushed_row_groups().len();
-        let writers = self.factory.create_column_writers(index)?;
-        let descriptors = self.file.schema_descr();
-        let mut leaves = Vec::with_capacity(writers.len());
-        for ((writer, data_type), descriptor) in writers
-            .into_iter()
-            .zip(&self.integers)
-            .zip(descriptors.columns())
-        {
-            leaves.push(match data_type {
-                Some(data_type) => Leaf::Integers(Box::new(IntegerChunk::new(
-                    descriptor.clone(),
-                    data_type,
-                    self.properties
-                        .encoding(descriptor.path())
-                        .unwrap_or(Encoding::PLAIN),
-                    self.properties.compression(descriptor.path()),
-                )?)),
-                None => Leaf::Arrow(Box::new(writer)),
-            });
-        }
-        Ok(leaves)
-    }
-
     /// Writes the row group in progress out, if it has rows.
     ///
     /// # Errors
     /// Encoding or writing failed.
     pub fn flush(&mut self) -> Result<()> {
-        let leaves = std::mem::take(&mut self.leaves);
+        let writers = std::mem::take(&mut self.writers);
         if self.rows == 0 {
             return Ok(());
         }
         self.rows = 0;
         let mut group = self.file.next_row_group()?;
-        for leaf in leaves {
-            match leaf {
-                Leaf::Integers(chunk) => {
+        for (writer, chunk) in writers.into_iter().zip(&mut self.integers) {
+            match chunk {
+                Some(chunk) => {
                     let (bytes, close) = chunk.finish()?;
                     group.append_column(&bytes, close)?;
                 }
-                Leaf::Arrow(writer) => writer.close()?.append_to_row_group(&mut group)?,
+                None => writer.close()?.append_to_row_group(&mut group)?,
             }
         }
         group.close()?;
@@ -220,11 +194,12 @@ impl<W: Write + Send> Encoder<W> {
 
     /// Octets the row group in progress holds, about.
     pub fn in_progress_size(&self) -> usize {
-        self.leaves
+        self.writers
             .iter()
-            .map(|leaf| match leaf {
-                Leaf::Integers(chunk) => chunk.size(),
-                Leaf::Arrow(writer) => writer.get_estimated_total_bytes(),
+            .zip(&self.integers)
+            .map(|(writer, chunk)| match chunk {
+                Some(chunk) => chunk.size(),
+                None => writer.get_estimated_total_bytes(),
             })
             .sum()
     }
