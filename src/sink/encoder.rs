@@ -1,7 +1,8 @@
 //! The archive's Parquet encoder: arrow-rs's `ArrowWriter` in shape (batches in, row groups
-//! out, the footer at the end), with the integer and time columns encoded by
-//! [`IntegerChunk`] and the rest (text, dictionaries, anything else) by arrow-rs's column
-//! writers, each chunk spliced into its row group in the schema's order. The file's schema,
+//! out, the footer at the end), with the integer and time columns and the text columns
+//! without a dictionary encoded by our own [`Chunk`]s and the rest (dictionaries, anything
+//! else) by arrow-rs's column writers, each chunk spliced into its row group in the schema's
+//! order. The file's schema,
 //! the Arrow schema it carries for readers and every column's encoding and codec come from
 //! the same `WriterProperties` an `ArrowWriter` takes.
 
@@ -11,22 +12,21 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::basic::Encoding;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
-use crate::sink::chunk::{self, IntegerChunk};
+use crate::sink::chunk::Chunk;
 
 /// A Parquet file being written from record batches of one schema.
 pub struct Encoder<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    /// For each leaf column (in the file's order), its [`IntegerChunk`] when it is an integer
-    /// or time column: kept from one row group to the next, with its codec's context.
-    integers: Vec<Option<IntegerChunk>>,
+    /// For each leaf column (in the file's order), its [`Chunk`] when one of ours writes it:
+    /// kept from one row group to the next, with its codec's context.
+    chunks: Vec<Option<Chunk>>,
     /// arrow-rs's writers of the row group in progress, one for each leaf (those of the
     /// integer leaves unused); empty between row groups.
     writers: Vec<ArrowColumnWriter>,
@@ -57,31 +57,20 @@ impl<W: Write + Send> Encoder<W> {
         // A primitive field is one leaf; a nested one (lists, structs) is several and is left
         // to arrow-rs whole.
         let descriptors = file.schema_descr();
-        let mut integers = Vec::with_capacity(descriptors.num_columns());
+        let mut chunks = Vec::with_capacity(descriptors.num_columns());
         for field in schema.fields() {
-            let descriptor = descriptors.columns().get(integers.len());
-            let encoding =
-                descriptor.map(|d| properties.encoding(d.path()).unwrap_or(Encoding::PLAIN));
-            match descriptor {
-                Some(descriptor)
-                    if chunk::supported(field.data_type())
-                        && matches!(
-                            encoding,
-                            Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
-                        ) =>
-                {
-                    integers.push(Some(IntegerChunk::new(
-                        descriptor.clone(),
-                        field.data_type(),
-                        encoding.unwrap_or(Encoding::PLAIN),
-                        properties.compression(descriptor.path()),
-                    )?));
+            let chunk = match descriptors.columns().get(chunks.len()) {
+                Some(descr) if !field.data_type().is_nested() => {
+                    Chunk::for_column(field, descr, &properties)?
                 }
-                _ => {
-                    let empty = arrow_array::new_empty_array(field.data_type());
-                    let leaves = compute_leaves(field, &empty)?.len();
-                    integers.extend(std::iter::repeat_with(|| None).take(leaves));
-                }
+                _ => None,
+            };
+            if chunk.is_some() {
+                chunks.push(chunk);
+            } else {
+                let empty = arrow_array::new_empty_array(field.data_type());
+                let leaves = compute_leaves(field, &empty)?.len();
+                chunks.extend(std::iter::repeat_with(|| None).take(leaves));
             }
         }
         Ok(Self {
@@ -92,7 +81,7 @@ impl<W: Write + Send> Encoder<W> {
             file,
             factory,
             schema,
-            integers,
+            chunks,
             writers: Vec::new(),
             rows: 0,
         })
@@ -128,7 +117,7 @@ impl<W: Write + Send> Encoder<W> {
         }
         let mut leaf = 0;
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
-            if let Some(Some(chunk)) = self.integers.get_mut(leaf) {
+            if let Some(Some(chunk)) = self.chunks.get_mut(leaf) {
                 chunk.write(column.as_ref())?;
                 leaf += 1;
                 continue;
@@ -156,7 +145,7 @@ impl<W: Write + Send> Encoder<W> {
         }
         self.rows = 0;
         let mut group = self.file.next_row_group()?;
-        for (writer, chunk) in writers.into_iter().zip(&mut self.integers) {
+        for (writer, chunk) in writers.into_iter().zip(&mut self.chunks) {
             match chunk {
                 Some(chunk) => {
                     let (bytes, close) = chunk.finish()?;
@@ -196,7 +185,7 @@ impl<W: Write + Send> Encoder<W> {
     pub fn in_progress_size(&self) -> usize {
         self.writers
             .iter()
-            .zip(&self.integers)
+            .zip(&self.chunks)
             .map(|(writer, chunk)| match chunk {
                 Some(chunk) => chunk.size(),
                 None => writer.get_estimated_total_bytes(),

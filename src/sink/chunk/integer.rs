@@ -1,21 +1,9 @@
-//! Column chunks of integer and time columns, encoded here rather than by arrow-rs's column
-//! writer: the archive's counters, ports, flags, times and context columns are most of its
-//! columns, and arrow-rs spends 1.6-2 ns a value on each even when every value is the same (the
-//! gather through row indices, the widening copy, statistics value by value, the page
-//! bookkeeping): a floor of about a sixth of the collector's CPU a record (README, Figures).
-//! Here a page's values are copied once into a buffer of 64-bit integers and encoded from
-//! there: `PLAIN` (little-endian) or `DELTA_BINARY_PACKED` (the Parquet format's
-//! `Encodings.md`: blocks of 128 differences in 4 miniblocks of 32, each bit-packed at the width
-//! its largest needs after the block's least is taken off), compressed by the file's codec or
-//! not, as [`choose`](crate::sink::parquet) found for the column. Pages are data pages of
-//! format version 1 (definition levels first, as the RLE/bit-packed hybrid) with at most
-//! [`PAGE_VALUES`] values; the chunk's statistics (minimum, maximum and nulls, in the order of
-//! the column's logical type: unsigned types compare unsigned) go in its metadata. The chunk is
-//! spliced into its row group whole ([`IntegerChunk::finish`]), beside the chunks arrow-rs
-//! writes for the other columns ([`Encoder`](crate::sink::encoder::Encoder)).
-
-use std::io::Write;
-use std::sync::Arc;
+//! Integer and time columns: a page's values are copied once into a buffer of 64-bit integers
+//! (the physical type's bits) and encoded from there, `PLAIN` or `DELTA_BINARY_PACKED` as
+//! chosen for the column; a page whose rows all hold one value is only counted, and written
+//! as differences of zero in no bits whatever the column's encoding (about 0.3 ns a row instead
+//! of arrow-rs's 1.7: README, Figures). The chunk's statistics (least, greatest, nulls) compare
+//! values in the order of the column's logical type: unsigned types unsigned.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -26,97 +14,59 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
 use arrow_schema::{DataType, TimeUnit};
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Type as PhysicalType};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-/// Values (rows, nulls included) a data page holds at most: a multiple of the 128 values of a
-/// `DELTA_BINARY_PACKED` block.
-pub const PAGE_VALUES: usize = 16_384;
-
-/// Values of a `DELTA_BINARY_PACKED` block, and of each of its miniblocks.
-const BLOCK: usize = 128;
-const MINIBLOCK: usize = 32;
-
-/// Whether [`IntegerChunk`] can write columns of `data_type`.
-pub fn supported(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Timestamp(..)
-    )
-}
-
-/// How a column's pages are compressed.
-enum Codec {
-    None,
-    Zstd(zstd::bulk::Compressor<'static>),
-    Lz4,
-}
+use super::{PAGE_VALUES, Pages, Validity, all_equal, constant, delta_binary_packed, low32};
 
 /// The column chunk of one integer or time column in the row group being written.
 pub struct IntegerChunk {
-    descr: ColumnDescPtr,
+    pages: Pages,
     /// 64-bit physical values (`INT64`), else 32-bit (`INT32`).
     wide: bool,
     /// The logical type is unsigned: statistics compare the values unsigned.
     unsigned: bool,
-    /// The column has definition levels (it is nullable).
-    nullable: bool,
     encoding: Encoding,
-    compression: Compression,
-    codec: Codec,
     /// The page in progress: its non-null values, as the physical type's bits sign-extended.
     values: Vec<i64>,
-    /// Its rows' validity, kept only once one of them is null.
-    valid: Option<Vec<bool>>,
-    /// The one value of all its rows, while they have one (and `values` is empty): such a page
-    /// is written `DELTA_BINARY_PACKED` (differences of zero, in no bits) whatever the
-    /// column's encoding, without its values ever being copied.
+    validity: Validity,
+    /// The one value of all its rows, while they have one (and `values` is empty).
     run: Option<i64>,
-    /// The encodings of the chunk's pages.
-    encodings: Vec<Encoding>,
-    /// Its rows, nulls included.
-    rows: usize,
-    /// The chunk's pages so far, serialized.
-    pages: TrackedWrite<Vec<u8>>,
-    /// Octets of the pages before compression, headers included.
-    uncompressed: u64,
-    /// Rows of the chunk's pages so far.
-    chunk_rows: u64,
-    nulls: u64,
-    /// Least and greatest value so far, in the logical type's order.
+    /// Least and greatest value of the chunk so far, in the logical type's order.
     least: Option<i64>,
     greatest: Option<i64>,
-    /// Scratch buffers kept between pages.
-    body: Vec<u8>,
-    compressed: Vec<u8>,
 }
 
 impl std::fmt::Debug for IntegerChunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IntegerChunk")
-            .field("column", &self.descr.path())
+            .field("column", &self.pages.descr.path())
             .field("encoding", &self.encoding)
-            .field("compression", &self.compression)
-            .field("rows", &(self.chunk_rows + self.rows as u64))
+            .field("compression", &self.pages.compression)
             .finish_non_exhaustive()
     }
 }
 
 impl IntegerChunk {
-    /// An empty chunk of the column `descr`, of Arrow type `data_type` ([`supported`]), its
+    /// Whether columns of `data_type` can be written by an integer chunk.
+    pub fn supports(data_type: &DataType) -> bool {
+        matches!(
+            data_type,
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Timestamp(..)
+        )
+    }
+
+    /// An empty chunk of the column `descr`, of Arrow type `data_type` ([`IntegerChunk::supports`]), its
     /// values written as `encoding` (`PLAIN` or `DELTA_BINARY_PACKED`) and its pages
     /// compressed as `compression` (none, zstd or LZ4_RAW).
     ///
@@ -133,43 +83,19 @@ impl IntegerChunk {
                 "integer chunks written as {encoding}"
             )));
         }
-        let codec = match compression {
-            Compression::UNCOMPRESSED => Codec::None,
-            Compression::ZSTD(level) => {
-                Codec::Zstd(zstd::bulk::Compressor::new(level.compression_level())?)
-            }
-            Compression::LZ4_RAW => Codec::Lz4,
-            other => {
-                return Err(ParquetError::NYI(format!(
-                    "integer chunks compressed as {other}"
-                )));
-            }
-        };
-        let wide = descr.physical_type() == PhysicalType::INT64;
         Ok(Self {
-            nullable: descr.max_def_level() > 0,
-            descr,
-            wide,
+            wide: descr.physical_type() == PhysicalType::INT64,
             unsigned: matches!(
                 data_type,
                 DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
             ),
+            pages: Pages::new(descr, compression)?,
             encoding,
-            compression,
-            codec,
             values: Vec::with_capacity(PAGE_VALUES),
-            valid: None,
+            validity: Validity::default(),
             run: None,
-            encodings: Vec::new(),
-            rows: 0,
-            pages: TrackedWrite::new(Vec::new()),
-            uncompressed: 0,
-            chunk_rows: 0,
-            nulls: 0,
             least: None,
             greatest: None,
-            body: Vec::new(),
-            compressed: Vec::new(),
         })
     }
 
@@ -180,10 +106,10 @@ impl IntegerChunk {
     pub fn write(&mut self, array: &dyn Array) -> Result<()> {
         let mut start = 0;
         while start < array.len() {
-            let take = (PAGE_VALUES - self.rows).min(array.len() - start);
+            let take = (PAGE_VALUES - self.validity.rows).min(array.len() - start);
             self.append(&array.slice(start, take))?;
             start += take;
-            if self.rows == PAGE_VALUES {
+            if self.validity.rows == PAGE_VALUES {
                 self.write_page()?;
             }
         }
@@ -230,88 +156,62 @@ impl IntegerChunk {
     ) {
         let array: &PrimitiveArray<T> = array.as_primitive();
         let values = array.values();
-        match array.nulls().filter(|n| n.null_count() > 0) {
-            None => {
-                if let Some(&first) = values.first()
-                    && self.values.is_empty()
-                    && self.valid.is_none()
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        match nulls {
+            None if values.first().is_some_and(|&first| {
+                self.values.is_empty()
+                    && self.validity.all_valid()
                     && self.run.is_none_or(|v| v == bits(first))
                     && all_equal(values, first)
-                {
-                    // The page's values so far are all this one: counted, not copied.
-                    self.run = Some(bits(first));
-                } else {
-                    self.materialize();
-                    self.values.extend(values.iter().map(|&v| bits(v)));
-                    if let Some(valid) = self.valid.as_mut() {
-                        valid.extend(std::iter::repeat_n(true, array.len()));
-                    }
-                }
+            }) =>
+            {
+                // The page's values so far are all this one: counted, not copied.
+                self.run = values.first().map(|&v| bits(v));
+            }
+            None => {
+                self.materialize();
+                self.values.extend(values.iter().map(|&v| bits(v)));
             }
             Some(nulls) => {
                 self.materialize();
-                let rows = self.rows;
-                let valid = self.valid.get_or_insert_with(|| vec![true; rows]);
-                for (value, is_valid) in values.iter().zip(nulls.iter()) {
-                    valid.push(is_valid);
-                    if is_valid {
-                        self.values.push(bits(*value));
-                    }
-                }
-                self.nulls += u64::try_from(nulls.null_count()).unwrap_or(0);
+                self.values.extend(
+                    values
+                        .iter()
+                        .zip(nulls.iter())
+                        .filter(|(_, valid)| *valid)
+                        .map(|(&v, _)| bits(v)),
+                );
             }
         }
-        self.rows += array.len();
+        self.validity.extend(array.len(), nulls);
     }
 
     /// Turns the page's run of one value, if it is one, into values.
     fn materialize(&mut self) {
         if let Some(v) = self.run.take() {
-            self.values.extend(std::iter::repeat_n(v, self.rows));
+            self.values
+                .extend(std::iter::repeat_n(v, self.validity.rows));
         }
-    }
-
-    /// Rows in the chunk so far.
-    pub fn rows(&self) -> u64 {
-        self.chunk_rows + self.rows as u64
     }
 
     /// Octets the chunk holds so far (its pages, and the page in progress as plain values).
     pub fn size(&self) -> usize {
-        self.pages.bytes_written() + self.values.len() * if self.wide { 8 } else { 4 }
+        self.pages.size() + self.values.len() * if self.wide { 8 } else { 4 }
     }
 
     /// Writes the page in progress.
     fn write_page(&mut self) -> Result<()> {
-        if self.rows == 0 {
+        if self.validity.rows == 0 {
             return Ok(());
         }
-        let encoding = match self.run {
-            Some(v) => {
-                (self.least, self.greatest) = self.extremes(&[v]);
-                Encoding::DELTA_BINARY_PACKED
-            }
-            None => {
-                (self.least, self.greatest) = self.extremes(&self.values);
-                self.encoding
-            }
+        let (encoding, extremes) = match self.run {
+            Some(v) => (Encoding::DELTA_BINARY_PACKED, self.extremes(&[v])),
+            None => (self.encoding, self.extremes(&self.values)),
         };
-        if !self.encodings.contains(&encoding) {
-            self.encodings.push(encoding);
-        }
-        let mut body = std::mem::take(&mut self.body);
-        body.clear();
-        if self.nullable {
-            body.extend_from_slice(&[0; 4]);
-            match &self.valid {
-                None => rle_run(&mut body, self.rows, 1),
-                Some(valid) => bit_packed_levels(&mut body, valid),
-            }
-            let levels = u32::try_from(body.len() - 4).unwrap_or(u32::MAX);
-            body[..4].copy_from_slice(&levels.to_le_bytes());
-        }
+        (self.least, self.greatest) = extremes;
+        let mut body = self.pages.begin(&self.validity);
         match (self.run, encoding) {
-            (Some(v), _) => constant(&mut body, v, self.rows),
+            (Some(v), _) => constant(&mut body, v, self.validity.rows),
             (None, Encoding::DELTA_BINARY_PACKED) => {
                 delta_binary_packed(&mut body, &self.values, self.wide);
             }
@@ -319,41 +219,10 @@ impl IntegerChunk {
             // The low 32 bits: the INT32 value.
             _ => plain(&mut body, &self.values, |v| low32(v).to_le_bytes()),
         }
-        let buf = match &mut self.codec {
-            Codec::None => Bytes::copy_from_slice(&body),
-            Codec::Zstd(compressor) => {
-                self.compressed.clear();
-                self.compressed
-                    .reserve(zstd::zstd_safe::compress_bound(body.len()));
-                compressor.compress_to_buffer(&body, &mut self.compressed)?;
-                Bytes::copy_from_slice(&self.compressed)
-            }
-            Codec::Lz4 => {
-                self.compressed.clear();
-                self.compressed
-                    .resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
-                let n = lz4_flex::block::compress_into(&body, &mut self.compressed)
-                    .map_err(|e| ParquetError::External(Box::new(e)))?;
-                Bytes::copy_from_slice(&self.compressed[..n])
-            }
-        };
-        let page = Page::DataPage {
-            buf,
-            num_values: u32::try_from(self.rows).unwrap_or(u32::MAX),
-            encoding,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = SerializedPageWriter::new(&mut self.pages)
-            .write_page(CompressedPage::new(page, body.len()))?;
-        self.uncompressed += spec.uncompressed_size as u64;
-        self.chunk_rows += self.rows as u64;
-        self.rows = 0;
+        self.pages.write(body, &self.validity, encoding)?;
         self.values.clear();
-        self.valid = None;
+        self.validity.clear();
         self.run = None;
-        self.body = body;
         Ok(())
     }
 
@@ -388,66 +257,22 @@ impl IntegerChunk {
         self.write_page()?;
         // As arrow-rs's writer: the deprecated `min` and `max` fields too where the column
         // sorts signed, for readers older than `min_value` and `max_value`.
-        let signed = self.descr.sort_order().is_signed();
+        let signed = self.pages.descr.sort_order().is_signed();
+        let (least, greatest) = (self.least.take(), self.greatest.take());
+        let nulls = Some(self.pages.nulls);
         let statistics = if self.wide {
             Statistics::Int64(
-                ValueStatistics::new(self.least, self.greatest, None, Some(self.nulls), false)
+                ValueStatistics::new(least, greatest, None, nulls, false)
                     .with_backwards_compatible_min_max(signed),
             )
         } else {
-            let narrow = |v: Option<i64>| v.map(low32);
             Statistics::Int32(
-                ValueStatistics::new(
-                    narrow(self.least),
-                    narrow(self.greatest),
-                    None,
-                    Some(self.nulls),
-                    false,
-                )
-                .with_backwards_compatible_min_max(signed),
+                ValueStatistics::new(least.map(low32), greatest.map(low32), None, nulls, false)
+                    .with_backwards_compatible_min_max(signed),
             )
         };
-        let mut encodings = std::mem::take(&mut self.encodings);
-        if self.nullable {
-            encodings.push(Encoding::RLE);
-        }
-        let rows = std::mem::take(&mut self.chunk_rows);
-        let uncompressed = std::mem::take(&mut self.uncompressed);
-        self.nulls = 0;
-        (self.least, self.greatest) = (None, None);
-        let mut pages = std::mem::replace(&mut self.pages, TrackedWrite::new(Vec::new()));
-        pages.flush()?;
-        let pages = pages.into_inner()?;
-        let written = pages.len() as u64;
-        let metadata = ColumnChunkMetaData::builder(Arc::clone(&self.descr))
-            .set_compression(self.compression)
-            .set_encodings(encodings)
-            .set_num_values(i64::try_from(rows).unwrap_or(i64::MAX))
-            .set_total_compressed_size(i64::try_from(written).unwrap_or(i64::MAX))
-            .set_total_uncompressed_size(i64::try_from(uncompressed).unwrap_or(i64::MAX))
-            .set_data_page_offset(0)
-            .set_statistics(statistics)
-            .build()?;
-        Ok((
-            Bytes::from(pages),
-            ColumnCloseResult {
-                bytes_written: written,
-                rows_written: rows,
-                metadata,
-                bloom_filter: None,
-                column_index: None,
-                offset_index: None,
-            },
-        ))
+        self.pages.finish(Some(statistics))
     }
-}
-
-/// Whether every one of `values` is `first`: compared a block at a time without stopping
-/// early inside a block, which the compiler turns into vector compares.
-fn all_equal<T: PartialEq + Copy>(values: &[T], first: T) -> bool {
-    values
-        .chunks(64)
-        .all(|block| block.iter().fold(true, |same, &v| same & (v == first)))
 }
 
 /// The least and greatest of `values` in the order of their keys (`key`: the logical type's
@@ -474,123 +299,6 @@ fn plain<const N: usize>(out: &mut Vec<u8>, values: &[i64], bytes: impl Fn(i64) 
     }
 }
 
-/// The low 32 bits of `v`: the `INT32` value it holds.
-fn low32(v: i64) -> i32 {
-    let [a, b, c, d, ..] = v.to_le_bytes();
-    i32::from_le_bytes([a, b, c, d])
-}
-
-/// Appends `v` as ULEB128.
-fn uleb128(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v.to_le_bytes()[0] | 0x80);
-        v >>= 7;
-    }
-    out.push(v.to_le_bytes()[0]);
-}
-
-/// Appends `v` zigzag-encoded as ULEB128.
-fn zigzag(out: &mut Vec<u8>, v: i64) {
-    uleb128(out, ((v << 1) ^ (v >> 63)).cast_unsigned());
-}
-
-/// An RLE run of `count` levels of `level` (bit width 1: one octet).
-fn rle_run(out: &mut Vec<u8>, count: usize, level: u8) {
-    uleb128(out, (count as u64) << 1);
-    out.push(level);
-}
-
-/// Definition levels of `valid` (1 present, 0 null) as one bit-packed run of width 1.
-fn bit_packed_levels(out: &mut Vec<u8>, valid: &[bool]) {
-    let groups = valid.len().div_ceil(8);
-    uleb128(out, ((groups as u64) << 1) | 1);
-    for group in valid.chunks(8) {
-        out.push(
-            group
-                .iter()
-                .enumerate()
-                .fold(0, |byte, (i, &v)| byte | (u8::from(v) << i)),
-        );
-    }
-}
-
-/// `values` as `DELTA_BINARY_PACKED`: a header (block size, miniblocks a block, values, the
-/// first value), then a block for each 128 differences between neighbours, computed in the
-/// physical type (64 bits if `wide`, else 32) with wrapping, as readers undo them.
-fn delta_binary_packed(out: &mut Vec<u8>, values: &[i64], wide: bool) {
-    uleb128(out, BLOCK as u64);
-    uleb128(out, (BLOCK / MINIBLOCK) as u64);
-    uleb128(out, values.len() as u64);
-    let Some(&first) = values.first() else {
-        zigzag(out, 0);
-        return;
-    };
-    zigzag(out, first);
-    let mut deltas = [0i64; BLOCK];
-    let mut packed = [0u64; BLOCK];
-    for start in (1..values.len()).step_by(BLOCK) {
-        let block = &values[start - 1..values.len().min(start + BLOCK)];
-        let n = block.len() - 1;
-        for (d, pair) in deltas.iter_mut().zip(block.windows(2)) {
-            *d = if wide {
-                pair[1].wrapping_sub(pair[0])
-            } else {
-                i64::from(low32(pair[1]).wrapping_sub(low32(pair[0])))
-            };
-        }
-        let least = deltas[..n].iter().copied().min().unwrap_or(0);
-        zigzag(out, least);
-        for (p, &d) in packed.iter_mut().zip(&deltas[..n]) {
-            *p = if wide {
-                d.wrapping_sub(least).cast_unsigned()
-            } else {
-                u64::from(low32(d).wrapping_sub(low32(least)).cast_unsigned())
-            };
-        }
-        packed[n..].fill(0);
-        let used = n.div_ceil(MINIBLOCK);
-        let mut widths = [0u32; BLOCK / MINIBLOCK];
-        for (width, miniblock) in widths.iter_mut().zip(packed.chunks(MINIBLOCK)).take(used) {
-            *width = 64 - miniblock.iter().fold(0, |a, &v| a | v).leading_zeros();
-        }
-        out.extend(widths.iter().map(|&w| w.to_le_bytes()[0]));
-        for (miniblock, &width) in packed.chunks(MINIBLOCK).zip(&widths).take(used) {
-            bit_pack(out, miniblock, width);
-        }
-    }
-}
-
-/// `count` values of `value` as `DELTA_BINARY_PACKED`: the header, then each block's least
-/// difference (0) and its miniblocks' widths (0), and no bits.
-fn constant(out: &mut Vec<u8>, value: i64, count: usize) {
-    uleb128(out, BLOCK as u64);
-    uleb128(out, (BLOCK / MINIBLOCK) as u64);
-    uleb128(out, count as u64);
-    zigzag(out, value);
-    let blocks = count.saturating_sub(1).div_ceil(BLOCK);
-    out.resize(out.len() + blocks * (1 + BLOCK / MINIBLOCK), 0);
-}
-
-/// Appends the 32 `values` packed `width` bits each, least significant bit first.
-fn bit_pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
-    if width == 0 {
-        return;
-    }
-    let mut acc: u128 = 0;
-    let mut bits = 0u32;
-    for &v in values {
-        acc |= u128::from(v) << bits;
-        bits += width;
-        if bits >= 64 {
-            out.extend_from_slice(&acc.to_le_bytes()[..8]);
-            acc >>= 64;
-            bits -= 64;
-        }
-    }
-    // 32 values of `width` bits end on a 32-bit boundary.
-    out.extend_from_slice(&acc.to_le_bytes()[..(bits / 8) as usize]);
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -601,29 +309,14 @@ mod tests {
         UInt64Array,
     };
     use arrow_schema::{Field, Schema};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::basic::ZstdLevel;
     use parquet::file::properties::WriterProperties;
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sink::encoder::Encoder;
+    use crate::sink::chunk::{self, ChunkFacts, codecs};
 
-    /// No codec, zstd at level 1 (the archive's), LZ4_RAW.
-    fn codecs() -> [Compression; 3] {
-        [
-            Compression::UNCOMPRESSED,
-            Compression::ZSTD(ZstdLevel::default()),
-            Compression::LZ4_RAW,
-        ]
-    }
-
-    /// A column chunk's encodings and statistics.
-    type ChunkFacts = (Vec<Encoding>, Option<Statistics>);
-
-    /// `batches` written through the encoder, every integer column `encoding` and
-    /// `compression`, at most `group_rows` rows a row group; read back as one batch, with the
-    /// encodings and statistics of each column of the first row group.
+    /// `batches` written with every column `encoding` and `compression`, at most
+    /// `group_rows` rows a row group, through [`round_trip`].
     fn round_trip(
         batches: &[RecordBatch],
         encoding: Encoding,
@@ -636,26 +329,7 @@ mod tests {
             .set_compression(compression)
             .set_max_row_group_row_count(Some(group_rows))
             .build();
-        let schema = batches[0].schema();
-        let mut encoder = Encoder::try_new(Vec::new(), schema.clone(), properties).unwrap();
-        for batch in batches {
-            encoder.write(batch).unwrap();
-        }
-        let file = Bytes::from(encoder.into_inner().unwrap());
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .with_batch_size(rows.max(1));
-        let chunks = reader
-            .metadata()
-            .row_group(0)
-            .columns()
-            .iter()
-            .map(|c| (c.encodings().collect(), c.statistics().cloned()))
-            .collect();
-        let mut read: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
-        assert_eq!(read.len(), 1);
-        (read.remove(0), chunks)
+        chunk::round_trip(batches, properties)
     }
 
     /// The low `N` octets of `v`, little-endian.
