@@ -40,7 +40,7 @@ use parquet::schema::types::ColumnDescPtr;
 
 /// Rows (nulls included) a data page holds at most: a multiple of the 128 values of a
 /// `DELTA_BINARY_PACKED` block.
-pub const PAGE_VALUES: usize = 16_384;
+pub const PAGE_VALUES: usize = 32_768;
 
 /// Values of a `DELTA_BINARY_PACKED` block, and of each of its miniblocks.
 const BLOCK: usize = 128;
@@ -394,6 +394,15 @@ fn bit_packed_levels(out: &mut Vec<u8>, valid: &[bool]) {
 /// first value), then a block for each 128 differences between neighbours, computed in the
 /// physical type (64 bits if `wide`, else 32) with wrapping, as readers undo them.
 fn delta_binary_packed(out: &mut Vec<u8>, values: &[i64], wide: bool) {
+    if wide {
+        delta_blocks::<true>(out, values);
+    } else {
+        delta_blocks::<false>(out, values);
+    }
+}
+
+/// [`delta_binary_packed`] for values of 64 bits (`WIDE`) or 32.
+fn delta_blocks<const WIDE: bool>(out: &mut Vec<u8>, values: &[i64]) {
     uleb128(out, BLOCK as u64);
     uleb128(out, (BLOCK / MINIBLOCK) as u64);
     uleb128(out, values.len() as u64);
@@ -408,7 +417,7 @@ fn delta_binary_packed(out: &mut Vec<u8>, values: &[i64], wide: bool) {
         let block = &values[start - 1..values.len().min(start + BLOCK)];
         let n = block.len() - 1;
         for (d, pair) in deltas.iter_mut().zip(block.windows(2)) {
-            *d = if wide {
+            *d = if WIDE {
                 pair[1].wrapping_sub(pair[0])
             } else {
                 i64::from(low32(pair[1]).wrapping_sub(low32(pair[0])))
@@ -417,7 +426,7 @@ fn delta_binary_packed(out: &mut Vec<u8>, values: &[i64], wide: bool) {
         let least = deltas[..n].iter().copied().min().unwrap_or(0);
         zigzag(out, least);
         for (p, &d) in packed.iter_mut().zip(&deltas[..n]) {
-            *p = if wide {
+            *p = if WIDE {
                 d.wrapping_sub(least).cast_unsigned()
             } else {
                 u64::from(low32(d).wrapping_sub(low32(least)).cast_unsigned())
@@ -447,9 +456,25 @@ fn constant(out: &mut Vec<u8>, value: i64, count: usize) {
     out.resize(out.len() + blocks * (1 + BLOCK / MINIBLOCK), 0);
 }
 
-/// Appends the 32 `values` packed `width` bits each, least significant bit first.
+/// Appends the 32 `values` packed `width` bits each, least significant bit first: through a
+/// 64-bit accumulator 32 bits at a time up to 32 bits a value (ports, lengths, most
+/// differences), a 128-bit one past that.
 fn bit_pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
     if width == 0 {
+        return;
+    }
+    if width <= 32 {
+        let mut acc = 0u64;
+        let mut bits = 0u32;
+        for &v in values {
+            acc |= v << bits;
+            bits += width;
+            if bits >= 32 {
+                out.extend_from_slice(&acc.to_le_bytes()[..4]);
+                acc >>= 32;
+                bits -= 32;
+            }
+        }
         return;
     }
     let mut acc: u128 = 0;
