@@ -271,7 +271,7 @@ impl IntegerChunk {
                     .with_backwards_compatible_min_max(signed),
             )
         };
-        self.pages.finish(Some(statistics))
+        self.pages.finish(None, Some(statistics))
     }
 }
 

@@ -16,9 +16,11 @@
 //! ([`Encoder`](crate::sink::encoder::Encoder)). Each is kept from one row group to the next,
 //! with its codec's context.
 
+mod dictionary;
 mod integer;
 mod text;
 
+pub use dictionary::DictionaryChunk;
 pub use integer::IntegerChunk;
 pub use text::TextChunk;
 
@@ -51,13 +53,15 @@ const MINIBLOCK: usize = 32;
 pub enum Chunk {
     Integers(IntegerChunk),
     Text(TextChunk),
+    Dictionary(DictionaryChunk),
 }
 
 impl Chunk {
     /// The chunk that writes `field`, whose leaf column is `descr`, as `properties` say, when
     /// one of ours does: an integer or time column written `PLAIN` or `DELTA_BINARY_PACKED`; a
     /// text column without a dictionary or statistics written `DELTA_LENGTH_BYTE_ARRAY` or
-    /// `DELTA_BYTE_ARRAY`. `None` leaves the column to arrow-rs.
+    /// `DELTA_BYTE_ARRAY`; an Arrow dictionary of text with a dictionary. `None` leaves the
+    /// column to arrow-rs.
     ///
     /// # Errors
     /// The column's codec is one of ours but its level is refused.
@@ -103,6 +107,13 @@ impl Chunk {
                 compression,
             )?)));
         }
+        if DictionaryChunk::supports(data_type) && properties.dictionary_enabled(path) {
+            return Ok(Some(Self::Dictionary(DictionaryChunk::new(
+                Arc::clone(descr),
+                properties.dictionary_page_size_limit(),
+                compression,
+            )?)));
+        }
         Ok(None)
     }
 
@@ -114,6 +125,7 @@ impl Chunk {
         match self {
             Self::Integers(chunk) => chunk.write(array),
             Self::Text(chunk) => chunk.write(array),
+            Self::Dictionary(chunk) => chunk.write(array),
         }
     }
 
@@ -122,6 +134,7 @@ impl Chunk {
         match self {
             Self::Integers(chunk) => chunk.size(),
             Self::Text(chunk) => chunk.size(),
+            Self::Dictionary(chunk) => chunk.size(),
         }
     }
 
@@ -134,6 +147,7 @@ impl Chunk {
         match self {
             Self::Integers(chunk) => chunk.finish(),
             Self::Text(chunk) => chunk.finish(),
+            Self::Dictionary(chunk) => chunk.finish(),
         }
     }
 }
@@ -228,24 +242,7 @@ impl Pages {
         if !self.encodings.contains(&encoding) {
             self.encodings.push(encoding);
         }
-        let buf = match &mut self.codec {
-            Codec::None => Bytes::copy_from_slice(&body),
-            Codec::Zstd(compressor) => {
-                self.compressed.clear();
-                self.compressed
-                    .reserve(zstd::zstd_safe::compress_bound(body.len()));
-                compressor.compress_to_buffer(&body, &mut self.compressed)?;
-                Bytes::copy_from_slice(&self.compressed)
-            }
-            Codec::Lz4 => {
-                self.compressed.clear();
-                self.compressed
-                    .resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
-                let n = lz4_flex::block::compress_into(&body, &mut self.compressed)
-                    .map_err(|e| ParquetError::External(Box::new(e)))?;
-                Bytes::copy_from_slice(&self.compressed[..n])
-            }
-        };
+        let buf = self.compress(&body)?;
         let page = Page::DataPage {
             buf,
             num_values: u32::try_from(validity.rows).unwrap_or(u32::MAX),
@@ -263,20 +260,70 @@ impl Pages {
         Ok(())
     }
 
+    /// `body` compressed by the column's codec.
+    fn compress(&mut self, body: &[u8]) -> Result<Bytes> {
+        Ok(match &mut self.codec {
+            Codec::None => Bytes::copy_from_slice(body),
+            Codec::Zstd(compressor) => {
+                self.compressed.clear();
+                self.compressed
+                    .reserve(zstd::zstd_safe::compress_bound(body.len()));
+                compressor.compress_to_buffer(body, &mut self.compressed)?;
+                Bytes::copy_from_slice(&self.compressed)
+            }
+            Codec::Lz4 => {
+                self.compressed.clear();
+                self.compressed
+                    .resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
+                let n = lz4_flex::block::compress_into(body, &mut self.compressed)
+                    .map_err(|e| ParquetError::External(Box::new(e)))?;
+                Bytes::copy_from_slice(&self.compressed[..n])
+            }
+        })
+    }
+
     /// The chunk's octets and what its row group needs to take them in
-    /// (`SerializedRowGroupWriter::append_column`), with `statistics`; the next row group's
-    /// chunk begins, with the same codec context and buffers.
-    fn finish(&mut self, statistics: Option<Statistics>) -> Result<(Bytes, ColumnCloseResult)> {
+    /// (`SerializedRowGroupWriter::append_column`), with `statistics` and, first, the
+    /// dictionary page of `dictionary` (its values `PLAIN`, and how many) if there is one; the
+    /// next row group's chunk begins, with the same codec context and buffers.
+    fn finish(
+        &mut self,
+        dictionary: Option<(&[u8], usize)>,
+        statistics: Option<Statistics>,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
         let mut encodings = std::mem::take(&mut self.encodings);
         if self.nullable() {
             encodings.push(Encoding::RLE);
         }
         let rows = std::mem::take(&mut self.rows);
-        let uncompressed = std::mem::take(&mut self.uncompressed);
+        let mut uncompressed = std::mem::take(&mut self.uncompressed);
         self.nulls = 0;
         let mut written = std::mem::replace(&mut self.written, TrackedWrite::new(Vec::new()));
         written.flush()?;
-        let written = written.into_inner()?;
+        let pages = written.into_inner()?;
+        // The dictionary page goes before the data pages that refer to it.
+        let (written, dictionary_size) = match dictionary {
+            None => (pages, 0),
+            Some((values, count)) => {
+                let page = Page::DictionaryPage {
+                    buf: self.compress(values)?,
+                    num_values: u32::try_from(count).unwrap_or(u32::MAX),
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                };
+                let mut chunk = TrackedWrite::new(Vec::new());
+                let spec = SerializedPageWriter::new(&mut chunk)
+                    .write_page(CompressedPage::new(page, values.len()))?;
+                uncompressed += spec.uncompressed_size as u64;
+                if !encodings.contains(&Encoding::PLAIN) {
+                    encodings.push(Encoding::PLAIN);
+                }
+                let dictionary_size = chunk.bytes_written();
+                chunk.write_all(&pages)?;
+                chunk.flush()?;
+                (chunk.into_inner()?, dictionary_size)
+            }
+        };
         let size = written.len() as u64;
         let mut metadata = ColumnChunkMetaData::builder(Arc::clone(&self.descr))
             .set_compression(self.compression)
@@ -284,7 +331,8 @@ impl Pages {
             .set_num_values(i64::try_from(rows).unwrap_or(i64::MAX))
             .set_total_compressed_size(i64::try_from(size).unwrap_or(i64::MAX))
             .set_total_uncompressed_size(i64::try_from(uncompressed).unwrap_or(i64::MAX))
-            .set_data_page_offset(0);
+            .set_dictionary_page_offset(dictionary.map(|_| 0))
+            .set_data_page_offset(i64::try_from(dictionary_size).unwrap_or(i64::MAX));
         if let Some(statistics) = statistics {
             metadata = metadata.set_statistics(statistics);
         }

@@ -166,7 +166,7 @@ impl TextChunk {
     /// Compressing the last page or building the metadata failed.
     pub fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.write_page()?;
-        self.pages.finish(None)
+        self.pages.finish(None, None)
     }
 }
 
