@@ -27,9 +27,9 @@ pub struct Encoder<W: Write + Send> {
     /// For each leaf column (in the file's order), its [`Chunk`] when one of ours writes it:
     /// kept from one row group to the next, with its codec's context.
     chunks: Vec<Option<Chunk>>,
-    /// arrow-rs's writers of the row group in progress, one for each leaf (those of the
-    /// integer leaves unused); empty between row groups.
-    writers: Vec<ArrowColumnWriter>,
+    /// arrow-rs's writers of the row group in progress, for the leaves without a chunk;
+    /// empty between row groups, and when every leaf has a chunk.
+    writers: Vec<Option<ArrowColumnWriter>>,
     rows: usize,
     max_rows: usize,
 }
@@ -111,9 +111,15 @@ impl<W: Write + Send> Encoder<W> {
     }
 
     fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.writers.is_empty() {
+        if self.writers.is_empty() && self.chunks.iter().any(Option::is_none) {
             let index = self.file.flushed_row_groups().len();
-            self.writers = self.factory.create_column_writers(index)?;
+            self.writers = self
+                .factory
+                .create_column_writers(index)?
+                .into_iter()
+                .zip(&self.chunks)
+                .map(|(writer, chunk)| chunk.is_none().then_some(writer))
+                .collect();
         }
         let mut leaf = 0;
         for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
@@ -123,9 +129,13 @@ impl<W: Write + Send> Encoder<W> {
                 continue;
             }
             for values in compute_leaves(field, column)? {
-                let writer = self.writers.get_mut(leaf).ok_or_else(|| {
-                    ParquetError::General("a batch has more leaves than the file".to_owned())
-                })?;
+                let writer = self
+                    .writers
+                    .get_mut(leaf)
+                    .and_then(Option::as_mut)
+                    .ok_or_else(|| {
+                        ParquetError::General("a batch has more leaves than the file".to_owned())
+                    })?;
                 writer.write(&values)?;
                 leaf += 1;
             }
@@ -139,19 +149,24 @@ impl<W: Write + Send> Encoder<W> {
     /// # Errors
     /// Encoding or writing failed.
     pub fn flush(&mut self) -> Result<()> {
-        let writers = std::mem::take(&mut self.writers);
+        let mut writers = std::mem::take(&mut self.writers).into_iter();
         if self.rows == 0 {
             return Ok(());
         }
         self.rows = 0;
         let mut group = self.file.next_row_group()?;
-        for (writer, chunk) in writers.into_iter().zip(&mut self.chunks) {
-            match chunk {
-                Some(chunk) => {
+        for chunk in &mut self.chunks {
+            match (chunk, writers.next().flatten()) {
+                (Some(chunk), _) => {
                     let (bytes, close) = chunk.finish()?;
                     group.append_column(&bytes, close)?;
                 }
-                None => writer.close()?.append_to_row_group(&mut group)?,
+                (None, Some(writer)) => writer.close()?.append_to_row_group(&mut group)?,
+                (None, None) => {
+                    return Err(ParquetError::General(
+                        "a leaf column without a writer".to_owned(),
+                    ));
+                }
             }
         }
         group.close()?;
@@ -183,14 +198,14 @@ impl<W: Write + Send> Encoder<W> {
 
     /// Octets the row group in progress holds, about.
     pub fn in_progress_size(&self) -> usize {
-        self.writers
+        let chunks: usize = self.chunks.iter().flatten().map(Chunk::size).sum();
+        let writers: usize = self
+            .writers
             .iter()
-            .zip(&self.chunks)
-            .map(|(writer, chunk)| match chunk {
-                Some(chunk) => chunk.size(),
-                None => writer.get_estimated_total_bytes(),
-            })
-            .sum()
+            .flatten()
+            .map(ArrowColumnWriter::get_estimated_total_bytes)
+            .sum();
+        chunks + writers
     }
 
     /// Writes the row group in progress and the footer.
