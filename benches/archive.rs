@@ -4,9 +4,11 @@
 //! Setup decodes a capture (`FLOWVM_BENCH_CAPTURE`; by default the Cisco AVC capture in
 //! `testdata/captures/`) with `flowvm decode` into a scratch archive, reads back the file with
 //! the most rows (up to [`ROWS`] of them, in batches of [`BATCH_ROWS`]), and checks that
-//! writing them again reads back the same. One iteration writes those rows into memory with an
-//! `ArrowWriter` under the archive's own properties ([`properties`]: encodings, dictionaries
-//! and compression chosen from the first batch, zstd as by default) and closes it:
+//! writing them again reads back the same. One iteration writes those rows into memory with the
+//! archive's own encoder ([`Encoder`]: its own chunks for integer, time, address and exporter
+//! columns, arrow-rs's writers for the rest) under the archive's own properties
+//! ([`properties`]: encodings, dictionaries and compression chosen from the first batch, zstd as
+//! by default) and closes it:
 //!
 //! - `archive/as_archived`: the whole file, addresses as text;
 //! - `archive/addresses_typed`: the same rows with IPv4 addresses as `UInt32` and IPv6 and MAC
@@ -30,9 +32,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, UInt32Array};
 use arrow_schema::{Field, Schema};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flowvm::sink::encoder::Encoder;
 use flowvm::sink::parquet::{Codec, properties};
 use flowvm::sink::text::is_address;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 
@@ -47,7 +49,7 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 /// `batches` written into memory under `properties`: a whole Parquet file.
 fn write(batches: &[RecordBatch], properties: &WriterProperties) -> Result<Vec<u8>> {
     let schema = batches.first().ok_or("no batch")?.schema();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties.clone()))?;
+    let mut writer = Encoder::try_new(Vec::new(), schema, properties.clone())?;
     for batch in batches {
         writer.write(batch)?;
     }
