@@ -76,11 +76,11 @@ pub struct ArchiveConfig {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
-    /// zstd at level 1: the smaller files (about 0.7 of LZ4's on softflowd's records).
+    /// zstd at level 1: the smaller files (about 0.74 of LZ4's on softflowd's records).
     #[default]
     Zstd,
-    /// LZ4 (Parquet's `LZ4_RAW`): a few percent less CPU a record than zstd (2-6 % in the
-    /// latest runs on softflowd's records), files about 1.4 times as large.
+    /// LZ4 (Parquet's `LZ4_RAW`): about zstd's CPU a record since the archive encodes most
+    /// columns itself (2-6 % less before), files about 1.35 times as large.
     Lz4,
 }
 

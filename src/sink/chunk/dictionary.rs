@@ -28,6 +28,8 @@ pub struct DictionaryChunk {
     pages: Pages,
     /// The dictionary page's size past which the dictionary stops growing.
     limit: usize,
+    /// Whether the chunk's least and greatest are written.
+    statistics: bool,
     validity: Validity,
     /// The chunk's dictionary: its values `PLAIN` (each a 4-octet length and the octets), how
     /// many, and each one's index.
@@ -65,15 +67,22 @@ impl DictionaryChunk {
             if **key == DataType::UInt32 && **value == DataType::Utf8)
     }
 
-    /// An empty chunk of the column `descr`, its dictionary page at most `limit` octets and
-    /// its pages compressed as `compression` (none, zstd or LZ4_RAW).
+    /// An empty chunk of the column `descr`, its dictionary page at most `limit` octets, its
+    /// pages compressed as `compression` (none, zstd or LZ4_RAW), with the chunk's
+    /// `statistics` or none.
     ///
     /// # Errors
     /// Another codec, or a zstd level zstd refuses.
-    pub fn new(descr: ColumnDescPtr, limit: usize, compression: Compression) -> Result<Self> {
+    pub fn new(
+        descr: ColumnDescPtr,
+        limit: usize,
+        compression: Compression,
+        statistics: bool,
+    ) -> Result<Self> {
         Ok(Self {
             pages: Pages::new(descr, compression)?,
             limit,
+            statistics,
             validity: Validity::default(),
             dictionary: Vec::new(),
             entries: 0,
@@ -105,15 +114,19 @@ impl DictionaryChunk {
         };
         // Each of the array's values' index in the chunk's dictionary, once it is used.
         let mut remap: Vec<Option<u32>> = vec![None; values.len()];
-        let keys = array.keys();
+        let keys = array.keys().values();
+        // A row is null when its key is, or the value its key names.
+        let nulls = array.logical_nulls();
         let mut start = 0;
         while start < keys.len() {
             let take = (PAGE_VALUES - self.validity.rows).min(keys.len() - start);
-            let page_keys = keys.slice(start, take);
-            for key in page_keys.iter().flatten() {
-                self.append(values, key, &mut remap)?;
+            let page_nulls = nulls.as_ref().map(|n| n.slice(start, take));
+            for (i, &key) in keys[start..start + take].iter().enumerate() {
+                if page_nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+                    self.append(values, key, &mut remap)?;
+                }
             }
-            self.validity.extend(take, page_keys.nulls());
+            self.validity.extend(take, page_nulls.as_ref());
             start += take;
             if self.validity.rows == PAGE_VALUES {
                 self.write_page()?;
@@ -245,18 +258,21 @@ impl DictionaryChunk {
     pub fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.write_page()?;
         let nulls = self.pages.nulls;
-        let statistics = Statistics::ByteArray(ValueStatistics::new(
-            self.least.take().map(|v| ByteArray::from(v.into_vec())),
-            self.greatest.take().map(|v| ByteArray::from(v.into_vec())),
-            None,
-            Some(nulls),
-            false,
-        ));
+        let (least, greatest) = (self.least.take(), self.greatest.take());
+        let statistics = self.statistics.then(|| {
+            Statistics::ByteArray(ValueStatistics::new(
+                least.map(|v| ByteArray::from(v.into_vec())),
+                greatest.map(|v| ByteArray::from(v.into_vec())),
+                None,
+                Some(nulls),
+                false,
+            ))
+        });
         let entries = usize::try_from(self.entries).unwrap_or(usize::MAX);
         let dictionary = std::mem::take(&mut self.dictionary);
         let finished = self.pages.finish(
             (entries > 0).then_some((dictionary.as_slice(), entries)),
-            Some(statistics),
+            statistics,
         );
         self.dictionary = dictionary;
         self.dictionary.clear();
@@ -402,6 +418,32 @@ mod tests {
             assert_eq!(texts(&read), texts(&whole), "{compression}");
             assert!(chunks[0].0.contains(&Encoding::PLAIN));
         }
+    }
+
+    #[test]
+    fn a_row_whose_value_is_null_is_null() {
+        let array = DictionaryArray::<UInt32Type>::try_new(
+            UInt32Array::from(vec![Some(0), Some(1), None, Some(0)]),
+            Arc::new(StringArray::from(vec![Some("192.0.2.7:4739"), None])),
+        )
+        .unwrap();
+        let whole = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "exporter",
+                array.data_type().clone(),
+                true,
+            )])),
+            vec![Arc::new(array)],
+        )
+        .unwrap();
+        let (read, chunks) =
+            round_trip(std::slice::from_ref(&whole), properties(codecs()[0], 1024));
+        let column = read.column(0);
+        let valid: Vec<bool> = (0..4)
+            .map(|i| column.logical_nulls().is_none_or(|n| n.is_valid(i)))
+            .collect();
+        assert_eq!(valid, [true, false, false, true]);
+        assert_eq!(chunks[0].1.as_ref().unwrap().null_count_opt(), Some(2));
     }
 
     proptest! {

@@ -29,6 +29,8 @@ pub struct IntegerChunk {
     /// The logical type is unsigned: statistics compare the values unsigned.
     unsigned: bool,
     encoding: Encoding,
+    /// Whether the chunk's least and greatest are kept and written.
+    statistics: bool,
     /// The page in progress: its non-null values, as the physical type's bits sign-extended.
     values: Vec<i64>,
     validity: Validity,
@@ -66,9 +68,10 @@ impl IntegerChunk {
         )
     }
 
-    /// An empty chunk of the column `descr`, of Arrow type `data_type` ([`IntegerChunk::supports`]), its
-    /// values written as `encoding` (`PLAIN` or `DELTA_BINARY_PACKED`) and its pages
-    /// compressed as `compression` (none, zstd or LZ4_RAW).
+    /// An empty chunk of the column `descr`, of Arrow type `data_type`
+    /// ([`IntegerChunk::supports`]), its values written as `encoding` (`PLAIN` or
+    /// `DELTA_BINARY_PACKED`), its pages compressed as `compression` (none, zstd or LZ4_RAW),
+    /// with the chunk's `statistics` or none.
     ///
     /// # Errors
     /// Another encoding or codec, or a zstd level zstd refuses.
@@ -77,6 +80,7 @@ impl IntegerChunk {
         data_type: &DataType,
         encoding: Encoding,
         compression: Compression,
+        statistics: bool,
     ) -> Result<Self> {
         if !matches!(encoding, Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED) {
             return Err(ParquetError::NYI(format!(
@@ -91,6 +95,7 @@ impl IntegerChunk {
             ),
             pages: Pages::new(descr, compression)?,
             encoding,
+            statistics,
             values: Vec::with_capacity(PAGE_VALUES),
             validity: Validity::default(),
             run: None,
@@ -204,11 +209,15 @@ impl IntegerChunk {
         if self.validity.rows == 0 {
             return Ok(());
         }
-        let (encoding, extremes) = match self.run {
-            Some(v) => (Encoding::DELTA_BINARY_PACKED, self.extremes(&[v])),
-            None => (self.encoding, self.extremes(&self.values)),
+        let run = self.run.as_slice();
+        let (encoding, page) = if run.is_empty() {
+            (self.encoding, self.values.as_slice())
+        } else {
+            (Encoding::DELTA_BINARY_PACKED, run)
         };
-        (self.least, self.greatest) = extremes;
+        if self.statistics {
+            (self.least, self.greatest) = self.extremes(page);
+        }
         let mut body = self.pages.begin(&self.validity);
         match (self.run, encoding) {
             (Some(v), _) => constant(&mut body, v, self.validity.rows),
@@ -255,6 +264,9 @@ impl IntegerChunk {
     /// Compressing the last page or building the metadata failed.
     pub fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.write_page()?;
+        if !self.statistics {
+            return self.pages.finish(None, None);
+        }
         // As arrow-rs's writer: the deprecated `min` and `max` fields too where the column
         // sorts signed, for readers older than `min_value` and `max_value`.
         let signed = self.pages.descr.sort_order().is_signed();
@@ -514,6 +526,18 @@ mod tests {
             statistics[0],
             expect(&(-16_i32).to_le_bytes(), &5_i32.to_le_bytes())
         );
+    }
+
+    #[test]
+    fn a_column_without_statistics_gets_none() {
+        let properties = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+            .build();
+        let whole = batch(&[Some(3), None, Some(-9), Some(3)]);
+        let (read, chunks) = chunk::round_trip(std::slice::from_ref(&whole), properties);
+        assert_eq!(read, whole);
+        assert!(chunks.iter().all(|(_, statistics)| statistics.is_none()));
     }
 
     #[test]

@@ -58,10 +58,11 @@ pub enum Chunk {
 
 impl Chunk {
     /// The chunk that writes `field`, whose leaf column is `descr`, as `properties` say, when
-    /// one of ours does: an integer or time column written `PLAIN` or `DELTA_BINARY_PACKED`; a
-    /// text column without a dictionary or statistics written `DELTA_LENGTH_BYTE_ARRAY` or
-    /// `DELTA_BYTE_ARRAY`; an Arrow dictionary of text with a dictionary. `None` leaves the
-    /// column to arrow-rs.
+    /// one of ours does: an integer or time column without a dictionary, written `PLAIN` or
+    /// `DELTA_BINARY_PACKED`; a text column without a dictionary or statistics, written
+    /// `DELTA_LENGTH_BYTE_ARRAY` or `DELTA_BYTE_ARRAY`; an Arrow dictionary of text with a
+    /// dictionary. Statistics are the chunk's (no page index). `None` leaves the column to
+    /// arrow-rs.
     ///
     /// # Errors
     /// The column's codec is one of ours but its level is refused.
@@ -81,23 +82,26 @@ impl Chunk {
             return Ok(None);
         }
         let data_type = field.data_type();
+        let dictionary = properties.dictionary_enabled(path);
+        let statistics = properties.statistics_enabled(path) != EnabledStatistics::None;
         if IntegerChunk::supports(data_type)
+            && !dictionary
             && matches!(
                 encoding,
                 None | Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
             )
         {
-            let encoding = encoding.unwrap_or(Encoding::PLAIN);
             return Ok(Some(Self::Integers(IntegerChunk::new(
                 Arc::clone(descr),
                 data_type,
-                encoding,
+                encoding.unwrap_or(Encoding::PLAIN),
                 compression,
+                statistics,
             )?)));
         }
         if TextChunk::supports(data_type)
-            && !properties.dictionary_enabled(path)
-            && properties.statistics_enabled(path) == EnabledStatistics::None
+            && !dictionary
+            && !statistics
             && let Some(encoding @ (Encoding::DELTA_LENGTH_BYTE_ARRAY | Encoding::DELTA_BYTE_ARRAY)) =
                 encoding
         {
@@ -107,11 +111,12 @@ impl Chunk {
                 compression,
             )?)));
         }
-        if DictionaryChunk::supports(data_type) && properties.dictionary_enabled(path) {
+        if DictionaryChunk::supports(data_type) && dictionary {
             return Ok(Some(Self::Dictionary(DictionaryChunk::new(
                 Arc::clone(descr),
                 properties.dictionary_page_size_limit(),
                 compression,
+                statistics,
             )?)));
         }
         Ok(None)
