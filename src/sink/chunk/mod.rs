@@ -188,10 +188,23 @@ impl Pages {
     /// The pages of the column `descr`, compressed as `compression` (none, zstd or
     /// LZ4_RAW).
     fn new(descr: ColumnDescPtr, compression: Compression) -> Result<Self> {
+        Self::with_hash_log(descr, compression, None)
+    }
+
+    /// [`Pages::new`], zstd's match finder given a table of `2^hash_log` entries if set.
+    fn with_hash_log(
+        descr: ColumnDescPtr,
+        compression: Compression,
+        hash_log: Option<u32>,
+    ) -> Result<Self> {
         let codec = match compression {
             Compression::UNCOMPRESSED => Codec::None,
             Compression::ZSTD(level) => {
-                Codec::Zstd(zstd::bulk::Compressor::new(level.compression_level())?)
+                let mut compressor = zstd::bulk::Compressor::new(level.compression_level())?;
+                if let Some(hash_log) = hash_log {
+                    compressor.set_parameter(zstd::zstd_safe::CParameter::HashLog(hash_log))?;
+                }
+                Codec::Zstd(compressor)
             }
             Compression::LZ4_RAW => Codec::Lz4,
             other => {
