@@ -1,10 +1,10 @@
 //! The archive's Parquet encoder: arrow-rs's `ArrowWriter` in shape (batches in, row groups
-//! out, the footer at the end), with the integer and time columns and the text columns
-//! without a dictionary encoded by our own [`Chunk`]s and the rest (dictionaries, anything
-//! else) by arrow-rs's column writers, each chunk spliced into its row group in the schema's
-//! order. The file's schema,
-//! the Arrow schema it carries for readers and every column's encoding and codec come from
-//! the same `WriterProperties` an `ArrowWriter` takes.
+//! out, the footer at the end), with most columns encoded by our own [`Chunk`]s (integer and
+//! time columns, text without a dictionary or statistics, Arrow dictionaries of text) and the
+//! rest (text with a dictionary, anything nested) by arrow-rs's column writers; each chunk is
+//! spliced into its row group in the schema's order. The file's schema, the Arrow schema it
+//! carries for readers, and every column's encoding, dictionary, statistics and codec come
+//! from the same `WriterProperties` an `ArrowWriter` takes.
 
 use std::io::Write;
 
@@ -91,7 +91,9 @@ impl<W: Write + Send> Encoder<W> {
     /// reaches the properties' row limit.
     ///
     /// # Errors
-    /// `batch` is not of the file's schema, or encoding or writing failed.
+    /// `batch` is not of the file's schema, or encoding or writing failed; the row group in
+    /// progress is then in an unknown state, as `ArrowWriter`'s would be, and the encoder is
+    /// to be dropped (the archive completes such a file from its journal).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.schema_ref().fields() != self.schema.fields() {
             return Err(ParquetError::General(

@@ -1,20 +1,22 @@
 //! Column chunks the archive encodes itself rather than through arrow-rs's column writers:
-//! integer and time columns ([`IntegerChunk`]), and text columns written without a dictionary
-//! or statistics, such as addresses of many hosts ([`TextChunk`]). They are most of the
-//! archive's columns and most of its rows' cost: arrow-rs spends 1.6-2 ns a value on an integer
-//! column even when every value is the same (the gather through row indices, the widening
-//! copy, statistics value by value, the page bookkeeping), and its text encoders work one value
-//! a call (README, Figures). Here each chunk keeps its page in progress in plain buffers and
-//! encodes it whole when it fills ([`PAGE_VALUES`] rows) or the row group ends, in the Parquet
-//! format's encodings (`Encodings.md`): `PLAIN`, `DELTA_BINARY_PACKED` (blocks of 128
-//! differences in 4 miniblocks of 32, each bit-packed at the width its largest needs after the
-//! block's least is taken off), `DELTA_LENGTH_BYTE_ARRAY` and `DELTA_BYTE_ARRAY`. Pages are
-//! data pages of format version 1 (definition levels first, as the RLE/bit-packed hybrid),
-//! compressed by the column's codec as [`choose`](crate::sink::parquet) found; [`Pages`] writes
-//! them and the chunk's metadata, and the chunk is spliced into its row group whole, beside
+//! integer and time columns ([`IntegerChunk`]), text columns written without a dictionary or
+//! statistics, such as addresses of many hosts ([`TextChunk`]), and Arrow dictionaries of text,
+//! the exporter ([`DictionaryChunk`]). They are nearly all of the archive's columns and most of
+//! its rows' cost: arrow-rs spends 1.6-2 ns a value on an integer column even when every value
+//! is the same (the gather through row indices, the widening copy, statistics value by value,
+//! the page bookkeeping), interns a dictionary array's text again row by row, and feeds its
+//! text encoders one value a call (README, Figures). Here each chunk keeps its page in progress
+//! in plain buffers and encodes it whole when it fills ([`PAGE_VALUES`] rows) or the row group
+//! ends, in the Parquet format's encodings (`Encodings.md`): `PLAIN`, `DELTA_BINARY_PACKED`
+//! (blocks of 128 differences in 4 miniblocks of 32, each bit-packed at the width its largest
+//! needs after the block's least is taken off), `DELTA_LENGTH_BYTE_ARRAY`, `DELTA_BYTE_ARRAY`
+//! and `RLE_DICTIONARY`. Pages are data pages of format version 1 (definition levels first, as
+//! the RLE/bit-packed hybrid), compressed by the column's codec as
+//! [`choose`](crate::sink::parquet) found; [`Pages`] writes them, a dictionary page before
+//! them, and the chunk's metadata, and the chunk is spliced into its row group whole, beside
 //! the chunks arrow-rs writes for the other columns
 //! ([`Encoder`](crate::sink::encoder::Encoder)). Each is kept from one row group to the next,
-//! with its codec's context.
+//! with its codec's context. [`Chunk::for_column`] decides which chunk writes a column.
 
 mod dictionary;
 mod integer;
@@ -51,8 +53,11 @@ const MINIBLOCK: usize = 32;
 /// A column chunk encoded here.
 #[derive(Debug)]
 pub enum Chunk {
+    /// An integer or time column.
     Integers(IntegerChunk),
+    /// Text without a dictionary or statistics.
     Text(TextChunk),
+    /// An Arrow dictionary of text.
     Dictionary(DictionaryChunk),
 }
 
