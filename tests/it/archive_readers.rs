@@ -83,6 +83,7 @@ async fn readers_read(codec: Codec, name: &str) {
     );
     let stdout = common::python(script, &[out.to_str().unwrap(), "10.1.1.3"]);
     assert!(stdout.contains("\"duckdb_rows\": 80"), "{stdout}");
+    assert!(stdout.contains("\"disagreements\": []"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_rows\": 80"), "{stdout}");
     // The README's NetFlow query: octets per exporter and version, IPFIX and v5 files together
     // (IPFIX: 0 + 1 + … + 49, and 7; the capture's 29 flows carry 26,460 octets).
@@ -153,6 +154,7 @@ fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
     );
     let stdout = common::python(script, &[archive.to_str().unwrap(), "10.0.31.63"]);
     assert!(stdout.contains("\"duckdb_rows\": 8000"), "{stdout}");
+    assert!(stdout.contains("\"disagreements\": []"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_rows\": 8000"), "{stdout}");
     assert!(stdout.contains("\"duckdb_matching\": 1"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_matching\": 1"), "{stdout}");

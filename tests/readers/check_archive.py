@@ -3,7 +3,9 @@
 Usage: check_archive.py ARCHIVE_DIR ADDRESS [COLUMN]
 Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's and pyarrow's counts of rows
 whose COLUMN (sourceIPv4Address unless given) equals ADDRESS (filtering on the address written
-as text), the codecs the files' pages are compressed with, and each column's encodings.
+as text), the codecs the files' pages are compressed with, each column's encodings, and every
+file's columns whose values DuckDB and pyarrow read differently (none, when both read what
+was written).
 """
 import json
 import sys
@@ -54,7 +56,19 @@ for f in files.files:
         for c in range(group.num_columns):
             chunk = group.column(c)
             encodings.setdefault(chunk.path_in_schema, set()).update(chunk.encodings)
+# Every value of every file, as each reader reads it (compared as text: DuckDB gives times
+# without their zone).
+disagreements = []
+for f in sorted(files.files):
+    by_duckdb = con.execute(f"SELECT * FROM read_parquet('{f}')").to_arrow_table()
+    by_pyarrow = pq.read_table(f)
+    for name in by_pyarrow.column_names:
+        ours = [str(v) for v in by_pyarrow.column(name).to_pylist()]
+        theirs = [str(v) for v in by_duckdb.column(name).to_pylist()]
+        if ours != theirs:
+            disagreements.append(f"{f.rsplit('/', 1)[-1]}:{name}")
 print(json.dumps({
+    "disagreements": disagreements,
     "duckdb_rows": rows,
     "duckdb_matching": matching[0],
     "duckdb_date": str(matching[1]),
