@@ -1107,8 +1107,8 @@ mod tests {
         };
         assert!(delta(0) && delta(1) && !delta(2));
         // A page of one value is written as differences of zero in no bits, whatever the
-        // column's encoding (sink/chunk.rs): the constant column, chosen plain, has no plain
-        // page.
+        // column's encoding (sink/chunk/integer.rs): the constant column, chosen plain, has no
+        // plain page.
         assert!(delta(3) && !chunk[3].encodings().any(|e| e == Encoding::PLAIN));
         // Written under zstd: scattered hosts share too little of their text for front coding
         // to pay.

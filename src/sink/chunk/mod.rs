@@ -163,7 +163,7 @@ impl Chunk {
 }
 
 /// How a column's pages are compressed.
-enum Codec {
+enum PageCodec {
     None,
     Zstd(zstd::bulk::Compressor<'static>),
     Lz4,
@@ -174,7 +174,7 @@ enum Codec {
 struct Pages {
     descr: ColumnDescPtr,
     compression: Compression,
-    codec: Codec,
+    codec: PageCodec,
     /// The chunk's pages so far, serialized.
     written: TrackedWrite<Vec<u8>>,
     /// Octets of the pages before compression, headers included.
@@ -203,15 +203,15 @@ impl Pages {
         hash_log: Option<u32>,
     ) -> Result<Self> {
         let codec = match compression {
-            Compression::UNCOMPRESSED => Codec::None,
+            Compression::UNCOMPRESSED => PageCodec::None,
             Compression::ZSTD(level) => {
                 let mut compressor = zstd::bulk::Compressor::new(level.compression_level())?;
                 if let Some(hash_log) = hash_log {
                     compressor.set_parameter(zstd::zstd_safe::CParameter::HashLog(hash_log))?;
                 }
-                Codec::Zstd(compressor)
+                PageCodec::Zstd(compressor)
             }
-            Compression::LZ4_RAW => Codec::Lz4,
+            Compression::LZ4_RAW => PageCodec::Lz4,
             other => {
                 return Err(ParquetError::NYI(format!(
                     "column chunks compressed as {other}"
@@ -286,15 +286,15 @@ impl Pages {
     /// `body` compressed by the column's codec.
     fn compress(&mut self, body: &[u8]) -> Result<Bytes> {
         Ok(match &mut self.codec {
-            Codec::None => Bytes::copy_from_slice(body),
-            Codec::Zstd(compressor) => {
+            PageCodec::None => Bytes::copy_from_slice(body),
+            PageCodec::Zstd(compressor) => {
                 self.compressed.clear();
                 self.compressed
                     .reserve(zstd::zstd_safe::compress_bound(body.len()));
                 compressor.compress_to_buffer(body, &mut self.compressed)?;
                 Bytes::copy_from_slice(&self.compressed)
             }
-            Codec::Lz4 => {
+            PageCodec::Lz4 => {
                 self.compressed.clear();
                 self.compressed
                     .resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
