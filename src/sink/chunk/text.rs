@@ -36,7 +36,8 @@ pub struct TextChunk {
     prefixes: Vec<i64>,
     lengths: Vec<i64>,
     octets: Vec<u8>,
-    /// Front-coded, the last value appended (the next one's prefix is shared with it).
+    /// Front-coded, the page's last value before the array being appended (its first value's
+    /// prefix is shared with it).
     previous: Vec<u8>,
 }
 
@@ -108,14 +109,20 @@ impl TextChunk {
     fn append(&mut self, array: &StringArray) {
         let nulls = array.nulls().filter(|n| n.null_count() > 0);
         if self.prefixed {
+            // Each value's prefix is shared with the value before it: the array's, or for its
+            // first, the page's last before the array (kept once an array, not once a value).
+            let mut before: Option<&[u8]> = None;
             for value in array.iter().flatten().map(str::as_bytes) {
-                let shared = shared_prefix(&self.previous, value);
+                let shared = shared_prefix(before.unwrap_or(&self.previous), value);
                 self.prefixes.push(i64::try_from(shared).unwrap_or(0));
                 self.lengths
                     .push(i64::try_from(value.len() - shared).unwrap_or(0));
                 self.octets.extend_from_slice(&value[shared..]);
+                before = Some(value);
+            }
+            if let Some(last) = before {
                 self.previous.clear();
-                self.previous.extend_from_slice(value);
+                self.previous.extend_from_slice(last);
             }
         } else if nulls.is_none() {
             let offsets = array.value_offsets();
