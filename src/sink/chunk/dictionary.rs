@@ -8,6 +8,8 @@
 //!
 //! [`WriterProperties`]: parquet::file::properties::WriterProperties
 
+use std::collections::HashMap;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use arrow_array::{Array, StringArray};
@@ -21,7 +23,6 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::{PAGE_VALUES, Pages, Validity, uleb128};
-use crate::collector::FastMap;
 
 /// The column chunk of one dictionary-encoded text column in the row group being written.
 pub struct DictionaryChunk {
@@ -32,12 +33,13 @@ pub struct DictionaryChunk {
     statistics: bool,
     validity: Validity,
     /// The chunk's dictionary: its values `PLAIN` (each a 4-octet length and the octets), how
-    /// many, and each one's index.
+    /// many, and where each begins.
     dictionary: Vec<u8>,
     entries: u32,
-    /// Where each entry begins in `dictionary`.
     offsets: Vec<usize>,
-    index: FastMap<Box<[u8]>, u32>,
+    /// Each value's index in the dictionary (looked up once for each distinct value of an
+    /// array, so std's hasher costs nothing that shows).
+    index: HashMap<Box<[u8]>, u32>,
     /// Whether the dictionary is full: the pages from the one in progress on are `PLAIN`.
     full: bool,
     /// The page in progress: its non-null rows as runs of one index (index, rows) while the
@@ -87,7 +89,7 @@ impl DictionaryChunk {
             dictionary: Vec::new(),
             entries: 0,
             offsets: Vec::new(),
-            index: FastMap::default(),
+            index: HashMap::new(),
             full: false,
             runs: Vec::new(),
             plain: Vec::new(),
