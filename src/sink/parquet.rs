@@ -585,7 +585,7 @@ pub fn properties(first: &RecordBatch, codec: Codec) -> Result<WriterProperties,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Dictionary(..)
         );
         let without_dictionary = choices.without_dictionary.contains(&index);
-        if without_dictionary || !text {
+        if without_dictionary || (!text && !choices.dictionary.contains(&index)) {
             builder = builder.set_column_dictionary_enabled(column(), false);
         }
         // The encoding of the values, or past the dictionary of a text column that has one.
@@ -620,6 +620,8 @@ const SAMPLE_MIN_ROWS: usize = 1024;
 struct Choices {
     /// Integer and time columns delta-encoded.
     delta: Vec<usize>,
+    /// Integer and time columns written with a dictionary first.
+    dictionary: Vec<usize>,
     /// Integer and time columns whose pages the codec leaves uncompressed.
     uncompressed: Vec<usize>,
     /// Text columns written without a dictionary.
@@ -681,11 +683,16 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
         })
         .map(|(index, _)| index)
         .collect();
-    // (compressed, uncompressed) octets of the chunk of each of `columns` written as `encoding`.
-    let sizes = |columns: &[usize], encoding: Encoding| -> Result<Vec<(i64, i64)>, ArchiveError> {
+    // (compressed, uncompressed, dictionary page) octets of the chunk of each of `columns`
+    // written as `encoding`, with a dictionary first or not.
+    let sizes = |columns: &[usize],
+                 encoding: Encoding,
+                 dictionary: bool|
+     -> Result<Vec<(i64, i64, i64)>, ArchiveError> {
         let properties = WriterProperties::builder()
             .set_compression(codec.compression()?)
-            .set_dictionary_enabled(false)
+            .set_dictionary_enabled(dictionary)
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .set_statistics_enabled(EnabledStatistics::None)
             .set_encoding(encoding)
             .build();
@@ -700,7 +707,12 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
                 group
                     .columns()
                     .iter()
-                    .map(|c| (c.compressed_size(), c.uncompressed_size()))
+                    .map(|c| {
+                        let dictionary = c
+                            .dictionary_page_offset()
+                            .map_or(0, |offset| c.data_page_offset() - offset);
+                        (c.compressed_size(), c.uncompressed_size(), dictionary)
+                    })
                     .collect()
             })
             .unwrap_or_default())
@@ -712,8 +724,8 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
         if columns.is_empty() {
             return Ok(Vec::new());
         }
-        let usual = sizes(columns, usual)?;
-        let other = sizes(columns, other)?;
+        let usual = sizes(columns, usual, false)?;
+        let other = sizes(columns, other, false)?;
         Ok::<_, ArchiveError>(
             columns
                 .iter()
@@ -721,7 +733,7 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
                 .map(|(&index, (usual, other))| {
                     let better = usual.0 >= least && other.0 * 20 <= usual.0 * 19;
                     let chosen = if better { other } else { usual };
-                    (index, better, chosen.0 * 20 > chosen.1 * 19)
+                    (index, better, chosen.0 * 20 > chosen.1 * 19, chosen.0)
                 })
                 .collect(),
         )
@@ -739,15 +751,35 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
         Encoding::DELTA_BYTE_ARRAY,
         0,
     )?;
-    for (index, delta, uncompressed) in numbers {
-        if delta {
+    // Numbers the codec works on, written again with a dictionary first: kept where that comes
+    // out no larger than the encoding chosen above, with a dictionary page of at most a
+    // sixteenth of its bound (a few hundred values: a row group's worth will still fit).
+    let compressed: Vec<(usize, i64)> = numbers
+        .iter()
+        .filter(|(_, _, uncompressed, _)| !uncompressed)
+        .map(|&(index, _, _, size)| (index, size))
+        .collect();
+    let columns: Vec<usize> = compressed.iter().map(|&(index, _)| index).collect();
+    let with_dictionary = if columns.is_empty() {
+        Vec::new()
+    } else {
+        sizes(&columns, Encoding::PLAIN, true)?
+    };
+    let bound = i64::try_from(DICTIONARY_PAGE_LIMIT / 16).unwrap_or(i64::MAX);
+    for (&(index, chosen), (size, _, dictionary)) in compressed.iter().zip(with_dictionary) {
+        if size <= chosen && dictionary <= bound {
+            choices.dictionary.push(index);
+        }
+    }
+    for (index, delta, uncompressed, _) in numbers {
+        if delta && !choices.dictionary.contains(&index) {
             choices.delta.push(index);
         }
         if uncompressed {
             choices.uncompressed.push(index);
         }
     }
-    for (index, prefixed, uncompressed) in texts {
+    for (index, prefixed, uncompressed, _) in texts {
         if prefixed {
             choices.prefixed.push(index);
         }
@@ -1068,18 +1100,21 @@ mod tests {
         let text = addresses_as_text(&first).unwrap();
         // Bit-packed differences of the walk, and the scattered counters, are as dense as the
         // codec makes them; those of the near counters zstd's entropy coding shrinks, LZ4's
-        // matches do not.
+        // matches do not. Under zstd the near counters' 97 values are smaller still as
+        // indices into a dictionary, and the zeros are no larger (runs of one value either
+        // way); what the codec leaves alone is not tried with one.
         // The pages' names all begin "/page/": front coding leaves it out of all but the
         // first value, where zstd still spends bits on each repeat; LZ4's matches take it
         // as cheaply either way.
-        for (codec, uncompressed, prefixed) in [
-            (Codec::Zstd, vec![1, 2], vec![6]),
-            (Codec::Lz4, vec![0, 1, 2], vec![]),
+        for (codec, delta, dictionary, uncompressed, prefixed) in [
+            (Codec::Zstd, vec![1], vec![0, 3], vec![1, 2], vec![6]),
+            (Codec::Lz4, vec![0, 1], vec![3], vec![0, 1, 2], vec![]),
         ] {
             assert_eq!(
                 choose(&text, codec).unwrap(),
                 Choices {
-                    delta: vec![0, 1],
+                    delta,
+                    dictionary,
                     uncompressed,
                     without_dictionary: vec![4, 6],
                     prefixed,
@@ -1105,10 +1140,11 @@ mod tests {
                 .encodings()
                 .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         };
-        assert!(delta(0) && delta(1) && !delta(2));
+        assert!(!delta(0) && delta(1) && !delta(2));
+        assert!(chunk[0].encodings().any(|e| e == Encoding::RLE_DICTIONARY));
         // A page of one value is written as differences of zero in no bits, whatever the
-        // column's encoding (sink/chunk/integer.rs): the constant column, chosen plain, has no
-        // plain page.
+        // column's encoding (sink/chunk/integer.rs): the constant column has no plain page and
+        // no dictionary page.
         assert!(delta(3) && !chunk[3].encodings().any(|e| e == Encoding::PLAIN));
         // Written under zstd: scattered hosts share too little of their text for front coding
         // to pay.
@@ -1134,7 +1170,8 @@ mod tests {
             .iter()
             .map(|c| c.dictionary_page_offset().is_some())
             .collect();
-        assert_eq!(dictionary, [false, false, false, false, false, true, false]);
+        // The near counters' and the four hosts'; the zeros never needed theirs.
+        assert_eq!(dictionary, [true, false, false, false, false, true, false]);
         let read: Vec<RecordBatch> = reader
             .with_batch_size(first.num_rows())
             .build()

@@ -5,6 +5,8 @@
 //! of arrow-rs's 1.7: README, Figures). The chunk's statistics (least, greatest, nulls) compare
 //! values in the order of the column's logical type: unsigned types unsigned.
 
+use std::collections::HashMap;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
@@ -19,7 +21,10 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{PAGE_VALUES, Pages, Validity, all_equal, constant, delta_binary_packed, low32};
+use super::{
+    MINIBLOCK, PAGE_VALUES, Pages, Validity, all_equal, bit_pack, constant, delta_binary_packed,
+    low32, uleb128,
+};
 
 /// The column chunk of one integer or time column in the row group being written.
 pub struct IntegerChunk {
@@ -31,6 +36,8 @@ pub struct IntegerChunk {
     encoding: Encoding,
     /// Whether the chunk's least and greatest are kept and written.
     statistics: bool,
+    /// With a dictionary: the chunk's, while it has room.
+    dictionary: Option<Dictionary>,
     /// The page in progress: its non-null values, as the physical type's bits sign-extended.
     values: Vec<i64>,
     validity: Validity,
@@ -70,8 +77,9 @@ impl IntegerChunk {
 
     /// An empty chunk of the column `descr`, of Arrow type `data_type`
     /// ([`IntegerChunk::supports`]), its values written as `encoding` (`PLAIN` or
-    /// `DELTA_BINARY_PACKED`), its pages compressed as `compression` (none, zstd or LZ4_RAW),
-    /// with the chunk's `statistics` or none.
+    /// `DELTA_BINARY_PACKED`), or `RLE_DICTIONARY` first with a dictionary page of at most
+    /// `dictionary` octets, its pages compressed as `compression` (none, zstd or LZ4_RAW), with
+    /// the chunk's `statistics` or none.
     ///
     /// # Errors
     /// Another encoding or codec, or a zstd level zstd refuses.
@@ -79,6 +87,7 @@ impl IntegerChunk {
         descr: ColumnDescPtr,
         data_type: &DataType,
         encoding: Encoding,
+        dictionary: Option<usize>,
         compression: Compression,
         statistics: bool,
     ) -> Result<Self> {
@@ -96,6 +105,7 @@ impl IntegerChunk {
             pages: Pages::new(descr, compression)?,
             encoding,
             statistics,
+            dictionary: dictionary.map(Dictionary::new),
             values: Vec::with_capacity(PAGE_VALUES),
             validity: Validity::default(),
             run: None,
@@ -210,7 +220,7 @@ impl IntegerChunk {
             return Ok(());
         }
         let run = self.run.as_slice();
-        let (encoding, page) = if run.is_empty() {
+        let (mut encoding, page) = if run.is_empty() {
             (self.encoding, self.values.as_slice())
         } else {
             (Encoding::DELTA_BINARY_PACKED, run)
@@ -219,9 +229,20 @@ impl IntegerChunk {
             (self.least, self.greatest) = self.extremes(page);
         }
         let mut body = self.pages.begin(&self.validity);
-        match (self.run, encoding) {
+        let width = if self.wide { 8 } else { 4 };
+        let indexed = match self.dictionary.as_mut() {
+            Some(dictionary) if self.run.is_none() && !self.values.is_empty() => {
+                dictionary.index(&self.values, width)
+            }
+            _ => false,
+        };
+        match (self.run, &self.dictionary) {
             (Some(v), _) => constant(&mut body, v, self.validity.rows),
-            (None, Encoding::DELTA_BINARY_PACKED) => {
+            (None, Some(dictionary)) if indexed => {
+                encoding = Encoding::RLE_DICTIONARY;
+                dictionary.write_indices(&mut body);
+            }
+            _ if encoding == Encoding::DELTA_BINARY_PACKED => {
                 delta_binary_packed(&mut body, &self.values, self.wide);
             }
             _ if self.wide => plain(&mut body, &self.values, |v| v.to_le_bytes()),
@@ -264,8 +285,11 @@ impl IntegerChunk {
     /// Compressing the last page or building the metadata failed.
     pub fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.write_page()?;
+        let dictionary = self.dictionary.as_mut().map(|d| d.page(self.wide));
+        let dictionary = dictionary.as_ref().filter(|(_, entries)| *entries > 0);
+        let dictionary = dictionary.map(|(values, entries)| (values.as_slice(), *entries));
         if !self.statistics {
-            return self.pages.finish(None, None);
+            return self.pages.finish(dictionary, None);
         }
         // As arrow-rs's writer: the deprecated `min` and `max` fields too where the column
         // sorts signed, for readers older than `min_value` and `max_value`.
@@ -283,7 +307,96 @@ impl IntegerChunk {
                     .with_backwards_compatible_min_max(signed),
             )
         };
-        self.pages.finish(None, Some(statistics))
+        self.pages.finish(dictionary, Some(statistics))
+    }
+}
+
+/// An integer chunk's dictionary: its values in order of first appearance, each one's index,
+/// the indices of the page in progress, and whether it is full (past its page size: the
+/// chunk's later pages are written in the column's own encoding, as arrow-rs's writer does).
+struct Dictionary {
+    limit: usize,
+    values: Vec<i64>,
+    index: HashMap<i64, u32, foldhash::fast::FixedState>,
+    indices: Vec<u32>,
+    full: bool,
+}
+
+impl Dictionary {
+    /// An empty dictionary whose page holds at most `limit` octets.
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            values: Vec::new(),
+            index: HashMap::default(),
+            indices: Vec::with_capacity(PAGE_VALUES),
+            full: false,
+        }
+    }
+
+    /// The indices of `values` (each `width` octets in the dictionary page), new ones added;
+    /// `false`, and the dictionary full from now on, when they would take it past its size.
+    fn index(&mut self, values: &[i64], width: usize) -> bool {
+        if self.full {
+            return false;
+        }
+        self.indices.clear();
+        let mut last: Option<(i64, u32)> = None;
+        for &v in values {
+            let index = match last {
+                Some((value, index)) if value == v => index,
+                _ => {
+                    let next = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+                    let index = *self.index.entry(v).or_insert(next);
+                    if index == next {
+                        self.values.push(v);
+                        if self.values.len() * width > self.limit {
+                            self.full = true;
+                            return false;
+                        }
+                    }
+                    last = Some((v, index));
+                    index
+                }
+            };
+            self.indices.push(index);
+        }
+        true
+    }
+
+    /// The indices [`Dictionary::index`] gave, as a data page's values: their bit width (one
+    /// octet), then one bit-packed run of them, padded to a whole miniblock of 32.
+    fn write_indices(&self, out: &mut Vec<u8>) {
+        let entries = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        let width = (u32::BITS - entries.saturating_sub(1).leading_zeros()).max(1);
+        out.push(width.to_le_bytes()[0]);
+        let blocks = self.indices.len().div_ceil(MINIBLOCK);
+        // Groups of 8 values, the run's length.
+        uleb128(out, ((blocks as u64 * (MINIBLOCK as u64 / 8)) << 1) | 1);
+        let mut block = [0u64; MINIBLOCK];
+        for chunk in self.indices.chunks(MINIBLOCK) {
+            block.fill(0);
+            for (slot, &index) in block.iter_mut().zip(chunk) {
+                *slot = u64::from(index);
+            }
+            bit_pack(out, &block, width);
+        }
+    }
+
+    /// The dictionary page's values (`PLAIN`) and how many; the next chunk's dictionary
+    /// begins empty.
+    fn page(&mut self, wide: bool) -> (Vec<u8>, usize) {
+        let mut page = Vec::new();
+        if wide {
+            plain(&mut page, &self.values, |v| v.to_le_bytes());
+        } else {
+            plain(&mut page, &self.values, |v| low32(v).to_le_bytes());
+        }
+        let entries = self.values.len();
+        self.values.clear();
+        self.index.clear();
+        self.full = false;
+        (page, entries)
     }
 }
 
@@ -526,6 +639,47 @@ mod tests {
             statistics[0],
             expect(&(-16_i32).to_le_bytes(), &5_i32.to_le_bytes())
         );
+    }
+
+    #[test]
+    fn columns_of_few_values_read_back_through_their_dictionary_and_past_it() {
+        // Seven values (and nulls) in short runs over three pages, all through the dictionary;
+        // then, under a dictionary of at most 64 octets (8 or 16 values), pages of many values
+        // that fill it within the first: those pages are written in the column's own encoding
+        // (the dictionary page, holding what went in before it filled, is read and unused).
+        let few: Vec<Option<i64>> = (0..70_000_i64)
+            .map(|i| {
+                (i % 13 != 0)
+                    .then_some([3, 80, 443, -1, 0, 1 << 40, 7][usize::try_from(i / 5 % 7).unwrap()])
+            })
+            .collect();
+        let many: Vec<Option<i64>> = (0..40_000_i64).map(|i| Some(i * 3)).collect();
+        for (values, limit, dictionary_only) in [(few, 1 << 16, true), (many, 64, false)] {
+            let whole = batch(&values);
+            for encoding in [Encoding::PLAIN, Encoding::DELTA_BINARY_PACKED] {
+                for compression in codecs() {
+                    let properties = WriterProperties::builder()
+                        .set_dictionary_page_size_limit(limit)
+                        .set_encoding(encoding)
+                        .set_compression(compression)
+                        .build();
+                    let (read, chunks) =
+                        chunk::round_trip(std::slice::from_ref(&whole), properties);
+                    assert_eq!(read, whole, "{encoding} {compression} {limit}");
+                    // (The dictionary page is `PLAIN` itself: only delta shows which data pages
+                    // went without the dictionary.)
+                    for (encodings, _) in &chunks {
+                        assert_eq!(
+                            encodings.contains(&Encoding::RLE_DICTIONARY),
+                            dictionary_only
+                        );
+                        if encoding == Encoding::DELTA_BINARY_PACKED {
+                            assert_eq!(!encodings.contains(&encoding), dictionary_only);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub enum Chunk {
 
 impl Chunk {
     /// The chunk that writes `field`, whose leaf column is `descr`, as `properties` say, when
-    /// one of ours does: an integer or time column without a dictionary, written `PLAIN` or
-    /// `DELTA_BINARY_PACKED`; a text column without a dictionary or statistics, written
+    /// one of ours does: an integer or time column written `PLAIN` or `DELTA_BINARY_PACKED`,
+    /// with a dictionary first if it has one; a text column without a dictionary or statistics, written
     /// `DELTA_LENGTH_BYTE_ARRAY` or `DELTA_BYTE_ARRAY`; an Arrow dictionary of text with a
     /// dictionary. Statistics are the chunk's (no page index). `None` leaves the column to
     /// arrow-rs.
@@ -90,7 +90,6 @@ impl Chunk {
         let dictionary = properties.dictionary_enabled(path);
         let statistics = properties.statistics_enabled(path) != EnabledStatistics::None;
         if IntegerChunk::supports(data_type)
-            && !dictionary
             && matches!(
                 encoding,
                 None | Some(Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED)
@@ -100,6 +99,7 @@ impl Chunk {
                 Arc::clone(descr),
                 data_type,
                 encoding.unwrap_or(Encoding::PLAIN),
+                dictionary.then(|| properties.dictionary_page_size_limit()),
                 compression,
                 statistics,
             )?)));
