@@ -1,8 +1,10 @@
 //! Integer and time columns: a page's values are copied once into a buffer of 64-bit integers
 //! (the physical type's bits) and encoded from there, `PLAIN` or `DELTA_BINARY_PACKED` as
-//! chosen for the column; a page whose rows all hold one value is only counted, and written
-//! as differences of zero in no bits whatever the column's encoding (about 0.3 ns a row instead
-//! of arrow-rs's 1.7: README, Figures). The chunk's statistics (least, greatest, nulls) compare
+//! chosen for the column, or, for a column given a dictionary, `RLE_DICTIONARY` (indices into
+//! the chunk's dictionary, bit-packed) until the dictionary page would pass its size, then the
+//! column's own encoding; a page whose rows all hold one value is only counted, and written as
+//! differences of zero in no bits whatever the column's encoding (about 0.3 ns a row instead of
+//! arrow-rs's 1.7: README, Figures). The chunk's statistics (least, greatest, nulls) compare
 //! values in the order of the column's logical type: unsigned types unsigned.
 
 use std::collections::HashMap;
