@@ -12,7 +12,7 @@
 //! needs after the block's least is taken off), `DELTA_LENGTH_BYTE_ARRAY`, `DELTA_BYTE_ARRAY`
 //! and `RLE_DICTIONARY`. Pages are data pages of format version 1 (definition levels first, as
 //! the RLE/bit-packed hybrid), compressed by the column's codec as
-//! [`choose`](crate::sink::parquet) found; [`Pages`] writes them, a dictionary page before
+//! [`choose`](crate::sink::parquet) found; `Pages` writes them, a dictionary page before
 //! them, and the chunk's metadata, and the chunk is spliced into its row group whole, beside
 //! the chunks arrow-rs writes for the other columns
 //! ([`Encoder`](crate::sink::encoder::Encoder)). Each is kept from one row group to the next,
