@@ -588,10 +588,11 @@ pub fn properties(first: &RecordBatch, codec: Codec) -> Result<WriterProperties,
         if without_dictionary || (!text && !choices.dictionary.contains(&index)) {
             builder = builder.set_column_dictionary_enabled(column(), false);
         }
-        // The encoding of the values, or past the dictionary of a text column that has one.
+        // The encoding of the values, or past the dictionary of a text column that has one
+        // (an address column still as decoded, not text, is a number like any other).
         let encoding = if choices.delta.contains(&index) {
             Some(Encoding::DELTA_BINARY_PACKED)
-        } else if choices.prefixed.contains(&index) || (address && !without_dictionary) {
+        } else if choices.prefixed.contains(&index) || (address && text && !without_dictionary) {
             Some(Encoding::DELTA_BYTE_ARRAY)
         } else if without_dictionary {
             Some(Encoding::DELTA_LENGTH_BYTE_ARRAY)
