@@ -108,7 +108,7 @@ impl IntegerChunk {
             encoding,
             statistics,
             dictionary: dictionary.map(Dictionary::new),
-            values: Vec::with_capacity(PAGE_VALUES),
+            values: Vec::new(),
             validity: Validity::default(),
             run: None,
             least: None,
@@ -331,7 +331,7 @@ impl Dictionary {
             limit,
             values: Vec::new(),
             index: HashMap::default(),
-            indices: Vec::with_capacity(PAGE_VALUES),
+            indices: Vec::new(),
             full: false,
         }
     }

@@ -26,6 +26,7 @@ pub use dictionary::DictionaryChunk;
 pub use integer::IntegerChunk;
 pub use text::TextChunk;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
+use zstd::zstd_safe::CParameter;
 
 /// Rows (nulls included) a data page holds at most: a multiple of the 128 values of a
 /// `DELTA_BINARY_PACKED` block.
@@ -165,8 +167,21 @@ impl Chunk {
 /// How a column's pages are compressed.
 enum PageCodec {
     None,
-    Zstd(zstd::bulk::Compressor<'static>),
+    /// zstd at this level, its match finder's table of `2^hash_log` entries if set.
+    Zstd {
+        level: i32,
+        hash_log: Option<u32>,
+    },
     Lz4,
+}
+
+thread_local! {
+    /// The zstd context every chunk this thread writes compresses its pages with: one grows to
+    /// about 0.6 MiB at full pages, so one a column of every open file would make the
+    /// archive's memory grow with files times columns; this way it is one an archive thread.
+    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// A page's body and its compressed form while it is written, shared the same way.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// The pages of one column chunk: written as each is complete, compressed by the column's
@@ -184,9 +199,6 @@ struct Pages {
     nulls: u64,
     /// The encodings of the chunk's pages.
     encodings: Vec<Encoding>,
-    /// Scratch buffers kept between pages: a page's body, and it compressed.
-    body: Vec<u8>,
-    compressed: Vec<u8>,
 }
 
 impl Pages {
@@ -204,13 +216,10 @@ impl Pages {
     ) -> Result<Self> {
         let codec = match compression {
             Compression::UNCOMPRESSED => PageCodec::None,
-            Compression::ZSTD(level) => {
-                let mut compressor = zstd::bulk::Compressor::new(level.compression_level())?;
-                if let Some(hash_log) = hash_log {
-                    compressor.set_parameter(zstd::zstd_safe::CParameter::HashLog(hash_log))?;
-                }
-                PageCodec::Zstd(compressor)
-            }
+            Compression::ZSTD(level) => PageCodec::Zstd {
+                level: level.compression_level(),
+                hash_log,
+            },
             Compression::LZ4_RAW => PageCodec::Lz4,
             other => {
                 return Err(ParquetError::NYI(format!(
@@ -227,8 +236,6 @@ impl Pages {
             rows: 0,
             nulls: 0,
             encodings: Vec::new(),
-            body: Vec::new(),
-            compressed: Vec::new(),
         })
     }
 
@@ -244,8 +251,8 @@ impl Pages {
 
     /// A page's body begun: the definition levels of its `validity`, when the column has
     /// them. The values follow; [`Pages::write`] takes the body back.
-    fn begin(&mut self, validity: &Validity) -> Vec<u8> {
-        let mut body = std::mem::take(&mut self.body);
+    fn begin(&self, validity: &Validity) -> Vec<u8> {
+        let mut body = SCRATCH.with(|scratch| std::mem::take(&mut scratch.borrow_mut().0));
         body.clear();
         if self.nullable() {
             body.extend_from_slice(&[0; 4]);
@@ -279,30 +286,40 @@ impl Pages {
         self.uncompressed += spec.uncompressed_size as u64;
         self.rows += validity.rows as u64;
         self.nulls += validity.nulls as u64;
-        self.body = body;
+        SCRATCH.with(|scratch| scratch.borrow_mut().0 = body);
         Ok(())
     }
 
     /// `body` compressed by the column's codec.
-    fn compress(&mut self, body: &[u8]) -> Result<Bytes> {
-        Ok(match &mut self.codec {
-            PageCodec::None => Bytes::copy_from_slice(body),
-            PageCodec::Zstd(compressor) => {
-                self.compressed.clear();
-                self.compressed
-                    .reserve(zstd::zstd_safe::compress_bound(body.len()));
-                compressor.compress_to_buffer(body, &mut self.compressed)?;
-                Bytes::copy_from_slice(&self.compressed)
-            }
-            PageCodec::Lz4 => {
-                self.compressed.clear();
-                self.compressed
-                    .resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
-                let n = lz4_flex::block::compress_into(body, &mut self.compressed)
+    fn compress(&self, body: &[u8]) -> Result<Bytes> {
+        match self.codec {
+            PageCodec::None => Ok(Bytes::copy_from_slice(body)),
+            PageCodec::Zstd { level, hash_log } => ZSTD.with(|zstd| {
+                let mut zstd = zstd.borrow_mut();
+                let compressor = match zstd.as_mut() {
+                    Some(compressor) => compressor,
+                    None => zstd.insert(zstd::bulk::Compressor::new(level)?),
+                };
+                // 0: the level's own table.
+                compressor.set_parameter(CParameter::CompressionLevel(level))?;
+                compressor.set_parameter(CParameter::HashLog(hash_log.unwrap_or(0)))?;
+                SCRATCH.with(|scratch| {
+                    let compressed = &mut scratch.borrow_mut().1;
+                    compressed.clear();
+                    compressed.reserve(zstd::zstd_safe::compress_bound(body.len()));
+                    compressor.compress_to_buffer(body, compressed)?;
+                    Ok(Bytes::copy_from_slice(compressed))
+                })
+            }),
+            PageCodec::Lz4 => SCRATCH.with(|scratch| {
+                let compressed = &mut scratch.borrow_mut().1;
+                compressed.clear();
+                compressed.resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
+                let n = lz4_flex::block::compress_into(body, compressed)
                     .map_err(|e| ParquetError::External(Box::new(e)))?;
-                Bytes::copy_from_slice(&self.compressed[..n])
-            }
-        })
+                Ok(Bytes::copy_from_slice(&compressed[..n]))
+            }),
+        }
     }
 
     /// The chunk's octets and what its row group needs to take them in

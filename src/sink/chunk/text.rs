@@ -76,7 +76,7 @@ impl TextChunk {
             prefixed,
             validity: Validity::default(),
             prefixes: Vec::new(),
-            lengths: Vec::with_capacity(PAGE_VALUES),
+            lengths: Vec::new(),
             octets: Vec::new(),
             previous: Vec::new(),
         })
