@@ -319,7 +319,9 @@ impl IntegerChunk {
 struct Dictionary {
     limit: usize,
     values: Vec<i64>,
-    index: HashMap<i64, u32, foldhash::fast::FixedState>,
+    /// Each value's index: seeded at random, like the collector's maps, so values an exporter
+    /// chooses cannot all land in one bucket.
+    index: HashMap<i64, u32, foldhash::fast::RandomState>,
     indices: Vec<u32>,
     full: bool,
 }
