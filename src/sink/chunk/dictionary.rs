@@ -22,7 +22,7 @@ use parquet::errors::{ParquetError, Result};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::{PAGE_VALUES, Pages, Validity, uleb128};
+use super::{PAGE_VALUES, Pages, Validity, index_width, uleb128};
 
 /// The column chunk of one dictionary-encoded text column in the row group being written.
 pub struct DictionaryChunk {
@@ -235,7 +235,7 @@ impl DictionaryChunk {
         } else {
             // The indices' width (at least one bit), then each run: its length and its index
             // in as many octets as the width takes.
-            let width = (u32::BITS - self.entries.saturating_sub(1).leading_zeros()).max(1);
+            let width = index_width(self.entries);
             let octets = usize::try_from(width.div_ceil(8)).unwrap_or(4);
             body.push(width.to_le_bytes()[0]);
             for &(index, rows) in &self.runs {

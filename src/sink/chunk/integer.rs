@@ -25,7 +25,7 @@ use parquet::schema::types::ColumnDescPtr;
 
 use super::{
     MINIBLOCK, PAGE_VALUES, Pages, Validity, all_equal, bit_pack, constant, delta_binary_packed,
-    low32, uleb128,
+    index_width, low32, uleb128,
 };
 
 /// The column chunk of one integer or time column in the row group being written.
@@ -272,11 +272,10 @@ impl IntegerChunk {
         let Some((least, greatest)) = min_max(values) else {
             return (self.least, self.greatest);
         };
-        let seen: Vec<i64> = [self.least, self.greatest, Some(least), Some(greatest)]
-            .into_iter()
-            .flatten()
-            .collect();
-        min_max(&seen).unzip()
+        match (self.least, self.greatest) {
+            (Some(l), Some(g)) => min_max(&[l, g, least, greatest]).unzip(),
+            _ => (Some(least), Some(greatest)),
+        }
     }
 
     /// The chunk's octets and what its row group needs to take them in
@@ -371,8 +370,7 @@ impl Dictionary {
     /// The indices [`Dictionary::index`] gave, as a data page's values: their bit width (one
     /// octet), then one bit-packed run of them, padded to a whole miniblock of 32.
     fn write_indices(&self, out: &mut Vec<u8>) {
-        let entries = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-        let width = (u32::BITS - entries.saturating_sub(1).leading_zeros()).max(1);
+        let width = index_width(u32::try_from(self.values.len()).unwrap_or(u32::MAX));
         out.push(width.to_le_bytes()[0]);
         let blocks = self.indices.len().div_ceil(MINIBLOCK);
         // Groups of 8 values, the run's length.

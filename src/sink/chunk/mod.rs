@@ -444,6 +444,12 @@ fn low32(v: i64) -> i32 {
     i32::from_le_bytes([a, b, c, d])
 }
 
+/// The bit width of the indices into a dictionary of `entries` values, as an
+/// `RLE_DICTIONARY` data page states it in its first octet: at least one bit.
+fn index_width(entries: u32) -> u32 {
+    (u32::BITS - entries.saturating_sub(1).leading_zeros()).max(1)
+}
+
 /// Appends `v` as ULEB128.
 fn uleb128(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
