@@ -116,6 +116,17 @@ pub enum Command {
         #[arg(long, default_value = "info")]
         log_level: String,
     },
+    /// Print DuckDB statements that open an archive with its IPv4 addresses as text: the view
+    /// `flows` and the macros `ipv4_text(a)` and `ipv4(text)` (`duckdb -cmd "$(flowvm sql)"`).
+    Sql {
+        /// The archive: a directory, file://DIR, or s3://BUCKET/PREFIX.
+        #[arg(default_value = "flows")]
+        archive: String,
+        /// Extra Information Elements (CSV: pen,id,name,data_type,data_semantics,units,status),
+        /// as given to the collector: its ipv4Address elements are addresses too.
+        #[arg(long, value_name = "CSV")]
+        elements: Option<PathBuf>,
+    },
     /// Print the compiled program of every template in IPFIX files (RFC 5655: concatenated
     /// IPFIX Messages) or in captures of IPFIX, NetFlow v9 (its templates) and v5 (its fixed
     /// layout).

@@ -16,6 +16,7 @@ use crate::telemetry::{self, Counters};
 mod bench_replay;
 mod collect;
 mod decode;
+mod sql;
 use crate::disasm;
 
 /// A failure to report on standard error before exiting non-zero.
@@ -100,6 +101,13 @@ pub fn run(command: Command) -> Result<(), Failure> {
                 r.stale,
                 r.temporaries,
                 dir.display()
+            );
+            Ok(())
+        }
+        Command::Sql { archive, elements } => {
+            print!(
+                "{}",
+                sql::statements(&archive, &registry(elements.as_deref())?)
             );
             Ok(())
         }

@@ -1,28 +1,26 @@
-//! Addresses as text for the archive: `192.0.2.1`, `2001:db8::1` (RFC 5952),
-//! `00:11:22:33:44:55`, so that a user filters on an address as written
-//! (`WHERE sourceIPv4Address = '10.1.1.3'`).
+//! IPv6 and MAC addresses as text for the archive: `2001:db8::1` (RFC 5952),
+//! `00:11:22:33:44:55`, so that a user filters on such an address as written
+//! (`WHERE sourceIPv6Address = '2001:db8::1'`). IPv4 addresses are archived as the decoder
+//! keeps them, `UInt32` in network order's value (README, "The archive": four octets that
+//! every reader compares, sorts and ranges over; `flowvm sql` gives DuckDB their text).
 //!
-//! The decoder keeps addresses binary; they become text here, on the archive thread, once per
-//! batch. This is on the hot path of every record (two addresses in most), so nothing goes
-//! through `fmt`: each address is written straight into the column's octets from tables, in
-//! stores of fixed width, and kept by moving the column's end, not by copying a slice of
-//! run-time length. An IPv4 address is put together in a register and stored at once: written
-//! into a scratch slot in parts and copied out whole, every address stalled the copy's load on
-//! the parts' stores (a store-forwarding stall, two thirds of this module's time). The outputs
-//! are held to std's `Display` by tests (every IPv4 octet, IPv6 addresses of every zero-run
-//! shape).
+//! The decoder keeps addresses binary; these become text here, on the archive thread, once per
+//! batch. Nothing goes through `fmt`: each address is written straight into the column's
+//! octets from tables, in stores of fixed width, and kept by moving the column's end, not by
+//! copying a slice of run-time length. The outputs are held to std's `Display` by tests (IPv6
+//! addresses of every zero-run shape, the IPv4 tail of a mapped address for every octet).
 
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
-/// Rewrites ipv4Address, ipv6Address and macAddress columns as text; columns already text (a
-/// journal written before journals kept addresses typed) stay as they are.
+/// Rewrites ipv6Address and macAddress columns as text; columns already text (a journal
+/// written before journals kept addresses typed) stay as they are, and so do ipv4Address
+/// columns.
 ///
 /// # Errors
 /// A column of one of those types that is neither text nor the decoder's binary type.
@@ -59,30 +57,37 @@ pub fn addresses_as_text(batch: &RecordBatch) -> Result<RecordBatch, ArrowError>
 /// The address types written as text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    Ipv4,
     Ipv6,
     Mac,
 }
 
-/// The address type of the column `field`, from the IPFIX data type the decoder noted.
+/// The IPFIX data type the decoder noted for the column `field`.
+fn data_type(field: &Field) -> Option<&str> {
+    field.metadata().get("ipfix.data_type").map(String::as_str)
+}
+
+/// The address type of the column `field` if it is archived as text.
 fn kind(field: &Field) -> Option<Kind> {
-    match field.metadata().get("ipfix.data_type").map(String::as_str) {
-        Some("ipv4Address") => Some(Kind::Ipv4),
+    match data_type(field) {
         Some("ipv6Address") => Some(Kind::Ipv6),
         Some("macAddress") => Some(Kind::Mac),
         _ => None,
     }
 }
 
-/// Whether `field` holds addresses (binary as decoded, or text as archived).
+/// Whether `field` holds addresses (IPv4, IPv6 or MAC; binary as decoded, or text as
+/// archived).
 pub fn is_address(field: &Field) -> bool {
-    kind(field).is_some()
+    matches!(
+        data_type(field),
+        Some("ipv4Address" | "ipv6Address" | "macAddress")
+    )
 }
 
-/// The most octets each kind's writer stores, and so the room each row is given in the column
-/// while it is written: for IPv4 and MAC the longest text and the separator after its last
-/// part; for IPv6 eight four-digit groups and seven colons (an IPv4-mapped address stores at
-/// most 7 + 16).
+/// The most octets each writer stores, and so the room each row is given in the column while
+/// it is written: for IPv4 (the tail of a mapped IPv6 address) and MAC the longest text and the
+/// separator after its last part; for IPv6 eight four-digit groups and seven colons (an
+/// IPv4-mapped address stores at most 7 + 16).
 const IPV4_WIDTH: usize = 16;
 const MAC_WIDTH: usize = 18;
 const IPV6_WIDTH: usize = 39;
@@ -93,14 +98,6 @@ fn text(column: &ArrayRef, kind: Kind) -> Result<ArrayRef, ArrowError> {
         ArrowError::InvalidArgumentError(format!("{kind:?} column of type {}", column.data_type()))
     };
     match kind {
-        Kind::Ipv4 => {
-            let values = column
-                .as_primitive_opt::<UInt32Type>()
-                .ok_or_else(invalid)?;
-            text_column(column, IPV4_WIDTH, |i, out| {
-                ipv4_text(values.values().get(i).copied().unwrap_or(0), out)
-            })
-        }
         Kind::Ipv6 => octets_text::<16>(column, IPV6_WIDTH, ipv6_text).ok_or_else(invalid)?,
         Kind::Mac => octets_text::<6>(column, MAC_WIDTH, mac_text).ok_or_else(invalid)?,
     }
@@ -365,16 +362,6 @@ mod tests {
 
     #[test]
     fn null_addresses_stay_null_as_text() {
-        let column: ArrayRef = Arc::new(arrow_array::UInt32Array::from(vec![
-            Some(0x0a01_0103),
-            None,
-            Some(0xffff_ffff),
-        ]));
-        let ipv4 = text(&column, Kind::Ipv4).unwrap();
-        let ipv4 = ipv4.as_string::<i32>();
-        assert_eq!(ipv4.value(0), "10.1.1.3");
-        assert!(ipv4.is_null(1));
-        assert_eq!(ipv4.value(2), "255.255.255.255");
         let mac: ArrayRef = Arc::new(
             FixedSizeBinaryArray::try_from_sparse_iter_with_size(
                 [Some([0_u8, 0x1b, 0x2c, 0x3d, 0x4e, 0xff]), None].into_iter(),
@@ -403,24 +390,40 @@ mod tests {
             Arc::new(FixedSizeBinaryArray::try_from_iter([[1_u8, 2, 3, 4]].into_iter()).unwrap());
         assert!(text(&column, Kind::Ipv6).is_err());
         assert!(text(&column, Kind::Mac).is_err());
-        assert!(text(&column, Kind::Ipv4).is_err());
     }
 
     #[test]
     fn addresses_become_text_once_so_journals_of_either_kind_complete() {
-        let field = |data_type| {
-            Field::new("sourceIPv4Address", data_type, true).with_metadata(HashMap::from([(
+        let field = |name, data_type, ipfix: &str| {
+            Field::new(name, data_type, true).with_metadata(HashMap::from([(
                 "ipfix.data_type".to_owned(),
-                "ipv4Address".to_owned(),
+                ipfix.to_owned(),
             )]))
         };
         let typed = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![field(DataType::UInt32)])),
-            vec![Arc::new(arrow_array::UInt32Array::from(vec![0xc000_0201]))],
+            Arc::new(Schema::new(vec![
+                field("sourceIPv4Address", DataType::UInt32, "ipv4Address"),
+                field(
+                    "sourceIPv6Address",
+                    DataType::FixedSizeBinary(16),
+                    "ipv6Address",
+                ),
+            ])),
+            vec![
+                Arc::new(arrow_array::UInt32Array::from(vec![0xc000_0201])),
+                Arc::new(
+                    FixedSizeBinaryArray::try_from_iter([Ipv6Addr::LOCALHOST.octets()].into_iter())
+                        .unwrap(),
+                ),
+            ],
         )
         .unwrap();
         let once = addresses_as_text(&typed).unwrap();
-        assert_eq!(once.column(0).as_string::<i32>().value(0), "192.0.2.1");
+        // IPv4 stays the decoder's UInt32, with its field as it was.
+        assert_eq!(once.schema().field(0), typed.schema().field(0));
+        assert_eq!(once.column(0), typed.column(0));
+        assert_eq!(once.column(1).as_string::<i32>().value(0), "::1");
+        assert_eq!(once.schema().field(1).data_type(), &DataType::Utf8);
         // A journal written when journals held text: left as it is.
         assert_eq!(addresses_as_text(&once).unwrap(), once);
     }

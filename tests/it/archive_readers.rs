@@ -1,6 +1,7 @@
 //! The archive opens as it is in DuckDB and pyarrow (installed by the README's test command),
-//! with the README's queries, a filter on an address written as text, and IPFIX and NetFlow
-//! files read together, with either `--compression`.
+//! with the README's queries, filters on addresses as written (IPv4 through `flowvm sql`'s view
+//! or its `ipv4()`, IPv6 as text), and IPFIX and NetFlow files read together, with either
+//! `--compression`.
 #![expect(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use crate::common;
@@ -12,7 +13,7 @@ use std::process::Command;
 use tokio::net::UdpSocket;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_a_text_address() {
+async fn duckdb_and_pyarrow_read_the_archive_and_filter_on_an_address_as_written() {
     for (codec, name) in [(Codec::Zstd, "ZSTD"), (Codec::Lz4, "LZ4")] {
         readers_read(codec, name).await;
     }
@@ -77,12 +78,9 @@ async fn readers_read(codec: Codec, name: &str) {
         .await;
     c.stop().await;
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/readers/check_archive.py"
-    );
-    let stdout = common::python(script, &[out.to_str().unwrap(), "10.1.1.3"]);
+    let stdout = check_archive(&out, "10.1.1.3", "sourceIPv4Address");
     assert!(stdout.contains("\"duckdb_rows\": 80"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_view_rows\": 80"), "{stdout}");
     assert!(stdout.contains("\"disagreements\": []"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_rows\": 80"), "{stdout}");
     // The README's NetFlow query: octets per exporter and version, IPFIX and v5 files together
@@ -93,6 +91,7 @@ async fn readers_read(codec: Codec, name: &str) {
     );
     // 10.1.1.3 is i = 3, 8, ..., 48: ten rows whose octets add up to 255.
     assert!(stdout.contains("\"duckdb_matching\": 10"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_matching_files\": 10"), "{stdout}");
     assert!(stdout.contains("\"duckdb_octets\": 255"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_matching\": 10"), "{stdout}");
     assert!(stdout.contains("\"sourceIPv6Address\""), "{stdout}");
@@ -101,36 +100,71 @@ async fn readers_read(codec: Codec, name: &str) {
         stdout.contains(&format!("\"codecs\": [\"{name}\"]")),
         "{stdout}"
     );
+    let stdout = check_archive(&out, "2001:db8::1", "sourceIPv6Address");
+    assert!(stdout.contains("\"duckdb_matching\": 1,"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_matching_files\": 1,"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_octets\": 7"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_matching\": 1,"), "{stdout}");
 }
 
-/// A file whose counters are delta-encoded and whose addresses outgrow their dictionary (so
-/// its pages go on front-coded, `DELTA_BYTE_ARRAY`, where neighbours share their beginnings,
-/// and `DELTA_LENGTH_BYTE_ARRAY` where they do not): both readers read every value, and find
-/// an address of each written past the dictionary by its text.
+/// What `tests/readers/check_archive.py` finds in the archive at `out` for rows whose `column`
+/// holds `address`, with the statements `flowvm sql` prints for it.
+fn check_archive(out: &std::path::Path, address: &str, column: &str) -> String {
+    let view = out.with_extension("sql");
+    common::view_sql(out.to_str().unwrap(), &view);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/readers/check_archive.py"
+    );
+    common::python(
+        script,
+        &[
+            out.to_str().unwrap(),
+            view.to_str().unwrap(),
+            address,
+            column,
+        ],
+    )
+}
+
+/// A file whose counters are delta-encoded, whose IPv4 addresses (numbers) are all distinct,
+/// and whose IPv6 addresses outgrow their dictionary (so its pages go on front-coded,
+/// `DELTA_BYTE_ARRAY`, where neighbours share their beginnings, and `DELTA_LENGTH_BYTE_ARRAY`
+/// where they do not): both readers read every value, and find an address of each kind by
+/// its text.
 #[test]
 fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
     let out = scratch("readers-delta");
-    // 8,000 distinct sources, 10.0.0.0 to 10.0.31.63, and as many destinations scattered over
-    // all of IPv4 (a multiplicative hash, one to one): each about 100 KiB of text, past the
-    // dictionary's 64 KiB; octets near one another (a hash's remainder), as of similar flows.
+    // 8,000 distinct sources, 10.0.0.0 to 10.0.31.63 and 2001:db8:: to 2001:db8::1f3f, and as
+    // many IPv6 destinations scattered over all of IPv6 (a multiplicative hash, one to one, in
+    // the first group): each about 100-300 KiB of text, past the dictionary's 64 KiB; octets
+    // near one another (a hash's remainder), as of similar flows.
     let scattered = |i: u32| i.wrapping_mul(2_654_435_761);
+    let scattered6 = |i: u32| {
+        std::net::Ipv6Addr::from(
+            (0..4).fold(0_u128, |a, k| a << 32 | u128::from(scattered(i + k * 8000))),
+        )
+    };
     let octets = |i: u32| 1000 + u64::from(scattered(i) >> 24);
     let records: Vec<Vec<u8>> = (0..8000_u32)
         .map(|i| {
             [
                 (0x0a00_0000 | i).to_be_bytes().to_vec(),
-                scattered(i).to_be_bytes().to_vec(),
+                (0x2001_0db8_u128 << 96 | u128::from(i))
+                    .to_be_bytes()
+                    .to_vec(),
+                scattered6(i).octets().to_vec(),
                 octets(i).to_be_bytes().to_vec(),
             ]
             .concat()
         })
         .collect();
-    let mut file = template_message(&[template(256, &[(8, 4), (12, 4), (1, 8)])], 1);
-    for (n, chunk) in records.chunks(2000).enumerate() {
+    let mut file = template_message(&[template(256, &[(8, 4), (27, 16), (28, 16), (1, 8)])], 1);
+    for (n, chunk) in records.chunks(1000).enumerate() {
         file.extend(data_message(
             256,
             chunk,
-            u32::try_from(n * 2000).unwrap(),
+            u32::try_from(n * 1000).unwrap(),
             1,
         ));
     }
@@ -148,16 +182,14 @@ fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
         .unwrap();
     assert!(status.success());
 
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/readers/check_archive.py"
-    );
-    let stdout = common::python(script, &[archive.to_str().unwrap(), "10.0.31.63"]);
+    let stdout = check_archive(&archive, "10.0.31.63", "sourceIPv4Address");
     assert!(stdout.contains("\"duckdb_rows\": 8000"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_view_rows\": 8000"), "{stdout}");
     assert!(stdout.contains("\"disagreements\": []"), "{stdout}");
     assert!(stdout.contains("\"pyarrow_rows\": 8000"), "{stdout}");
-    assert!(stdout.contains("\"duckdb_matching\": 1"), "{stdout}");
-    assert!(stdout.contains("\"pyarrow_matching\": 1"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_matching\": 1,"), "{stdout}");
+    assert!(stdout.contains("\"duckdb_matching_files\": 1,"), "{stdout}");
+    assert!(stdout.contains("\"pyarrow_matching\": 1,"), "{stdout}");
     assert!(
         stdout.contains(&format!("\"duckdb_octets\": {}", octets(7999))),
         "{stdout}"
@@ -172,26 +204,24 @@ fn readers_read_delta_encoded_counters_and_addresses_past_their_dictionary() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("\"sourceIPv4Address\": [\"DELTA_BYTE_ARRAY\""),
+        stdout.contains("\"sourceIPv6Address\": [\"DELTA_BYTE_ARRAY\""),
         "{stdout}"
     );
     assert!(
-        stdout.contains("\"destinationIPv4Address\": [\"DELTA_LENGTH_BYTE_ARRAY\""),
+        stdout.contains("\"destinationIPv6Address\": [\"DELTA_LENGTH_BYTE_ARRAY\""),
         "{stdout}"
     );
-    let destination = std::net::Ipv4Addr::from(scattered(4321)).to_string();
-    let stdout = common::python(
-        script,
-        &[
-            archive.to_str().unwrap(),
-            &destination,
-            "destinationIPv4Address",
-        ],
-    );
-    assert!(stdout.contains("\"duckdb_matching\": 1"), "{stdout}");
-    assert!(stdout.contains("\"pyarrow_matching\": 1"), "{stdout}");
-    assert!(
-        stdout.contains(&format!("\"duckdb_octets\": {}", octets(4321))),
-        "{stdout}"
-    );
+    for (address, column, i) in [
+        ("2001:db8::1f3f".to_owned(), "sourceIPv6Address", 7999),
+        (scattered6(4321).to_string(), "destinationIPv6Address", 4321),
+    ] {
+        let stdout = check_archive(&archive, &address, column);
+        assert!(stdout.contains("\"duckdb_matching\": 1,"), "{stdout}");
+        assert!(stdout.contains("\"duckdb_matching_files\": 1,"), "{stdout}");
+        assert!(stdout.contains("\"pyarrow_matching\": 1,"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"duckdb_octets\": {}", octets(i))),
+            "{stdout}"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
 use common::flows::{Key, Packet, Record, S, pcap, read_pcap, reference};
-use common::{Running, read_archive, scratch, uint};
+use common::{Running, address, read_archive, scratch, uint};
 use flowvm::config::Config;
 
 /// One record as both sides see it, under `record l3,l4`.
@@ -40,7 +40,8 @@ pub(crate) fn archived_rows(batches: &[RecordBatch]) -> Vec<Row> {
             b.column_by_name(name)
                 .unwrap_or_else(|| panic!("no {name}"))
         };
-        let text = |name: &str, i: usize| col(name).as_string::<i32>().value(i).to_owned();
+        let text =
+            |name: &str, i: usize| address(b, name, i).unwrap_or_else(|| panic!("no {name}"));
         let n = |name: &str, i: usize| uint(col(name).as_ref(), i);
         for i in 0..b.num_rows() {
             rows.push(Record {

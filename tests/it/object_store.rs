@@ -234,7 +234,18 @@ fn two_collectors_share_one_bucket_and_every_flow_arrives_exactly_once() {
     // DuckDB (httpfs) and pyarrow (its S3 file system) read the bucket as one data set.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/readers/check_bucket.py");
     let endpoint = format!("127.0.0.1:{}", s3.port);
-    let stdout = common::python(script, &[&endpoint, "flows/lake", ACCESS, SECRET]);
+    let view = dir.join("flows.sql");
+    common::view_sql("s3://flows/lake", &view);
+    let stdout = common::python(
+        script,
+        &[
+            &endpoint,
+            "flows/lake",
+            ACCESS,
+            SECRET,
+            view.to_str().unwrap(),
+        ],
+    );
     let reference: Vec<String> = expected.iter().map(line).collect();
     for reader in ["duckdb", "pyarrow"] {
         let mut rows: Vec<&str> = stdout

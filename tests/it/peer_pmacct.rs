@@ -20,7 +20,7 @@ use arrow_array::{Array, RecordBatch};
 use common::biflows::{MS, Row, reference};
 use common::flows::{Key, S, pcap, read_pcap};
 use common::wire_capture::{Received, Recorder, assert_tshark_reads};
-use common::{KillOnDrop, Running, column, read_archive, scratch, uint};
+use common::{KillOnDrop, Running, address, column, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
 
@@ -150,13 +150,7 @@ fn flow_rows(batches: &[RecordBatch]) -> Vec<Flow> {
             u64::try_from(c.as_primitive::<TimestampMillisecondType>().value(i)).unwrap() * MS
         };
         let v4 = b.column_by_name("sourceIPv4Address").is_some();
-        let text = |name: &str, i: usize| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_string::<i32>()
-                .value(i)
-                .to_owned()
-        };
+        let text = |name: &str, i: usize| address(b, name, i).unwrap();
         let num = |name: &str, i: usize| {
             let c = b.column_by_name(name).unwrap();
             uint(c.as_ref(), i)

@@ -105,7 +105,14 @@ fn archived_lines(batches: &[RecordBatch]) -> Vec<String> {
                 line.push('\t');
                 line.push_str(field.name());
                 line.push('=');
-                line.push_str(&cell(col.as_ref(), i));
+                if field.metadata().get("ipfix.data_type").map(String::as_str)
+                    == Some("ipv4Address")
+                {
+                    // Archived as UInt32; sent, and noted, as text.
+                    line.push_str(&common::address(b, field.name(), i).unwrap_or_default());
+                } else {
+                    line.push_str(&cell(col.as_ref(), i));
+                }
             }
             lines.push(line);
         }

@@ -16,12 +16,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use common::biflows::{MS, Row, reference};
 use common::flows::{Key, S, pcap, read_pcap};
 use common::wire_capture::{Received, Recorder, assert_tshark_reads};
-use common::{KillOnDrop, Running, read_archive, scratch, uint};
+use common::{KillOnDrop, Running, address, read_archive, scratch, uint};
 use flowvm::config::Config;
 use flowvm::telemetry::Counters;
 
@@ -104,10 +103,7 @@ fn archived(batches: &[RecordBatch]) -> (Vec<Row>, BTreeMap<Key, (u64, u64)>) {
             b.column_by_name(name)
                 .unwrap_or_else(|| panic!("no {name} in {:?}", b.schema()))
         };
-        let text = |name: &str, i: usize| {
-            b.column_by_name(name)
-                .map_or_else(String::new, |c| c.as_string::<i32>().value(i).to_owned())
-        };
+        let text = |name: &str, i: usize| address(b, name, i).unwrap_or_default();
         let n = |name: &str, i: usize| uint(col(name).as_ref(), i);
         let maybe = |name: &str, i: usize| b.column_by_name(name).map(|c| uint(c.as_ref(), i));
         let icmp = ["icmpTypeCodeIPv4", "icmpTypeCodeIPv6"]

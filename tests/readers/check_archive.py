@@ -1,12 +1,15 @@
 """Opens a flowvm archive as users do, with DuckDB and pyarrow, and prints what it found.
 
-Usage: check_archive.py ARCHIVE_DIR ADDRESS [COLUMN]
-Prints one JSON object: rows seen by DuckDB and pyarrow, DuckDB's and pyarrow's counts of rows
-whose COLUMN (sourceIPv4Address unless given) equals ADDRESS (filtering on the address written
-as text), the codecs the files' pages are compressed with, each column's encodings, and every
-file's columns whose values DuckDB and pyarrow read differently (none, when both read what
-was written).
+Usage: check_archive.py ARCHIVE_DIR VIEW_SQL ADDRESS [COLUMN]
+VIEW_SQL is a file holding what `flowvm sql ARCHIVE_DIR` printed. Prints one JSON object: rows
+seen by DuckDB (the files, and the view `flows`) and pyarrow; counts of rows whose COLUMN
+(sourceIPv4Address unless given) equals ADDRESS: DuckDB's through the view (the address as
+written), DuckDB's over the files with `ipv4(ADDRESS)` for an IPv4 address (archived as a
+number), and pyarrow's (the number, or an IPv6 address's text); the codecs the files' pages are
+compressed with, each column's encodings, and every file's columns whose values DuckDB and
+pyarrow read differently (none, when both read what was written).
 """
+import ipaddress
 import json
 import sys
 
@@ -15,19 +18,28 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-archive, address = sys.argv[1], sys.argv[2]
-column = sys.argv[3] if len(sys.argv) > 3 else "sourceIPv4Address"
+archive, view, address = sys.argv[1], sys.argv[2], sys.argv[3]
+column = sys.argv[4] if len(sys.argv) > 4 else "sourceIPv4Address"
+ipv4 = ipaddress.ip_address(address).version == 4
 con = duckdb.connect()
-# The README's query.
+with open(view, encoding="utf-8") as statements:
+    con.execute(statements.read())
 rows = con.execute(
     f"SELECT count(*) FROM read_parquet('{archive}/**/*.parquet', union_by_name=true, hive_partitioning=true)"
 ).fetchone()[0]
+view_rows = con.execute("SELECT count(*) FROM flows").fetchone()[0]
+# The README's query, through the view.
 matching = con.execute(
     f"""SELECT count(*), min(date), min(hour), sum(octetDeltaCount)
-        FROM read_parquet('{archive}/**/*.parquet', union_by_name=true, hive_partitioning=true)
-        WHERE "{column}" = ?""",
+        FROM flows WHERE "{column}" = ?""",
     [address],
 ).fetchone()
+# The README's filter on the files themselves.
+matching_files = con.execute(
+    f"""SELECT count(*) FROM read_parquet('{archive}/**/*.parquet', union_by_name=true)
+        WHERE "{column}" = {'ipv4(?)' if ipv4 else '?'}""",
+    [address],
+).fetchone()[0]
 # The README's pyarrow recipe: files differ in schema (one per template shape and protocol, a
 # wider column where an integer came wider than its type), and a dataset takes the first
 # file's unless given the union of all.
@@ -41,7 +53,7 @@ per_exporter = con.execute(
         GROUP BY ALL ORDER BY exporter"""
 ).fetchall()
 table = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table(
-    filter=ds.field(column) == address
+    filter=ds.field(column) == (int(ipaddress.IPv4Address(address)) if ipv4 else address)
 )
 every = ds.dataset(archive, format="parquet", partitioning="hive", schema=schema).to_table()
 # How the files' pages are compressed (--compression), as the readers see it, and each
@@ -70,7 +82,9 @@ for f in sorted(files.files):
 print(json.dumps({
     "disagreements": disagreements,
     "duckdb_rows": rows,
+    "duckdb_view_rows": view_rows,
     "duckdb_matching": matching[0],
+    "duckdb_matching_files": matching_files,
     "duckdb_date": str(matching[1]),
     "duckdb_octets": int(matching[3] or 0),
     "pyarrow_rows": every.num_rows,

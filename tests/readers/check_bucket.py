@@ -1,11 +1,13 @@
 """Reads a flowvm data set in an S3 bucket as users do, with DuckDB (httpfs) and pyarrow (its
 S3 file system), and prints every flow each of them found.
 
-Usage: check_bucket.py ENDPOINT BUCKET/PREFIX ACCESS_KEY SECRET_KEY
-ENDPOINT is host:port of a plain-HTTP S3 server. Prints one line per row and reader:
+Usage: check_bucket.py ENDPOINT BUCKET/PREFIX ACCESS_KEY SECRET_KEY VIEW_SQL
+ENDPOINT is host:port of a plain-HTTP S3 server; VIEW_SQL a file holding what
+`flowvm sql s3://BUCKET/PREFIX` printed. Prints one line per row and reader:
 READER<TAB>src<TAB>dst<TAB>protocol<TAB>sport<TAB>dport<TAB>flags<TAB>packets<TAB>octets<TAB>start_ns<TAB>end_ns<TAB>reason
 """
 import glob
+import ipaddress
 import os
 import sys
 
@@ -16,16 +18,19 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as fs
 
-endpoint, location, access, secret = sys.argv[1:5]
+endpoint, location, access, secret, view = sys.argv[1:6]
 bucket_prefix = location.strip("/")
 
-# DuckDB: the README's query over s3:// (httpfs, from the duckdb-extension-httpfs package).
+# DuckDB: the README's query over s3:// (httpfs, from the duckdb-extension-httpfs package),
+# through `flowvm sql`'s view (IPv4 addresses as text).
 extension = glob.glob(os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__),
                                    "extensions", "*", "httpfs.duckdb_extension"))[0]
 con = duckdb.connect()
 con.execute(f"LOAD '{extension}'")
 con.execute(f"""CREATE SECRET lake (TYPE s3, KEY_ID '{access}', SECRET '{secret}',
                 ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
+with open(view, encoding="utf-8") as statements:
+    con.execute(statements.read())
 duck = con.execute(f"""
     SELECT coalesce(sourceIPv4Address, sourceIPv6Address) AS src,
            coalesce(destinationIPv4Address, destinationIPv6Address) AS dst,
@@ -33,8 +38,7 @@ duck = con.execute(f"""
            packetDeltaCount, octetDeltaCount, epoch_ns(flowStartNanoseconds) AS flowStartNanoseconds,
            epoch_ns(flowEndNanoseconds) AS flowEndNanoseconds,
            flowEndReason
-    FROM read_parquet('s3://{bucket_prefix}/**/*.parquet', union_by_name=true,
-                      hive_partitioning=true)""").fetch_arrow_table()
+    FROM flows""").fetch_arrow_table()
 
 # pyarrow: its own S3 client; the objects listed under the prefix, read as one data set with
 # the union of their schemas (IPv4 and IPv6 files differ).
@@ -48,9 +52,17 @@ schema = pa.unify_schemas([f.physical_schema for f in files.get_fragments()],
 table = ds.dataset(keys, filesystem=s3, format="parquet", schema=schema).to_table()
 
 
+def text(col):
+    """An IPv4 address column (archived as a number) as text; other columns as they are."""
+    if not pa.types.is_uint32(col.type):
+        return col
+    return pa.array([None if v is None else str(ipaddress.IPv4Address(v))
+                     for v in col.to_pylist()], pa.string())
+
+
 def column(t, *names):
     """The first of `names` present, filled from the others where null."""
-    present = [t.column(n) for n in names if n in t.column_names]
+    present = [text(t.column(n)) for n in names if n in t.column_names]
     out = present[0]
     for other in present[1:]:
         out = pc.coalesce(out, other)

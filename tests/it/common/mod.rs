@@ -216,16 +216,47 @@ pub(crate) fn read_archive(out: &Path) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// The values of column `name` over all `batches` that have it, as strings (Arrow's display).
+/// The values of column `name` over all `batches` that have it, as strings (Arrow's display;
+/// IPv4 addresses, archived as `UInt32`, in dotted decimal; nulls as `∅`).
 pub(crate) fn column(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    use arrow_array::cast::AsArray;
     let mut out = Vec::new();
     for b in batches {
-        if let Some(col) = b.column_by_name(name) {
-            let fmt = arrow_cast_display(col);
-            out.extend(fmt);
+        let Ok(field) = b.schema().field_with_name(name).cloned() else {
+            continue;
+        };
+        let Some(col) = b.column_by_name(name) else {
+            continue;
+        };
+        if field.metadata().get("ipfix.data_type").map(String::as_str) == Some("ipv4Address") {
+            out.extend(
+                col.as_primitive::<arrow_array::types::UInt32Type>()
+                    .iter()
+                    .map(|v| {
+                        v.map_or_else(
+                            || "∅".to_owned(),
+                            |v| std::net::Ipv4Addr::from(v).to_string(),
+                        )
+                    }),
+            );
+        } else {
+            out.extend(arrow_cast_display(col));
         }
     }
     out
+}
+
+/// Row `i` of the address column `name` of `batch` as text: an IPv4 address (archived as
+/// `UInt32`) in dotted decimal, an IPv6 or MAC address as archived; `None` without the column.
+pub(crate) fn address(batch: &RecordBatch, name: &str, i: usize) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    let col = batch.column_by_name(name)?;
+    Some(
+        match col.as_primitive_opt::<arrow_array::types::UInt32Type>() {
+            Some(v4) => std::net::Ipv4Addr::from(v4.value(i)).to_string(),
+            None => col.as_string::<i32>().value(i).to_owned(),
+        },
+    )
 }
 
 /// Value `i` of an unsigned or timestamp column as a number; timestamps in nanoseconds.
@@ -285,6 +316,16 @@ pub(crate) fn python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Writes to `file` the DuckDB statements `flowvm sql ARCHIVE` prints for `archive`.
+pub(crate) fn view_sql(archive: &str, file: &Path) {
+    let sql = std::process::Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args(["sql", archive])
+        .output()
+        .unwrap();
+    assert!(sql.status.success(), "{sql:?}");
+    std::fs::write(file, &sql.stdout).unwrap();
 }
 
 /// A child process (a peer, or the collector binary) killed when dropped, so a failing test

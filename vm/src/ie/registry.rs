@@ -151,6 +151,26 @@ impl Registry {
         })
     }
 
+    /// Every element the registry knows by number: the added ones, the built-in ones they do
+    /// not override, and the RFC 5103 reverse of each IANA one, in no particular order.
+    pub fn elements(&self) -> impl Iterator<Item = InformationElement> + '_ {
+        let forward = self.added.values().cloned().chain(
+            ELEMENTS
+                .iter()
+                .filter(|ie| {
+                    !self
+                        .added
+                        .contains_key(&(ie.enterprise_number, ie.element_id))
+                })
+                .cloned(),
+        );
+        let reverse = forward
+            .clone()
+            .filter(|ie| ie.enterprise_number == EnterpriseNumber::IANA)
+            .filter_map(|ie| self.known(EnterpriseNumber::REVERSE, ie.element_id));
+        forward.chain(reverse)
+    }
+
     /// Finds an element by name (case-sensitive), built-in or added.
     pub fn by_name(&self, name: &str) -> Option<InformationElement> {
         self.added
@@ -246,6 +266,30 @@ mod tests {
         let bad = r.add_csv("4242,9,x,notatype\n").unwrap_err();
         assert_eq!(bad.line, 1);
         assert!(r.add_csv("4242,40000,x,string\n").is_err());
+    }
+
+    #[test]
+    fn lists_every_element_once_with_the_reverse_of_each_iana_one() {
+        let mut r = Registry::new();
+        let csv = "pen,id,name,data_type,data_semantics,units,status\n\
+                   4242,7,acmeGateway,ipv4Address,,,current\n0,8,srcAddr,ipv4Address,,,current\n";
+        assert_eq!(r.add_csv(csv), Ok(2));
+        let names: Vec<String> = r.elements().map(|e| e.name.into_owned()).collect();
+        let count = |name: &str| names.iter().filter(|n| *n == name).count();
+        assert_eq!(count("acmeGateway"), 1);
+        // Element 8 overridden: its new name, and its reverse after it.
+        assert_eq!(count("srcAddr"), 1);
+        assert_eq!(count("sourceIPv4Address"), 0);
+        assert_eq!(count("reverseSrcAddr"), 1);
+        assert_eq!(count("destinationIPv4Address"), 1);
+        assert_eq!(count("reverseDestinationIPv4Address"), 1);
+        assert_eq!(count("clientIPv4Address"), 1);
+        assert_eq!(count("reverseClientIPv4Address"), 0);
+        let numbers: std::collections::HashSet<_> = r
+            .elements()
+            .map(|e| (e.enterprise_number, e.element_id))
+            .collect();
+        assert_eq!(numbers.len(), names.len());
     }
 
     #[test]
