@@ -315,7 +315,10 @@ impl Columns {
         self.buf.read_staged(&self.program);
         self.buf.staged.shrink_to(STAGE_OCTETS * 2);
         let rows = std::mem::take(&mut self.buf.rows);
-        self.capacity = rows;
+        // A collector hands a batch over at the first Set that takes it past a row count, so
+        // batches differ by part of a Set: without room for that, every batch a few rows longer
+        // than the one before grew (copied) each column at its end.
+        self.capacity = rows + rows / 32;
         self.buf.bounds.shrink_to(KEEP_BOUNDS);
         let mut arrays = Vec::with_capacity(self.buf.cols.len());
         for (col, &kind) in self.buf.cols.iter_mut().zip(&self.program.kinds) {
@@ -611,6 +614,45 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
             assert_eq!(capacities(&cols), before);
+        }
+    }
+
+    #[test]
+    fn a_batch_a_part_of_a_set_longer_than_the_last_grows_no_column() {
+        // As a collector hands batches over: at the first Set past a row count, so one batch
+        // is 64 Sets of 40 records and the next 66.
+        let def = TemplateDef::of_iana(TemplateId(256), &[(8, 4), (1, 8)]);
+        let body: Vec<u8> = (0..40_u8)
+            .flat_map(|n| [10, 0, 0, n, 0, 0, 0, 0, 0, 0, 0, n])
+            .collect();
+        let set = Set {
+            id: SetId(256),
+            body: &body,
+            offset: 20,
+        };
+        let program = Compiler::default().compile(&def).map(Arc::new);
+        let mut cols = Columns::new(program.unwrap_or_else(|e| panic!("{e}")));
+        for _ in 0..64 {
+            assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
+        }
+        assert!(
+            cols.flush()
+                .is_ok_and(|b| b.is_some_and(|b| b.num_rows() == 2560))
+        );
+        for _ in 0..66 {
+            assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
+        }
+        let batch = cols
+            .flush()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no batch"));
+        assert_eq!(batch.num_rows(), 2640);
+        // Each column's buffer as the last flush made it (room for 2640 rows): never grown
+        // (doubled) on the way.
+        for (column, width) in batch.columns().iter().zip([4, 8]) {
+            let capacity = column.to_data().buffers()[0].capacity();
+            assert!(capacity < 2 * 2560 * width, "{capacity}");
         }
     }
 
