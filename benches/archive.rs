@@ -1,5 +1,4 @@
-//! The archive's price: each column as the archive writes it, and the whole file with addresses
-//! as text (as archived) against the same rows with addresses typed.
+//! The archive's price: the whole file, and each column as the archive writes it.
 //!
 //! Setup decodes a capture (`FLOWVM_BENCH_CAPTURE`; by default the Cisco AVC capture in
 //! `testdata/captures/`) with `flowvm decode` into a scratch archive, reads back the file with
@@ -10,10 +9,8 @@
 //! ([`properties`]: encodings, dictionaries and compression chosen from the first batch, zstd as
 //! by default) and closes it:
 //!
-//! - `archive/as_archived`: the whole file, addresses as text;
-//! - `archive/addresses_typed`: the same rows with IPv4 addresses as `UInt32` and IPv6 and MAC
-//!   addresses as their octets (`FixedSizeBinary`), under the properties chosen for that
-//!   layout: what typed address columns would cost instead;
+//! - `archive/as_archived`: the whole file (IPv4 addresses as `UInt32`, IPv6 and MAC addresses
+//!   as text);
 //! - `archive_columns/<column>`: each column alone, as archived: where the time goes.
 //!
 //! Run with `cargo bench --bench archive`; on the load of `benches/vs_nfcapd.py` (which builds
@@ -22,19 +19,14 @@
 
 use std::error::Error;
 use std::hint::black_box;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, UInt32Array};
-use arrow_schema::{Field, Schema};
+use arrow_array::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowvm::sink::encoder::Encoder;
 use flowvm::sink::parquet::{Codec, properties};
-use flowvm::sink::text::is_address;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
 
@@ -117,85 +109,6 @@ fn archived(capture: &Path) -> Result<Vec<RecordBatch>> {
     Ok(batches)
 }
 
-/// The text addresses of `column`, whose IPFIX type is `kind`, as their values: IPv4 as
-/// `UInt32`, IPv6 and MAC addresses as their octets; nulls stay null.
-fn typed(kind: &str, column: &ArrayRef) -> Result<ArrayRef> {
-    let texts = column
-        .as_string_opt::<i32>()
-        .ok_or("an address column not of text")?;
-    let bad = || format!("a {kind} that does not parse");
-    Ok(match kind {
-        "ipv4Address" => {
-            let values = texts
-                .iter()
-                .map(|t| t.map(|t| t.parse::<Ipv4Addr>().map(u32::from)).transpose())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|_| bad())?;
-            Arc::new(UInt32Array::from(values))
-        }
-        "ipv6Address" => {
-            let values = texts
-                .iter()
-                .map(|t| {
-                    t.map(|t| t.parse::<Ipv6Addr>().map(|a| a.octets()))
-                        .transpose()
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|_| bad())?;
-            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                values.into_iter(),
-                16,
-            )?)
-        }
-        _ => {
-            let values = texts
-                .iter()
-                .map(|t| {
-                    t.map(|t| {
-                        t.split(':')
-                            .map(|part| u8::from_str_radix(part, 16))
-                            .collect::<std::result::Result<Vec<u8>, _>>()
-                    })
-                    .transpose()
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|_| bad())?;
-            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                values.into_iter(),
-                6,
-            )?)
-        }
-    })
-}
-
-/// `batches` with their address columns typed ([`typed`]), fields without the address
-/// metadata (so their encoding is chosen as for any number).
-fn addresses_typed(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    batches
-        .iter()
-        .map(|batch| {
-            let mut fields = Vec::new();
-            let mut columns = Vec::new();
-            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                if let Some(kind) = field.metadata().get("ipfix.data_type")
-                    && is_address(field)
-                {
-                    let column = typed(kind, column)?;
-                    fields.push(Field::new(field.name(), column.data_type().clone(), true));
-                    columns.push(column);
-                } else {
-                    fields.push(field.as_ref().clone());
-                    columns.push(Arc::clone(column));
-                }
-            }
-            Ok(RecordBatch::try_new(
-                Arc::new(Schema::new(fields)),
-                columns,
-            )?)
-        })
-        .collect()
-}
-
 /// The groups: setup (and its checks) first, then the timings.
 #[expect(
     clippy::expect_used,
@@ -209,48 +122,36 @@ fn archive(c: &mut Criterion) {
         },
         PathBuf::from,
     );
-    let text = archived(&capture).expect("the capture decodes into the archive");
-    let typed = addresses_typed(&text).expect("the addresses parse");
-    let rows: usize = text.iter().map(RecordBatch::num_rows).sum();
-    let first = text.first().expect("rows");
+    let rows_read = archived(&capture).expect("the capture decodes into the archive");
+    let rows: usize = rows_read.iter().map(RecordBatch::num_rows).sum();
+    let first = rows_read.first().expect("rows");
     let as_archived = properties(first, Codec::Zstd).expect("properties");
-    let for_typed = properties(typed.first().expect("rows"), Codec::Zstd).expect("properties");
-    let archived = write(&text, &as_archived).expect("written");
-    let written = write(&typed, &for_typed).expect("written");
-    let (octets, typed_octets) = (archived.len(), written.len());
+    let archived = write(&rows_read, &as_archived).expect("written");
+    let octets = archived.len();
     assert_eq!(
         read_back(&archived).expect("read back"),
-        text,
+        rows_read,
         "the rows read back as written"
     );
-    assert_eq!(
-        read_back(&written).expect("read back"),
-        typed,
-        "the rows with addresses typed read back as written"
-    );
     println!(
-        "{}: {rows} rows of {} columns; {octets} octets as archived ({:.2} a row), {typed_octets} with addresses typed ({:.2} a row)",
+        "{}: {rows} rows of {} columns; {octets} octets as archived ({:.2} a row)",
         capture.display(),
         first.num_columns(),
         octets as f64 / rows as f64,
-        typed_octets as f64 / rows as f64,
     );
     let throughput = Throughput::Elements(u64::try_from(rows).unwrap_or(u64::MAX));
 
     let mut group = c.benchmark_group("archive");
     group.throughput(throughput.clone());
     group.bench_function("as_archived", |b| {
-        b.iter(|| black_box(write(&text, &as_archived).is_ok()));
-    });
-    group.bench_function("addresses_typed", |b| {
-        b.iter(|| black_box(write(&typed, &for_typed).is_ok()));
+        b.iter(|| black_box(write(&rows_read, &as_archived).is_ok()));
     });
     group.finish();
 
     let mut group = c.benchmark_group("archive_columns");
     group.throughput(throughput);
     for (index, field) in first.schema().fields().iter().enumerate() {
-        let column: Vec<RecordBatch> = text
+        let column: Vec<RecordBatch> = rows_read
             .iter()
             .map(|batch| batch.project(&[index]))
             .collect::<std::result::Result<_, _>>()
