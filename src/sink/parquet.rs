@@ -645,14 +645,18 @@ struct Choices {
 ///   vary widely from row to row (Cisco's AVC counters and response times) come out larger
 ///   delta-encoded and stay plain; delta-encoding every integer column made Cisco's files 24 %
 ///   larger.
-/// - Such a column is left uncompressed when the codec takes less than 5 % off its pages:
-///   bit-packed differences of wide counters or random ports are as dense as the codec makes
-///   them, and compressing them anyway cost a quarter of their time (README, Figures).
-/// - A compressed one that still comes to an eighth of an octet a row or more is written again
-///   with a dictionary first, and keeps it when that comes out no larger and its dictionary
-///   page within a sixteenth of [`DICTIONARY_PAGE_LIMIT`]: a router's interfaces, VLANs, TTLs
-///   and counts of few values become bit-packed indices the codec has little left to do on
-///   (13 of the Cisco AVC capture's 38 columns: its archive 13 % cheaper, files 6 % smaller).
+/// - Such a column is left uncompressed when the codec takes less than an eighth off its
+///   pages: bit-packed differences of wide counters or random ports are as dense as the codec
+///   makes them, and compressing them anyway cost a quarter of their time; scattered IPv4
+///   destinations, which zstd took 9 % off, cost it about 2 ns for each octet it saved, more
+///   than a whole archived octet costs the collector (README, Figures).
+/// - One the codec takes 5 % off or more and that still comes to an eighth of an octet a row or
+///   more is written again with a dictionary first, and keeps it when that comes out no larger
+///   and its dictionary page within a quarter of [`DICTIONARY_PAGE_LIMIT`]: a router's
+///   interfaces, VLANs, TTLs, a site's hosts and counts of few values become bit-packed
+///   indices the codec has little left to do on (the Cisco AVC capture's archive 13 % cheaper
+///   and files 6 % smaller; with its IPv4 addresses as numbers, their dictionaries of up to
+///   16 KiB rather than 4 took its files 6 % smaller again and its archive 11 % cheaper).
 ///   Near-constant columns are not tried: zstd makes short work of them, cheaper than the
 ///   dictionary's look-ups.
 /// - A text column (addresses, names, URLs) whose distinct values in the sample would fill its
@@ -664,7 +668,7 @@ struct Choices {
 ///   through; values that share little (scattered destinations) cost the prefix comparisons
 ///   for nothing, and the codec does better with the lengths apart from the text: softflowd's
 ///   destinations 9 % smaller and 11 % cheaper to write that way (README, Figures). Left
-///   uncompressed, too, when the codec takes less than 5 % off.
+///   uncompressed, too, when the codec takes less than an eighth off.
 ///
 /// # Errors
 /// Encoding the sample failed.
@@ -726,8 +730,8 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
             .unwrap_or_default())
     };
     // For each of `columns`: whether `other` is chosen over `usual` (it comes out at least 5 %
-    // smaller, where `usual` comes to `least` octets or more), and whether the codec takes less
-    // than 5 % off the one chosen.
+    // smaller, where `usual` comes to `least` octets or more), and the one chosen's octets
+    // compressed and not.
     let compare = |columns: &[usize], usual: Encoding, other: Encoding, least: i64| {
         if columns.is_empty() {
             return Ok(Vec::new());
@@ -741,7 +745,7 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
                 .map(|(&index, (usual, other))| {
                     let better = usual.0 >= least && other.0 * 20 <= usual.0 * 19;
                     let chosen = if better { other } else { usual };
-                    (index, better, chosen.0 * 20 > chosen.1 * 19, chosen.0)
+                    (index, better, chosen.0, chosen.1)
                 })
                 .collect(),
         )
@@ -759,15 +763,16 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
         Encoding::DELTA_BYTE_ARRAY,
         0,
     )?;
-    // Numbers the codec works on (an eighth of an octet a row or more: below that it makes
-    // short work of them, and a dictionary's look-ups cost more than they save), written again
-    // with a dictionary first: kept where that comes out no larger than the encoding chosen
-    // above, with a dictionary page of at most a sixteenth of its bound (a few hundred values:
-    // a row group's worth will still fit).
+    // Numbers the codec works on (takes 5 % off or more, and leaves an eighth of an octet a row
+    // or more: below that it makes short work of them, and a dictionary's look-ups cost more
+    // than they save), written again with a dictionary first: kept where that comes out no
+    // larger than the encoding chosen above, with a dictionary page of at most a quarter of
+    // its bound (a site's few thousand hosts, a router's interfaces: a row group's values will
+    // mostly still fit, and past the bound the chunk goes on in its own encoding).
     let compressed: Vec<(usize, i64)> = numbers
         .iter()
-        .filter(|&&(_, _, uncompressed, size)| !uncompressed && size >= least_size)
-        .map(|&(index, _, _, size)| (index, size))
+        .filter(|&&(_, _, size, plain)| size * 20 <= plain * 19 && size >= least_size)
+        .map(|&(index, _, size, _)| (index, size))
         .collect();
     let columns: Vec<usize> = compressed.iter().map(|&(index, _)| index).collect();
     let with_dictionary = if columns.is_empty() {
@@ -775,25 +780,28 @@ fn choose(first: &RecordBatch, codec: Codec) -> Result<Choices, ArchiveError> {
     } else {
         sizes(&columns, Encoding::PLAIN, true)?
     };
-    let bound = i64::try_from(DICTIONARY_PAGE_LIMIT / 16).unwrap_or(i64::MAX);
+    let bound = i64::try_from(DICTIONARY_PAGE_LIMIT / 4).unwrap_or(i64::MAX);
     for (&(index, chosen), (size, _, dictionary)) in compressed.iter().zip(with_dictionary) {
         if size <= chosen && dictionary <= bound {
             choices.dictionary.push(index);
         }
     }
-    for (index, delta, uncompressed, _) in numbers {
-        if delta && !choices.dictionary.contains(&index) {
+    // Left uncompressed where the codec takes less than an eighth off.
+    let little_off = |size: i64, plain: i64| size * 8 > plain * 7;
+    for (index, delta, size, plain) in numbers {
+        let dictionary = choices.dictionary.contains(&index);
+        if delta && !dictionary {
             choices.delta.push(index);
         }
-        if uncompressed {
+        if little_off(size, plain) && !dictionary {
             choices.uncompressed.push(index);
         }
     }
-    for (index, prefixed, uncompressed, _) in texts {
+    for (index, prefixed, size, plain) in texts {
         if prefixed {
             choices.prefixed.push(index);
         }
-        if uncompressed {
+        if little_off(size, plain) {
             choices.uncompressed.push(index);
         }
     }
