@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,7 +98,7 @@ impl Codec {
 struct OpenFile {
     /// The Parquet encoding in progress; `None` once it failed (a full disk): the file is then
     /// completed from its journal (and the row groups its checkpoints made durable).
-    writer: Option<Encoder<File>>,
+    writer: Option<FileEncoder>,
     /// With the row groups its checkpoints made durable, every batch of the file, durable at each
     /// sync: the file's source of truth.
     journal: Journal,
@@ -363,6 +363,31 @@ const CHECKPOINT_ROWS: usize = 65_536;
 /// once (a checkpoint), so what waits for durability stays bounded at any rate.
 const PENDING_MAX_BYTES: usize = 32 << 20;
 
+/// Octets an archive file's writes are gathered into: parquet splices each column chunk into
+/// the file 8 KiB at a time, and each of those was a system call of its own.
+const FILE_BUFFER: usize = 64 * 1024;
+
+/// An archive file's encoder, writing through a [`FILE_BUFFER`].
+type FileEncoder = Encoder<BufWriter<File>>;
+
+/// A new file at `path` for batches like `first`, encoded under `properties`.
+fn file_encoder(
+    path: &Path,
+    first: &RecordBatch,
+    properties: WriterProperties,
+) -> Result<FileEncoder, ArchiveError> {
+    let file = BufWriter::with_capacity(FILE_BUFFER, File::create(path)?);
+    Ok(Encoder::try_new(file, first.schema(), properties)?)
+}
+
+/// The footer written and every octet in the file: the file, to sync and rename.
+fn into_file(encoder: FileEncoder) -> Result<File, ArchiveError> {
+    Ok(encoder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?)
+}
+
 /// Makes what `file` holds back durable: as a row group of the file and a checkpoint when
 /// there are `least_rows` or more (the encoder dropped if that fails), otherwise, or then, in
 /// the journal; then syncs the journal. Whether the next interval's batches are held back is
@@ -401,7 +426,7 @@ fn checkpoint(file: &mut OpenFile) -> Result<(), ArchiveError> {
     };
     writer.flush()?;
     writer.sync()?;
-    writer.inner().sync_data()?;
+    writer.inner().get_ref().sync_data()?;
     let groups = writer.flushed_row_groups();
     let new = groups
         .get(file.durable_groups..)
@@ -508,16 +533,13 @@ fn finish(
     // which cuts it at its last checkpoint. Encoded once, it is not journaled as well.
     make_durable(file, counters, 1)?;
     if let Some(writer) = file.writer.take() {
-        let completed = writer
-            .into_inner()
-            .map_err(ArchiveError::from)
-            .and_then(|parquet| {
-                parquet.sync_all()?;
-                let size = parquet.metadata()?.len();
-                std::fs::rename(&file.temporary, &file.path)?;
-                sync_directory(&file.path)?;
-                Ok(size)
-            });
+        let completed = into_file(writer).and_then(|parquet| {
+            parquet.sync_all()?;
+            let size = parquet.metadata()?.len();
+            std::fs::rename(&file.temporary, &file.path)?;
+            sync_directory(&file.path)?;
+            Ok(size)
+        });
         return match completed {
             Ok(size) => Ok(Some((size, 1))),
             Err(e) => {
@@ -861,21 +883,21 @@ pub fn complete_from_journal(
     codec: Codec,
 ) -> Result<Option<Completed>, ArchiveError> {
     let replaying = temporary.with_extension("replay.tmp");
-    let mut writer: Option<Encoder<File>> = None;
+    let mut writer: Option<FileEncoder> = None;
     let replayed = replay(journal, |batch| {
         let batch = addresses_as_text(&batch)?;
         let w = match writer.as_mut() {
             Some(w) => w,
-            None => writer.insert(Encoder::try_new(
-                File::create(&replaying)?,
-                batch.schema(),
+            None => writer.insert(file_encoder(
+                &replaying,
+                &batch,
                 properties(&batch, codec)?,
             )?),
         };
         w.write(&batch)?;
         Ok(())
     })?;
-    let batches = writer.map(Encoder::into_inner).transpose()?;
+    let batches = writer.map(into_file).transpose()?;
     let mut completed = Completed {
         size: 0,
         files: 0,
@@ -970,7 +992,7 @@ fn create(
     let made = properties(first, config.codec).and_then(|properties| {
         let mut empty = Encoder::try_new(Vec::new(), first.schema(), properties.clone())?;
         let template = empty.finish()?.file_metadata().clone();
-        let writer = Encoder::try_new(File::create(&temporary)?, first.schema(), properties)?;
+        let writer = file_encoder(&temporary, first, properties)?;
         Ok((writer, template))
     });
     let (writer, template) = match made {
@@ -1388,7 +1410,7 @@ mod tests {
             file.pending.is_empty(),
             "held back rows checkpointed, not journaled"
         );
-        let written = file.writer.take().unwrap().into_inner().unwrap();
+        let written = into_file(file.writer.take().unwrap()).unwrap();
         written.sync_all().unwrap();
         std::mem::forget(archive);
         // Recovery cuts the file at its last checkpoint, which holds every row.

@@ -341,6 +341,9 @@ impl Pages {
         let mut written = std::mem::replace(&mut self.written, TrackedWrite::new(Vec::new()));
         written.flush()?;
         let pages = written.into_inner()?;
+        // The next row group's pages likely come to as many octets: room for them now, so the
+        // buffer is not grown (copied) page by page again.
+        self.written = TrackedWrite::new(Vec::with_capacity(pages.len() + pages.len() / 8));
         // The dictionary page goes before the data pages that refer to it.
         let (written, dictionary_size) = match dictionary {
             None => (pages, 0),
