@@ -1,7 +1,7 @@
 //! IPv6 and MAC addresses as text for the archive: `2001:db8::1` (RFC 5952),
 //! `00:11:22:33:44:55`, so that a user filters on such an address as written
 //! (`WHERE sourceIPv6Address = '2001:db8::1'`). IPv4 addresses are archived as the decoder
-//! keeps them, `UInt32` in network order's value (README, "The archive": four octets that
+//! keeps them, `UInt32` (`10.1.1.3` is 0x0a01_0103; README, "The archive": four octets that
 //! every reader compares, sorts and ranges over; `flowvm sql` gives DuckDB their text).
 //!
 //! The decoder keeps addresses binary; these become text here, on the archive thread, once per

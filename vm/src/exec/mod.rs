@@ -582,6 +582,21 @@ mod tests {
         out
     }
 
+    /// A Data Set of template 256 with `body`.
+    fn data_set(body: &[u8]) -> Set<'_> {
+        Set {
+            id: SetId(256),
+            body,
+            offset: 20,
+        }
+    }
+
+    /// Empty columns for the program of `def`.
+    fn columns_of(def: &TemplateDef) -> Columns {
+        let program = Compiler::default().compile(def).map(Arc::new);
+        Columns::new(program.unwrap_or_else(|e| panic!("{e}")))
+    }
+
     #[test]
     fn a_batch_like_the_last_one_grows_no_buffer() {
         let def = TemplateDef {
@@ -599,13 +614,8 @@ mod tests {
             body.extend((0..n % 31).map(|i| b'a' + i % 26));
             body.extend([3, b'd', b'n', b's']);
         }
-        let set = Set {
-            id: SetId(256),
-            body: &body,
-            offset: 20,
-        };
-        let program = Compiler::default().compile(&def).map(Arc::new);
-        let mut cols = Columns::new(program.unwrap_or_else(|e| panic!("{e}")));
+        let set = data_set(&body);
+        let mut cols = columns_of(&def);
         for _ in 0..3 {
             assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
         }
@@ -625,13 +635,8 @@ mod tests {
         let body: Vec<u8> = (0..40_u8)
             .flat_map(|n| [10, 0, 0, n, 0, 0, 0, 0, 0, 0, 0, n])
             .collect();
-        let set = Set {
-            id: SetId(256),
-            body: &body,
-            offset: 20,
-        };
-        let program = Compiler::default().compile(&def).map(Arc::new);
-        let mut cols = Columns::new(program.unwrap_or_else(|e| panic!("{e}")));
+        let set = data_set(&body);
+        let mut cols = columns_of(&def);
         for _ in 0..64 {
             assert_eq!(cols.run(&set).map(|s| s.records), Ok(40));
         }
