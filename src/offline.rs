@@ -23,7 +23,6 @@ use crate::collector::session::TransportSession;
 
 use crate::sink::parquet::Archive;
 use crate::sink::{self, Sink};
-use crate::telemetry::Counters;
 
 /// Decodes `paths` in order into `archive`, then completes every file. In captures, UDP
 /// datagrams that do not start with a version flowvm collects (10, 9, 5) are passed over.
@@ -87,7 +86,7 @@ pub fn decode_files(
                     collector: d.destination,
                 };
                 decoder.handle(session, d.payload, now, &mut batches);
-                out.drain(&mut batches, clock.last_unix, decoder.counters());
+                out.drain(&mut batches, clock.last_unix, decoder);
                 true
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -108,7 +107,7 @@ pub fn decode_files(
                             .unwrap_or(0);
                         let now = clock.at_nanos(i64::from(export) * 1_000_000_000);
                         decoder.handle(session, message, now, &mut batches);
-                        out.drain(&mut batches, clock.last_unix, decoder.counters());
+                        out.drain(&mut batches, clock.last_unix, decoder);
                     }
                     Err(e) => {
                         decoder.counters().messages_dropped.add(1);
@@ -122,7 +121,7 @@ pub fn decode_files(
         decoder.expire(clock.now());
     }
     decoder.finish(&mut batches);
-    out.drain(&mut batches, clock.last_unix, decoder.counters());
+    out.drain(&mut batches, clock.last_unix, decoder);
     let closed = out.archive.close();
     progress.finish_and_clear();
     closed.map_err(|e| format!("completing the archive: {e}"))?;
@@ -161,12 +160,17 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    /// Writes `batches` into the archive, and syncs it when that is due.
-    fn drain(&mut self, batches: &mut Vec<RecordBatch>, unix: i64, counters: &Arc<Counters>) {
+    /// Writes `batches` into the archive, and syncs it when that is due; what the archive is
+    /// done with goes back to `decoder` for its buffers.
+    fn drain(&mut self, batches: &mut Vec<RecordBatch>, unix: i64, decoder: &mut Decoder) {
+        let counters = Arc::clone(decoder.counters());
         for batch in batches.drain(..) {
             // A full disk holds the decode until space returns: nothing read is dropped.
-            sink::write_with_retry(self.archive, &batch, || unix, counters, || false);
+            sink::write_with_retry(self.archive, &batch, || unix, &counters, || false);
         }
-        sink::sync_when_due(self.archive, &mut self.synced, self.every, counters);
+        sink::sync_when_due(self.archive, &mut self.synced, self.every, &counters);
+        for batch in self.archive.take_spent() {
+            decoder.keep_spent(batch);
+        }
     }
 }

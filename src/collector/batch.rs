@@ -18,7 +18,7 @@ use flowvm_vm::wire::ids::ObservationDomainId;
 use flowvm_vm::wire::netflow5;
 use flowvm_vm::wire::packet::ExportHeader;
 use flowvm_vm::wire::set::Set;
-use flowvm_vm::{Columns, DecodeError, Program, RunStats};
+use flowvm_vm::{Columns, DecodeError, Program, RunStats, Spares};
 
 use crate::collector::FastMap;
 
@@ -228,35 +228,37 @@ impl Batcher {
     ///
     /// # Errors
     /// Only if the columns broke an invariant (a bug); the buffers are emptied either way.
-    pub fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
-        let Some(batch) = self.columns.flush()? else {
+    pub fn flush(&mut self, spares: &mut Spares) -> Result<Option<RecordBatch>, ArrowError> {
+        let Some(batch) = self.columns.flush_with(spares)? else {
             return Ok(None);
         };
         let rows = batch.num_rows();
-        let mut arrays = vec![self.exporters.take(rows)?];
+        let mut arrays = vec![self.exporters.take(rows, spares)?];
         if let Some(identities) = &mut self.identities {
-            arrays.push(identities.take(rows)?);
+            arrays.push(identities.take(rows, spares)?);
         }
         let domains: ArrayRef = Arc::new(PrimitiveArray::<UInt32Type>::new(
-            ScalarBuffer::from(renew(&mut self.domains, rows)),
+            ScalarBuffer::from(renew(&mut self.domains, rows, |n| spares.vec(n))),
             None,
         ));
-        let times = renew(&mut self.export_times, rows);
+        let times = renew(&mut self.export_times, rows, |n| spares.vec(n));
         let times: ArrayRef = Arc::new(
             PrimitiveArray::<TimestampSecondType>::new(ScalarBuffer::from(times), None)
                 .with_timezone("UTC"),
         );
+        let mut versions = spares.vec(rows);
+        versions.resize(rows, self.version);
         let versions: ArrayRef = Arc::new(PrimitiveArray::<UInt16Type>::new(
-            ScalarBuffer::from(vec![self.version; rows]),
+            ScalarBuffer::from(versions),
             None,
         ));
         arrays.extend([domains, times, versions]);
         arrays.extend(batch.columns().iter().cloned());
-        let clocks = renew(&mut self.clocks, rows);
+        let clocks = renew(&mut self.clocks, rows, Vec::with_capacity);
         if self.version != flowvm_vm::wire::VERSION {
             arrays.extend(netflow_times(&batch, self.columns.program(), &clocks));
         }
-        let engines = renew(&mut self.engines, rows);
+        let engines = renew(&mut self.engines, rows, Vec::with_capacity);
         if self.version == netflow5::VERSION {
             arrays.extend(engine_columns(&engines));
         }
@@ -264,13 +266,13 @@ impl Batcher {
     }
 }
 
-/// `v`'s contents, leaving it empty with room for `rows` if it held any (columns a protocol
-/// does not fill stay unallocated): the next batch is likely the size of this one, so its
-/// buffers are reserved now, as the program's columns do, and steady decoding does not grow
-/// them row by row.
-fn renew<T>(v: &mut Vec<T>, rows: usize) -> Vec<T> {
-    let room = if v.is_empty() { 0 } else { rows };
-    std::mem::replace(v, Vec::with_capacity(room))
+/// `v`'s contents, leaving it empty with `room` for `rows` (from the spares, for a column's
+/// buffer) if it held any (columns a protocol does not fill stay unallocated): the next batch
+/// is likely the size of this one, so its buffers are reserved now, as the program's columns
+/// do, and steady decoding does not grow them row by row.
+fn renew<T>(v: &mut Vec<T>, rows: usize, room: impl FnOnce(usize) -> Vec<T>) -> Vec<T> {
+    let next = if v.is_empty() { Vec::new() } else { room(rows) };
+    std::mem::replace(v, next)
 }
 
 /// A column of text repeated over many rows (exporters, identities), as a dictionary.
@@ -310,11 +312,11 @@ impl TextColumn {
     }
 
     /// The column so far, emptied, with room for `rows` more.
-    fn take(&mut self, rows: usize) -> Result<ArrayRef, ArrowError> {
+    fn take(&mut self, rows: usize, spares: &mut Spares) -> Result<ArrayRef, ArrowError> {
         let values = StringArray::from_iter_values(self.values.drain(..).map(|s| s.to_string()));
         self.index.clear();
         self.last = None;
-        let keys = renew(&mut self.keys, rows);
+        let keys = renew(&mut self.keys, rows, |n| spares.vec(n));
         let keys = UInt32Array::new(ScalarBuffer::from(keys), None);
         Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
             keys,

@@ -17,7 +17,7 @@ use flowvm_vm::wire::ids::{ObservationDomainId, SetId};
 use flowvm_vm::wire::packet::{ExportHeader, ExportPacket, SequenceUnit};
 use flowvm_vm::wire::set::Set;
 use flowvm_vm::wire::template::TemplateDef;
-use flowvm_vm::{CompileError, Compiler, DecodeError, Program, RunStats};
+use flowvm_vm::{CompileError, Compiler, DecodeError, Program, RunStats, Spares};
 use tracing::{debug, error, info, warn};
 
 use crate::collector::FastMap;
@@ -106,6 +106,8 @@ struct Builders {
     map: FastMap<(usize, u16, bool), Batcher>,
     /// Rows after which a builder's batch is handed over.
     batch_rows: usize,
+    /// Buffers of batches the archive is done with, for the next batches' columns.
+    spares: Spares,
 }
 
 impl Builders {
@@ -127,7 +129,7 @@ impl Builders {
         let stats = batcher.run(set, context)?;
         // Arrow's 32-bit offsets bound a batch's variable-length content; stay far below.
         if batcher.rows() >= self.batch_rows || batcher.var_bytes() >= 1 << 30 {
-            Self::emit(batcher, counters, out);
+            Self::emit(batcher, &mut self.spares, counters, out);
         }
         Ok(stats)
     }
@@ -135,14 +137,19 @@ impl Builders {
     /// Hands over every buffered row, and forgets the builders of programs no template uses.
     fn flush(&mut self, counters: &Counters, out: &mut Vec<RecordBatch>) {
         for batcher in self.map.values_mut() {
-            Self::emit(batcher, counters, out);
+            Self::emit(batcher, &mut self.spares, counters, out);
         }
         // Only the batcher itself still holds a program nobody uses.
         self.map.retain(|_, b| Arc::strong_count(b.program()) > 1);
     }
 
-    fn emit(batcher: &mut Batcher, counters: &Counters, out: &mut Vec<RecordBatch>) {
-        match batcher.flush() {
+    fn emit(
+        batcher: &mut Batcher,
+        spares: &mut Spares,
+        counters: &Counters,
+        out: &mut Vec<RecordBatch>,
+    ) {
+        match batcher.flush(spares) {
             Ok(Some(batch)) => out.push(batch),
             Ok(None) => {}
             Err(e) => {
@@ -184,6 +191,7 @@ impl Decoder {
             batchers: Builders {
                 map: FastMap::default(),
                 batch_rows: config.batch_rows.max(1),
+                spares: Spares::default(),
             },
             exporters: FastMap::default(),
             identities: FastMap::default(),
@@ -704,6 +712,11 @@ impl Decoder {
     /// Hands over every buffered row, and forgets the columns of programs no template uses.
     pub fn flush(&mut self, out: &mut Vec<RecordBatch>) {
         self.batchers.flush(&self.counters, out);
+    }
+
+    /// Keeps the buffers of `batch`, which the archive is done with, for the next batches.
+    pub fn keep_spent(&mut self, batch: RecordBatch) {
+        self.batchers.spares.keep(batch);
     }
 
     /// Rows of `session` from now on carry `identity`, its exporter's authenticated name.

@@ -295,6 +295,8 @@ impl Collector {
         // One entry per worker, bound in `bind` (empty without UDP).
         for (index, sockets) in udp.into_iter().enumerate() {
             let (outbound_tx, outbound_rx) = std_mpsc::sync_channel::<Outbound>(64);
+            // Batches the archive is done with, back to the worker for its next ones' buffers.
+            let (spent_tx, spent_rx) = std_mpsc::sync_channel::<RecordBatch>(SPENT_BATCHES);
             let archive = Archive::new(config.archive(), Arc::clone(&counters)).for_worker(index);
             let archive = match &spool {
                 Some(spool) => archive.with_spool(spool.clone()),
@@ -303,7 +305,7 @@ impl Collector {
             threads.push(spawn_archive(
                 index,
                 archive,
-                outbound_rx,
+                (outbound_rx, spent_tx),
                 Arc::clone(&counters),
                 Arc::clone(&archive_depth),
                 Duration::from_millis(config.sync_interval_ms),
@@ -319,6 +321,7 @@ impl Collector {
                 inbound: inbound_rx,
                 decoder: Decoder::new(compiler.clone(), decoder_config, Arc::clone(&counters)),
                 outbound: outbound_tx,
+                spent: spent_rx,
                 depth: Arc::clone(&archive_depth),
                 losses: published,
                 allow: Arc::clone(&allow),
@@ -403,7 +406,10 @@ impl Collector {
 fn spawn_archive(
     index: usize,
     mut archive: Archive,
-    outbound: std_mpsc::Receiver<Outbound>,
+    (outbound, spent): (
+        std_mpsc::Receiver<Outbound>,
+        std_mpsc::SyncSender<RecordBatch>,
+    ),
     counters: Arc<Counters>,
     depth: Arc<AtomicU64>,
     sync_every: Duration,
@@ -414,7 +420,7 @@ fn spawn_archive(
         .spawn(move || {
             archive_loop(
                 &mut archive,
-                &outbound,
+                (&outbound, &spent),
                 &counters,
                 &depth,
                 sync_every,
@@ -445,12 +451,19 @@ async fn gauges(
     }
 }
 
+/// Spent batches on their way back to a worker, at most; past it they are freed here.
+const SPENT_BATCHES: usize = 16;
+
 /// The archive thread: writes batches (retrying while the archive cannot write), completes
 /// files at rotation, and syncs the journals every `sync_every` (after every batch when 0), so
-/// what reached the archive survives a crash within that interval.
+/// what reached the archive survives a crash within that interval. The batches it is done
+/// with go back to the worker (`spent`), whose next batches are written into their buffers.
 fn archive_loop(
     archive: &mut Archive,
-    outbound: &std_mpsc::Receiver<Outbound>,
+    (outbound, spent): (
+        &std_mpsc::Receiver<Outbound>,
+        &std_mpsc::SyncSender<RecordBatch>,
+    ),
     counters: &Counters,
     depth: &AtomicU64,
     sync_every: Duration,
@@ -481,6 +494,10 @@ fn archive_loop(
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         }
         sink::sync_when_due(archive, &mut last_sync, sync_every, counters);
+        for batch in archive.take_spent() {
+            // A full queue or a worker gone: freed here, as before.
+            let _ = spent.try_send(batch);
+        }
     }
     if let Err(e) = archive.close() {
         error!(error = %e, "Failed to complete a Parquet file at shutdown; its journal stays for recovery.");

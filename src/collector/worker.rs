@@ -110,6 +110,8 @@ pub struct Worker {
     pub decoder: Decoder,
     /// Its archive thread's queue.
     pub outbound: std_mpsc::SyncSender<Outbound>,
+    /// Batches its archive thread is done with, for their buffers.
+    pub spent: std_mpsc::Receiver<RecordBatch>,
     /// Batches queued for every archive thread.
     pub depth: Arc<AtomicU64>,
     /// Where it publishes its per-exporter losses for the metrics page.
@@ -144,6 +146,7 @@ impl Worker {
             inbound,
             decoder,
             outbound,
+            spent,
             depth,
             losses,
             allow,
@@ -154,6 +157,7 @@ impl Worker {
             fresh: Vec::new(),
             waiting: VecDeque::new(),
             outbound,
+            spent,
             depth,
         }));
         let tasks = LocalSet::new();
@@ -186,6 +190,8 @@ struct Pipeline {
     /// Batches the archive's queue had no room for yet, oldest first.
     waiting: VecDeque<RecordBatch>,
     outbound: std_mpsc::SyncSender<Outbound>,
+    /// Batches the archive is done with, whose buffers the decoder's next batches reuse.
+    spent: std_mpsc::Receiver<RecordBatch>,
     depth: Arc<AtomicU64>,
 }
 
@@ -228,6 +234,9 @@ impl Pipeline {
     /// Hands decoded batches to the archive's queue as far as it has room; whether none is
     /// left waiting.
     fn hand_over(&mut self) -> bool {
+        while let Ok(batch) = self.spent.try_recv() {
+            self.decoder.keep_spent(batch);
+        }
         self.waiting.extend(self.fresh.drain(..));
         while let Some(batch) = self.waiting.pop_front() {
             self.depth.fetch_add(1, Ordering::Relaxed);

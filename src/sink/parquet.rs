@@ -107,6 +107,8 @@ struct OpenFile {
     /// Batches given to the encoder that are neither in the journal nor in a row group a
     /// checkpoint made durable: held until a sync does one or the other.
     pending: VecDeque<RecordBatch>,
+    /// Batches that left `pending` for the journal or a durable row group.
+    spent: Vec<RecordBatch>,
     /// Rows in `pending`.
     pending_rows: usize,
     /// Octets of memory `pending` holds.
@@ -152,6 +154,9 @@ pub struct Archive {
     counters: Arc<Counters>,
     /// The spool's bound and bell, when the files are shipped to an object store.
     spool: Option<Spool>,
+    /// Batches written and made durable (or journaled), which the archive holds no more:
+    /// their buffers may be written into again ([`Archive::take_spent`]).
+    spent: Vec<RecordBatch>,
 }
 
 impl Archive {
@@ -165,7 +170,19 @@ impl Archive {
             writes: 0,
             counters,
             spool: None,
+            spent: Vec::new(),
         }
+    }
+
+    /// The batches written since the last call that the archive no longer holds (journaled,
+    /// or in a row group a checkpoint made durable): once the caller has dropped its own
+    /// references, their buffers are nobody else's.
+    pub fn take_spent(&mut self) -> Vec<RecordBatch> {
+        let mut spent = std::mem::take(&mut self.spent);
+        for file in self.open.values_mut() {
+            spent.append(&mut file.spent);
+        }
+        spent
     }
 
     /// An archive that writes into a spool: it refuses rows while the spool is at its bound,
@@ -272,6 +289,7 @@ impl Sink for Archive {
             // Journals keep addresses as the decoder gave them (4 octets, not up to 15 of
             // text): a third less to compress; completion writes them as text like the writer.
             file.journal.append(typed)?;
+            spend(&mut self.spent, [typed.clone()]);
         }
         file.since_sync += typed.num_rows();
         file.written += batch.get_array_memory_size();
@@ -388,6 +406,16 @@ fn into_file(encoder: FileEncoder) -> Result<File, ArchiveError> {
         .map_err(|e| e.into_error())?)
 }
 
+/// Spent batches kept for [`Archive::take_spent`] at most, in each list: a caller that never
+/// takes them costs no memory beyond these.
+const SPENT_MAX: usize = 64;
+
+/// Adds `batches` to the spent list `spent`, as far as [`SPENT_MAX`] allows; the rest are freed.
+fn spend(spent: &mut Vec<RecordBatch>, batches: impl IntoIterator<Item = RecordBatch>) {
+    let room = SPENT_MAX.saturating_sub(spent.len());
+    spent.extend(batches.into_iter().take(room));
+}
+
 /// Makes what `file` holds back durable: as a row group of the file and a checkpoint when
 /// there are `least_rows` or more (the encoder dropped if that fails), otherwise, or then, in
 /// the journal; then syncs the journal. Whether the next interval's batches are held back is
@@ -402,7 +430,7 @@ fn make_durable(
     if file.writer.is_some() && file.pending_rows >= least_rows.max(1) {
         match checkpoint(file) {
             Ok(()) => {
-                file.pending.clear();
+                spend(&mut file.spent, file.pending.drain(..));
                 file.pending_rows = 0;
                 file.pending_bytes = 0;
             }
@@ -501,7 +529,7 @@ fn persist(file: &mut OpenFile) -> Result<(), ArchiveError> {
         file.journal.append(batch)?;
         file.pending_rows -= batch.num_rows();
         file.pending_bytes -= batch.get_array_memory_size();
-        file.pending.pop_front();
+        spend(&mut file.spent, file.pending.pop_front());
     }
     Ok(())
 }
@@ -1010,6 +1038,7 @@ fn create(
         journal,
         template,
         pending: VecDeque::new(),
+        spent: Vec::new(),
         pending_rows: 0,
         pending_bytes: 0,
         durable_groups: 0,
@@ -1371,6 +1400,35 @@ mod tests {
                 .any(|f| f.to_string_lossy().ends_with("-tail.parquet"))
         );
         assert_eq!(sorted_ids(&out), (0..4 * rows + 15).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn batches_the_archive_is_done_with_are_handed_back() {
+        let (dir, out) = scratch("spent");
+        let (mut archive, _) = archive_in(&out);
+        // A trickle: journaled as it comes, and done with at once.
+        archive.write(&batch(0..10), 1_000).unwrap();
+        assert_eq!(archive.take_spent().len(), 1);
+        assert!(archive.take_spent().is_empty());
+        // A load: held back until the sync makes it durable in a row group.
+        let rows = u64::try_from(CHECKPOINT_ROWS).unwrap();
+        archive.write(&batch(10..10 + rows), 1_000).unwrap();
+        assert!(archive.take_spent().is_empty());
+        archive.sync().unwrap();
+        let spent = archive.take_spent();
+        assert_eq!(
+            spent.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            CHECKPOINT_ROWS
+        );
+        // The archive holds them no more: once the caller's go, their buffers are free to be
+        // written into again.
+        assert!(
+            spent
+                .into_iter()
+                .all(|b| Arc::strong_count(b.column(0)) == 1)
+        );
+        archive.close().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -25,6 +25,6 @@ pub mod wire;
 
 pub use compile::{Compiler, Limits};
 pub use error::{CompileError, CompileErrorKind, DecodeError, DecodeErrorKind};
-pub use exec::{Columns, Mode, RunStats, SetShape};
+pub use exec::{Columns, Mode, RunStats, SetShape, Spares};
 pub use ie::registry::Registry;
 pub use program::Program;

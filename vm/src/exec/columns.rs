@@ -18,6 +18,7 @@ use arrow_array::{
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::ArrowError;
 
+use crate::exec::spares::Spares;
 use crate::op::Op;
 use crate::program::ColumnKind;
 
@@ -47,6 +48,28 @@ pub(crate) enum Column {
 }
 
 impl Column {
+    /// An empty buffer for `kind` with room for `rows`, a spare one where `spares` has one
+    /// (numbers and times).
+    fn renewed(kind: ColumnKind, rows: usize, spares: &mut Spares) -> Self {
+        match kind {
+            ColumnKind::UInt8 => Self::U8(spares.vec(rows)),
+            ColumnKind::UInt16 => Self::U16(spares.vec(rows)),
+            ColumnKind::UInt32 | ColumnKind::Ipv4Address => Self::U32(spares.vec(rows)),
+            ColumnKind::UInt64 => Self::U64(spares.vec(rows)),
+            ColumnKind::Int8 => Self::I8(spares.vec(rows)),
+            ColumnKind::Int16 => Self::I16(spares.vec(rows)),
+            ColumnKind::Int32 => Self::I32(spares.vec(rows)),
+            ColumnKind::Int64 => Self::I64(spares.vec(rows)),
+            ColumnKind::Float32 => Self::F32(spares.vec(rows)),
+            ColumnKind::Float64 => Self::F64(spares.vec(rows)),
+            ColumnKind::TimestampSeconds
+            | ColumnKind::TimestampMilliseconds
+            | ColumnKind::TimestampMicroseconds
+            | ColumnKind::TimestampNanoseconds => Self::Time(spares.vec(rows)),
+            _ => Self::new(kind, rows),
+        }
+    }
+
     /// An empty buffer for `kind` with room for `rows`.
     pub(crate) fn new(kind: ColumnKind, rows: usize) -> Self {
         match kind {
@@ -131,10 +154,15 @@ impl Column {
         }
     }
 
-    /// Moves the buffer out as an Arrow array of `kind`, leaving an empty one with room for as
-    /// many rows.
-    pub(crate) fn take(&mut self, kind: ColumnKind, rows: usize) -> Result<ArrayRef, ArrowError> {
-        let mut old = std::mem::replace(self, Self::new(kind, rows));
+    /// Moves the buffer out as an Arrow array of `kind`, leaving an empty one with room for
+    /// `rows` (from `spares` where it has one).
+    pub(crate) fn take(
+        &mut self,
+        kind: ColumnKind,
+        rows: usize,
+        spares: &mut Spares,
+    ) -> Result<ArrayRef, ArrowError> {
+        let mut old = std::mem::replace(self, Self::renewed(kind, rows, spares));
         // The next batch likely needs as much variable-length room as this one did, plus the
         // surplus `copy_span` writes past the last field before truncating it again; without
         // that, a batch of the same size would grow (and copy) the buffer at its last field.

@@ -12,6 +12,7 @@
 #![deny(clippy::indexing_slicing)]
 
 mod columns;
+mod spares;
 mod stats;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::ArrowError;
 
+pub use spares::Spares;
 pub use stats::RunStats;
 
 use crate::error::{DecodeError, DecodeErrorKind};
@@ -309,6 +311,14 @@ impl Columns {
     /// An Arrow error would mean the columns broke an invariant of this module (a bug); the
     /// buffers are emptied either way.
     pub fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        self.flush_with(&mut Spares::default())
+    }
+
+    /// [`flush`](Self::flush), the next batch's buffers taken from `spares` where it has them.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn flush_with(&mut self, spares: &mut Spares) -> Result<Option<RecordBatch>, ArrowError> {
         if self.buf.rows == 0 {
             return Ok(None);
         }
@@ -322,7 +332,7 @@ impl Columns {
         self.buf.bounds.shrink_to(KEEP_BOUNDS);
         let mut arrays = Vec::with_capacity(self.buf.cols.len());
         for (col, &kind) in self.buf.cols.iter_mut().zip(&self.program.kinds) {
-            arrays.push(col.take(kind, self.capacity));
+            arrays.push(col.take(kind, self.capacity, spares));
         }
         let arrays = arrays.into_iter().collect::<Result<Vec<_>, _>>()?;
         let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
