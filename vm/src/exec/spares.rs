@@ -21,8 +21,9 @@ pub struct Spares {
 }
 
 impl Spares {
-    /// Keeps the value buffers of `batch`'s columns of fixed-width numbers that nothing else
-    /// holds (up to [`SPARE_OCTETS`] in all); the rest of it is freed.
+    /// Keeps the value buffers of `batch`'s columns of fixed-width numbers (up to
+    /// [`SPARE_OCTETS`] in all, the oldest of a width freed first to make room: batches change
+    /// size); the rest of it is freed.
     pub fn keep(&mut self, batch: RecordBatch) {
         for column in batch.columns() {
             let data = column.to_data();
@@ -30,28 +31,36 @@ impl Spares {
             let (Some(width), [buffer]) = (width, data.buffers()) else {
                 continue;
             };
-            let Some(slot) = slot(width) else {
+            let Some(list) = slot(width).and_then(|slot| self.by_width.get_mut(slot)) else {
                 continue;
             };
-            let buffer = buffer.clone();
             let capacity = buffer.capacity();
-            if self.octets + capacity <= SPARE_OCTETS
-                && let Some(list) = self.by_width.get_mut(slot)
-            {
+            while self.octets + capacity > SPARE_OCTETS && !list.is_empty() {
+                self.octets -= list.remove(0).capacity();
+            }
+            if self.octets + capacity <= SPARE_OCTETS {
                 self.octets += capacity;
-                list.push(buffer);
+                list.push(buffer.clone());
             }
         }
     }
 
-    /// An empty `Vec` with room for `rows` values: a kept buffer's when one of that width has
-    /// the room and is held by nothing else, else a new one.
+    /// An empty `Vec` with room for `rows` values: the smallest kept buffer of that width with
+    /// the room, if it is at most twice what is asked (a small batch does not take a large
+    /// batch's buffer, nor count its size) and held by nothing else; else a new one.
     pub fn vec<T: ArrowNativeType>(&mut self, rows: usize) -> Vec<T> {
         let width = size_of::<T>();
         let Some(list) = slot(width).and_then(|slot| self.by_width.get_mut(slot)) else {
             return Vec::with_capacity(rows);
         };
-        while let Some(at) = list.iter().rposition(|b| b.capacity() >= rows * width) {
+        let (least, most) = (rows * width, 2 * rows * width);
+        while let Some(at) = list
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| (least..=most).contains(&b.capacity()))
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(at, _)| at)
+        {
             let buffer = list.swap_remove(at);
             self.octets -= buffer.capacity();
             // Held elsewhere still (a reader of the batch), or of another layout: freed.
@@ -124,8 +133,10 @@ mod tests {
         spares.keep(spent);
         // The numbers' buffers only, not the text's.
         assert_eq!(spares.octets(), 1000 * 4 + 1000 * 8);
-        // Wider than there is room for: a new buffer.
+        // More than there is room for, or far less: a new buffer.
         assert!(spares.vec::<u32>(2000).capacity() >= 2000);
+        let small = spares.vec::<u32>(100);
+        assert_ne!(small.as_ptr().cast(), addresses);
         // By width: an i64 column's buffer for u64s, a u32's for u32s.
         let wide = spares.vec::<u64>(500);
         assert_eq!(wide.as_ptr().cast(), times);
@@ -151,10 +162,12 @@ mod tests {
                 .map(|a| a.value(99)),
             Some(99)
         );
-        // At most the bound is kept.
+        // At most the bound is kept, the latest first: the oldest make room.
         let mut many = Spares::default();
+        let mut latest = std::ptr::null();
         for _ in 0..100 {
             let values: Vec<u16> = vec![1; 256 << 10];
+            latest = values.as_ptr();
             let column: ArrayRef = Arc::new(PrimitiveArray::<UInt16Type>::new(
                 ScalarBuffer::from(values),
                 None,
@@ -166,5 +179,8 @@ mod tests {
             );
         }
         assert!(many.octets() <= SPARE_OCTETS);
+        assert!(many.octets() > SPARE_OCTETS / 2);
+        let kept: Vec<Vec<u16>> = (0..100).map(|_| many.vec::<u16>(256 << 10)).collect();
+        assert!(kept.iter().any(|v| v.as_ptr() == latest));
     }
 }
