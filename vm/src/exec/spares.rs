@@ -71,11 +71,6 @@ impl Spares {
         }
         Vec::with_capacity(rows)
     }
-
-    /// Octets kept.
-    pub fn octets(&self) -> usize {
-        self.octets
-    }
 }
 
 /// The list of buffers whose values are `width` octets.
@@ -132,7 +127,7 @@ mod tests {
         let (spent, [addresses, times]) = batch(1000);
         spares.keep(spent);
         // The numbers' buffers only, not the text's.
-        assert_eq!(spares.octets(), 1000 * 4 + 1000 * 8);
+        assert_eq!(spares.octets, 1000 * 4 + 1000 * 8);
         // More than there is room for, or far less: a new buffer.
         assert!(spares.vec::<u32>(2000).capacity() >= 2000);
         let small = spares.vec::<u32>(100);
@@ -143,7 +138,7 @@ mod tests {
         assert!(wide.is_empty() && wide.capacity() == 1000);
         let narrow = spares.vec::<u32>(1000);
         assert_eq!(narrow.as_ptr().cast(), addresses);
-        assert_eq!(spares.octets(), 0);
+        assert_eq!(spares.octets, 0);
         assert!(spares.vec::<u16>(10).capacity() >= 10);
     }
 
@@ -178,8 +173,8 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{e}")),
             );
         }
-        assert!(many.octets() <= SPARE_OCTETS);
-        assert!(many.octets() > SPARE_OCTETS / 2);
+        assert!(many.octets <= SPARE_OCTETS);
+        assert!(many.octets > SPARE_OCTETS / 2);
         let kept: Vec<Vec<u16>> = (0..100).map(|_| many.vec::<u16>(256 << 10)).collect();
         assert!(kept.iter().any(|v| v.as_ptr() == latest));
     }
