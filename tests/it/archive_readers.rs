@@ -107,6 +107,38 @@ async fn readers_read(codec: Codec, name: &str) {
     assert!(stdout.contains("\"pyarrow_matching\": 1,"), "{stdout}");
 }
 
+/// An archive of an older flowvm (IPv4 addresses as text) and of this one (numbers) read
+/// together through the view: every address as text, each filterable as written.
+#[test]
+fn the_view_reads_ipv4_addresses_written_as_text_beside_those_written_as_numbers() {
+    let out = scratch("readers-old-and-new");
+    let records: Vec<Vec<u8>> = (1..=3_u8)
+        .map(|i| [[10, 1, 1, i].to_vec(), u64::from(i).to_be_bytes().to_vec()].concat())
+        .collect();
+    let mut file = template_message(&[template(256, &[(8, 4), (1, 8)])], 1);
+    file.extend(data_message(256, &records, 0, 1));
+    let input = out.join("in.ipfix");
+    std::fs::write(&input, &file).unwrap();
+    let archive = out.join("flows");
+    let status = Command::new(env!("CARGO_BIN_EXE_flowvm"))
+        .args(["decode", "--out", archive.to_str().unwrap()])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let view = out.join("flows.sql");
+    common::view_sql(archive.to_str().unwrap(), &view);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/readers/old_and_new.py");
+    let stdout = common::python(script, &[archive.to_str().unwrap(), view.to_str().unwrap()]);
+    assert!(
+        stdout.contains(
+            r#""rows": [["10.1.1.1", 1], ["10.1.1.2", 2], ["10.1.1.3", 3], ["10.9.9.9", 5]]"#
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""older": 1"#), "{stdout}");
+}
+
 /// What `tests/readers/check_archive.py` finds in the archive at `out` for rows whose `column`
 /// holds `address`, with the statements `flowvm sql` prints for it.
 fn check_archive(out: &std::path::Path, address: &str, column: &str) -> String {
