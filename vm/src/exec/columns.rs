@@ -2,7 +2,8 @@
 //!
 //! Buffers are plain `Vec`s, moved into Arrow without a copy on `flush` and re-created with the
 //! capacity the last batch needed, so a steady stream of Data Sets allocates once per batch,
-//! not once per Set.
+//! not once per Set; and not even that where the caller gives spent batches back
+//! ([`Spares`]): their buffers are written into again.
 
 use std::sync::Arc;
 
