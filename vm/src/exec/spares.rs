@@ -21,9 +21,9 @@ pub struct Spares {
 }
 
 impl Spares {
-    /// Keeps the value buffers of `batch`'s columns of fixed-width numbers (up to
-    /// [`SPARE_OCTETS`] in all, the oldest of a width freed first to make room: batches change
-    /// size); the rest of it is freed.
+    /// Keeps the value buffers of `batch`'s columns of fixed-width numbers (up to 64 MiB in
+    /// all, the oldest of a width freed first to make room: batches change size); the rest of
+    /// it is freed.
     pub fn keep(&mut self, batch: RecordBatch) {
         for column in batch.columns() {
             let data = column.to_data();
