@@ -49,8 +49,13 @@ pub(crate) enum Column {
 }
 
 impl Column {
-    /// An empty buffer for `kind` with room for `rows`, a spare one where `spares` has one
-    /// (numbers and times).
+    /// An empty buffer for `kind` with room for `rows`.
+    pub(crate) fn new(kind: ColumnKind, rows: usize) -> Self {
+        Self::renewed(kind, rows, &mut Spares::default())
+    }
+
+    /// An empty buffer for `kind` with room for `rows`: for numbers and times, a spare one
+    /// where `spares` has one.
     fn renewed(kind: ColumnKind, rows: usize, spares: &mut Spares) -> Self {
         match kind {
             ColumnKind::UInt8 => Self::U8(spares.vec(rows)),
@@ -63,34 +68,13 @@ impl Column {
             ColumnKind::Int64 => Self::I64(spares.vec(rows)),
             ColumnKind::Float32 => Self::F32(spares.vec(rows)),
             ColumnKind::Float64 => Self::F64(spares.vec(rows)),
-            ColumnKind::TimestampSeconds
-            | ColumnKind::TimestampMilliseconds
-            | ColumnKind::TimestampMicroseconds
-            | ColumnKind::TimestampNanoseconds => Self::Time(spares.vec(rows)),
-            _ => Self::new(kind, rows),
-        }
-    }
-
-    /// An empty buffer for `kind` with room for `rows`.
-    pub(crate) fn new(kind: ColumnKind, rows: usize) -> Self {
-        match kind {
-            ColumnKind::UInt8 => Self::U8(Vec::with_capacity(rows)),
-            ColumnKind::UInt16 => Self::U16(Vec::with_capacity(rows)),
-            ColumnKind::UInt32 | ColumnKind::Ipv4Address => Self::U32(Vec::with_capacity(rows)),
-            ColumnKind::UInt64 => Self::U64(Vec::with_capacity(rows)),
-            ColumnKind::Int8 => Self::I8(Vec::with_capacity(rows)),
-            ColumnKind::Int16 => Self::I16(Vec::with_capacity(rows)),
-            ColumnKind::Int32 => Self::I32(Vec::with_capacity(rows)),
-            ColumnKind::Int64 => Self::I64(Vec::with_capacity(rows)),
-            ColumnKind::Float32 => Self::F32(Vec::with_capacity(rows)),
-            ColumnKind::Float64 => Self::F64(Vec::with_capacity(rows)),
             ColumnKind::Boolean => Self::Bool(Vec::with_capacity(rows)),
             ColumnKind::MacAddress => Self::Fixed(Vec::with_capacity(rows * 6)),
             ColumnKind::Ipv6Address => Self::Fixed(Vec::with_capacity(rows * 16)),
             ColumnKind::TimestampSeconds
             | ColumnKind::TimestampMilliseconds
             | ColumnKind::TimestampMicroseconds
-            | ColumnKind::TimestampNanoseconds => Self::Time(Vec::with_capacity(rows)),
+            | ColumnKind::TimestampNanoseconds => Self::Time(spares.vec(rows)),
             ColumnKind::Utf8 | ColumnKind::Binary => {
                 let mut offsets = Vec::with_capacity(rows + 1);
                 offsets.push(0);
