@@ -5,11 +5,12 @@
 //! every reader compares, sorts and ranges over; `flowvm sql` gives DuckDB their text).
 //!
 //! The decoder keeps addresses binary; these become text here, on the archive thread, once per
-//! batch. Nothing goes through `fmt`: each address is written straight into the column's
-//! octets from tables, in stores of fixed width, and kept by moving the column's end, not by
-//! copying a slice of run-time length. The outputs are held to std's `Display` by tests (IPv6
-//! addresses of every zero-run shape, the IPv4 tail of a mapped address for every octet).
+//! batch. Nothing but the rare IPv4-mapped IPv6 address goes through `fmt`: each address is
+//! written straight into the column's octets from tables, and kept by moving the column's end,
+//! not by copying a slice of run-time length. The outputs are held to std's `Display` by tests
+//! (IPv6 addresses of every zero-run shape, mapped ones of every IPv4 octet).
 
+use std::io::Write;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
@@ -85,10 +86,8 @@ pub fn is_address(field: &Field) -> bool {
 }
 
 /// The most octets each writer stores, and so the room each row is given in the column while
-/// it is written: for IPv4 (the tail of a mapped IPv6 address) and MAC the longest text and the
-/// separator after its last part; for IPv6 eight four-digit groups and seven colons (an
-/// IPv4-mapped address stores at most 7 + 16).
-const IPV4_WIDTH: usize = 16;
+/// it is written: for MAC the longest text and the separator after its last part; for IPv6
+/// eight four-digit groups and seven colons (an IPv4-mapped address takes at most 22).
 const MAC_WIDTH: usize = 18;
 const IPV6_WIDTH: usize = 39;
 
@@ -160,47 +159,6 @@ fn text_column(
     )?))
 }
 
-/// The decimal text of every octet value followed by a dot, and its length without the dot:
-/// `[b'1', b'9', b'2', b'.', 3]`, `[b'7', b'.', 0, 0, 1]`.
-const DECIMAL: [[u8; 5]; 256] = {
-    let mut table = [[0_u8; 5]; 256];
-    let mut n = 0;
-    while n < 256 {
-        // `n < 256`: the casts keep every digit.
-        #[expect(clippy::cast_possible_truncation, reason = "n < 256")]
-        let v = n as u8;
-        let entry = &mut table[n];
-        if v >= 100 {
-            *entry = [b'0' + v / 100, b'0' + v / 10 % 10, b'0' + v % 10, b'.', 3];
-        } else if v >= 10 {
-            *entry = [b'0' + v / 10, b'0' + v % 10, b'.', 0, 2];
-        } else {
-            *entry = [b'0' + v, b'.', 0, 0, 1];
-        }
-        n += 1;
-    }
-    table
-};
-
-/// Writes `address` in dotted decimal at the start of `out`, as `Ipv4Addr`'s `Display` does,
-/// in one store of [`IPV4_WIDTH`] octets (when `out` has room for it); returns the text's
-/// length.
-fn ipv4_text(address: u32, out: &mut [u8]) -> usize {
-    let mut text = 0_u128;
-    let mut at = 0;
-    for octet in address.to_be_bytes() {
-        let [a, b, c, d, len] = DECIMAL[usize::from(octet)];
-        // Four octets at `at <= 12`: inside the 16. The dot lands after the digits; the last
-        // one is past the text's end.
-        text |= u128::from(u32::from_le_bytes([a, b, c, d])) << (8 * at);
-        at += usize::from(len) + 1;
-    }
-    if let Some(out) = out.first_chunk_mut::<IPV4_WIDTH>() {
-        *out = text.to_le_bytes();
-    }
-    at - 1
-}
-
 /// Lower-case hexadecimal digits.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -229,13 +187,15 @@ fn ipv6_text(octets: [u8; 16], out: &mut [u8]) -> usize {
             octets.get(2 * i + 1).copied().unwrap_or(0),
         ])
     });
-    if let Some(ipv4) = Ipv6Addr::from(octets).to_ipv4_mapped() {
-        const PREFIX: &[u8; 7] = b"::ffff:";
-        if let Some(prefix) = out.get_mut(..PREFIX.len()) {
-            prefix.copy_from_slice(PREFIX);
-        }
-        let rest = out.get_mut(PREFIX.len()..).unwrap_or_default();
-        return PREFIX.len() + ipv4_text(u32::from(ipv4), rest);
+    let address = Ipv6Addr::from(octets);
+    if address.to_ipv4_mapped().is_some() {
+        // Rare: written by `Display` itself (at most 22 octets, inside the room).
+        let room = out.len();
+        let mut rest = &mut *out;
+        return match write!(rest, "{address}") {
+            Ok(()) => room - rest.len(),
+            Err(_) => 0,
+        };
     }
     // The longest run of zero groups (the first of equals), if at least two long.
     let (mut best_at, mut best_len, mut run_at, mut run_len) = (0, 0, 0, 0);
@@ -294,12 +254,6 @@ mod tests {
 
     use super::*;
 
-    fn ipv4(address: u32) -> String {
-        let mut out = [0; IPV4_WIDTH];
-        let len = ipv4_text(address, &mut out);
-        String::from_utf8(out[..len].to_vec()).unwrap()
-    }
-
     fn ipv6(octets: [u8; 16]) -> String {
         let mut out = [0; IPV6_WIDTH];
         let len = ipv6_text(octets, &mut out);
@@ -307,13 +261,14 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_text_is_std_dotted_decimal_for_every_octet_and_width() {
+    fn ipv4_mapped_text_is_std_dotted_decimal_for_every_octet_and_width() {
         for address in [0, u32::MAX, 0x0a01_0103, 0x6400_09ff, 0xc0a8_0001]
             .into_iter()
             .chain((0..=255).map(|o| o * 0x0101_0101))
             .chain((0..=255).map(|o| o << 24 | 0x0001_0a64))
         {
-            assert_eq!(ipv4(address), std::net::Ipv4Addr::from(address).to_string());
+            let mapped = std::net::Ipv4Addr::from(address).to_ipv6_mapped();
+            assert_eq!(ipv6(mapped.octets()), mapped.to_string());
         }
     }
 
@@ -355,8 +310,9 @@ mod tests {
         }
 
         #[test]
-        fn ipv4_text_agrees_with_std_display(address in any::<u32>()) {
-            prop_assert_eq!(ipv4(address), std::net::Ipv4Addr::from(address).to_string());
+        fn ipv4_mapped_text_agrees_with_std_display(address in any::<u32>()) {
+            let mapped = std::net::Ipv4Addr::from(address).to_ipv6_mapped();
+            prop_assert_eq!(ipv6(mapped.octets()), mapped.to_string());
         }
     }
 
